@@ -1,0 +1,1 @@
+"""Data preparation: LibriSpeech, the synthetic LibriSpeech-format corpus, Kaldi data-dir I/O."""

@@ -1,0 +1,72 @@
+"""The ``speech-llm`` console script.
+
+Usage:
+    speech-llm --help
+    speech-llm <command> --help
+
+Each subcommand lives in its own module under :mod:`speech_llm.commands` and is discovered
+automatically. A command module defines:
+
+    NAME: str                         # the subcommand name, e.g. "prepare"
+    HELP: str                         # one line for ``speech-llm --help``
+    ORDER: int                        # position in the help listing (smaller first)
+    def add_arguments(parser): ...    # fill an ``argparse.ArgumentParser``
+    def run(args) -> int: ...         # the exit status
+
+Errors meant for the user are raised as :class:`speech_llm.errors.UserError` and printed
+without a traceback (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+from speech_llm import commands
+from speech_llm.errors import UserError
+
+
+def _command_modules() -> list[ModuleType]:
+    mods = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speech-llm",
+        description="Streaming speech recognition and translation with a group-streaming LLM.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "__doc__", None) or mod.HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"speech-llm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"speech-llm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
