@@ -1,0 +1,132 @@
+"""Attention masks of the group-streaming LLM: the one home for who may attend to whom.
+
+Boolean masks here use ``True`` = "may attend". :func:`to_additive` turns them into the float 4D masks
+that Hugging Face models take (0 where allowed, the dtype's minimum elsewhere).
+
+Training (:func:`streaming_mask`) works on one ``[source | target]`` sequence per utterance. Source rows
+see earlier source only (causal), never target; target row ``t`` sees the first ``source_visible[t]``
+source tokens and target tokens ``<= t``. Example with 3 source tokens ``s0 s1 s2``, 3 target tokens and
+``source_visible = [1, 1, 3]`` (rows attend to columns)::
+
+             s0 s1 s2 t0 t1 t2
+        s0 [  1  0  0  0  0  0 ]
+        s1 [  1  1  0  0  0  0 ]
+        s2 [  1  1  1  0  0  0 ]
+        t0 [  1  0  0  1  0  0 ]
+        t1 [  1  0  0  1  1  0 ]
+        t2 [  1  1  1  1  1  1 ]
+
+Batch mode is ``source_visible = source_len`` for every target token (:func:`batch_visibility`). In a
+padded batch, padded source and target slots are never attended to; a padded row attends to itself only
+(so softmax stays finite; its output is never used).
+
+Streaming (:func:`incremental_mask`) builds the rows of a block of new tokens against the KV cache, with
+the same rule: a new source token sees cached *source* and earlier new source; a new target token sees
+everything cached and earlier new target. Appending in this way reproduces the training mask exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def lengths_to_valid(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, max_len) bool, True at real (unpadded) positions."""
+    return torch.arange(max_len, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
+
+
+def batch_visibility(source_lens: torch.Tensor, target_len: int) -> torch.Tensor:
+    """``source_visible`` for batch mode: every target token sees the whole source. Returns (B, T) long."""
+    return source_lens.long().unsqueeze(1).expand(-1, target_len).clone()
+
+
+def check_visibility(source_visible: torch.Tensor, source_lens: torch.Tensor,
+                     target_lens: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming ``source_visible`` when it is negative or beyond a stream's source length
+    (padded target positions are ignored)."""
+    if source_visible.dim() != 2 or source_visible.size(0) != source_lens.size(0):
+        raise ValueError(f"source_visible must have shape (B, T) with B={source_lens.size(0)}, "
+                         f"got {tuple(source_visible.shape)}")
+    real = lengths_to_valid(target_lens, source_visible.size(1))
+    too_big = (source_visible > source_lens.unsqueeze(1)) & real
+    if too_big.any():
+        b, t = (int(i) for i in too_big.nonzero()[0])
+        raise ValueError(f"source_visible[{b}, {t}] = {int(source_visible[b, t])} exceeds the source length "
+                         f"{int(source_lens[b])} of batch element {b}")
+    if ((source_visible < 0) & real).any():
+        raise ValueError("source_visible must be >= 0")
+
+
+def streaming_mask(source_lens: torch.Tensor, target_lens: torch.Tensor, source_visible: torch.Tensor,
+                   source_len: int, target_len: int) -> torch.Tensor:
+    """Training mask of a padded ``[source | target]`` batch (see the module docstring).
+
+    Args:
+        source_lens: (B,) real source lengths (<= source_len).
+        target_lens: (B,) real target lengths (<= target_len).
+        source_visible: (B, target_len) long, how many source tokens each target token may attend to.
+        source_len: padded source length S.
+        target_len: padded target length T.
+
+    Returns:
+        (B, S+T, S+T) bool, True = may attend.
+    """
+    check_visibility(source_visible, source_lens, target_lens)
+    device = source_lens.device
+    src_valid = lengths_to_valid(source_lens, source_len)  # (B, S)
+    tgt_valid = lengths_to_valid(target_lens, target_len)  # (B, T)
+    s_causal = torch.ones(source_len, source_len, dtype=torch.bool, device=device).tril()
+    t_causal = torch.ones(target_len, target_len, dtype=torch.bool, device=device).tril()
+
+    src_rows = torch.cat([
+        s_causal.unsqueeze(0) & src_valid.unsqueeze(1),
+        torch.zeros(source_lens.size(0), source_len, target_len, dtype=torch.bool, device=device),
+    ], dim=2)  # (B, S, S+T)
+    sees_src = torch.arange(source_len, device=device).view(1, 1, -1) < source_visible.unsqueeze(2)
+    tgt_rows = torch.cat([
+        sees_src & src_valid.unsqueeze(1),
+        t_causal.unsqueeze(0) & tgt_valid.unsqueeze(1),
+    ], dim=2)  # (B, T, S+T)
+    mask = torch.cat([src_rows, tgt_rows], dim=1)
+    return _self_for_padded_rows(mask, torch.cat([src_valid, tgt_valid], dim=1))
+
+
+def incremental_mask(cache_valid: torch.Tensor, cache_is_source: torch.Tensor, new_valid: torch.Tensor,
+                     new_is_source: bool) -> torch.Tensor:
+    """Rows for a block of new tokens appended after a KV cache.
+
+    Args:
+        cache_valid: (B, L) bool, cached slots holding a real token.
+        cache_is_source: (L,) bool, cached slots holding a source token.
+        new_valid: (B, n) bool, new slots holding a real token.
+        new_is_source: whether the new block is source (it then ignores cached target).
+
+    Returns:
+        (B, n, L+n) bool, True = may attend.
+    """
+    old = cache_valid.unsqueeze(1).expand(-1, new_valid.size(1), -1)
+    if new_is_source:
+        old = old & cache_is_source.view(1, 1, -1)
+    n = new_valid.size(1)
+    causal = torch.ones(n, n, dtype=torch.bool, device=new_valid.device).tril()
+    new = causal.unsqueeze(0) & new_valid.unsqueeze(1)
+    mask = torch.cat([old, new], dim=2)
+    valid = torch.cat([cache_valid, new_valid], dim=1)
+    return _self_for_padded_rows(mask, valid, row_offset=cache_valid.size(1))
+
+
+def to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, Q, K) bool -> (B, 1, Q, K) float: 0 where allowed, ``finfo(dtype).min`` elsewhere."""
+    out = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    out.masked_fill_(~mask, torch.finfo(dtype).min)
+    return out.unsqueeze(1)
+
+
+def _self_for_padded_rows(mask: torch.Tensor, valid: torch.Tensor, row_offset: int = 0) -> torch.Tensor:
+    """Let each padded row attend to its own slot only, so no row is fully masked (no NaN in softmax)."""
+    n = mask.size(1)
+    rows = torch.arange(n, device=mask.device)
+    row_valid = valid[:, row_offset:row_offset + n]  # (B, n)
+    mask = mask & row_valid.unsqueeze(2)
+    mask[:, rows, rows + row_offset] |= ~row_valid
+    return mask
