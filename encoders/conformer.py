@@ -1,0 +1,338 @@
+"""Chunked streaming Conformer encoder (U2-style): one masked forward for training, cached streaming for
+inference, and the same output from both.
+
+Architecture: :class:`~encoders.subsampling.Conv2dSubsampling` (×4, ×6 or ×8), then ``num_layers``
+Conformer blocks::
+
+    x = x + 1/2 FFN(LN(x))              macaron feed-forward (Swish)
+    x = x + MHSA(LN(x))                 rotary positions, chunk attention mask (encoders.attention)
+    x = x + Conv(LN(x))                 pointwise + GLU, causal depthwise conv, LN, Swish, pointwise
+    x = x + 1/2 FFN(LN(x))
+    x = LN(x)
+
+Everything a frame sees is in its own chunk, in earlier chunks (at most ``left_chunks`` of them) or in
+earlier frames (the causal convolution), so chunk-by-chunk streaming reproduces the masked forward.
+
+Streaming states (:meth:`ConformerEncoder.init_states`) are a dict of plain tensors; ``B`` is the
+number of streams, ``N`` layers, ``H`` heads, ``Dh`` head dim, ``K`` the conv kernel:
+
+============  ======================  ==========================================================
+key           shape                   meaning
+============  ======================  ==========================================================
+feats         (B, L, F)               features received but not yet consumed by the subsampling
+offset        (B,)                    encoder frames emitted so far (rotary position of the next)
+chunk_size    (B,)                    chunk size in encoder frames
+left_chunks   (B,)                    left context in chunks (-1 = unlimited)
+att_k, att_v  (N, B, H, C, Dh)        keys (rotated) and values of the last C frames, right-aligned;
+                                      the last ``min(offset, C)`` slots are real. C is
+                                      ``left_chunks * chunk_size``, or grows with the stream when
+                                      the left context is unlimited.
+conv          (N, B, D, K - 1)        the depthwise convolution's left context
+============  ======================  ==========================================================
+
+:func:`stack_states` batches streams (streams may be at different offsets; their ``feats`` buffers must
+have the same length, which holds when every stream is fed the same block sizes, e.g. one chunk of
+features per step after the first); :func:`unstack_states` splits them again.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.attention import RotaryEmbedding, RotarySelfAttention, padded_chunk_mask
+from encoders.constants import FRAME_SHIFT_MS
+from encoders.subsampling import Conv2dSubsampling, subsampled_lengths
+
+States = dict[str, torch.Tensor]
+_BATCH_DIM = {"feats": 0, "offset": 0, "chunk_size": 0, "left_chunks": 0, "att_k": 1, "att_v": 1, "conv": 1}
+
+
+class FeedForward(nn.Sequential):
+    """(B, T, D) -> (B, T, D): Linear, Swish, dropout, Linear, dropout."""
+
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d_model, ffn_dim), nn.SiLU(), nn.Dropout(dropout),
+                         nn.Linear(ffn_dim, d_model), nn.Dropout(dropout))
+
+
+class CausalConvModule(nn.Module):
+    """Conformer convolution module with a causal depthwise convolution (left context only)."""
+
+    def __init__(self, d_model: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.context = kernel_size - 1
+        self.pointwise_in = nn.Linear(d_model, 2 * d_model)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise_out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D), cache (B, D, K-1) of the previous frames or None (zeros) -> (B, T, D), new cache."""
+        y = F.glu(self.pointwise_in(x), dim=-1).transpose(1, 2)  # (B, D, T)
+        if cache is None:
+            y = F.pad(y, (self.context, 0))
+        else:
+            y = torch.cat([cache, y], dim=2)
+        new_cache = y[:, :, y.size(2) - self.context:]
+        y = self.norm(self.depthwise(y).transpose(1, 2))  # (B, T, D)
+        y = self.pointwise_out(F.silu(y))
+        return self.dropout(y), new_cache
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, conv_kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.ff1_norm, self.ff1 = nn.LayerNorm(d_model), FeedForward(d_model, ffn_dim, dropout)
+        self.att_norm, self.att = nn.LayerNorm(d_model), RotarySelfAttention(d_model, num_heads, dropout)
+        self.conv_norm, self.conv = nn.LayerNorm(d_model), CausalConvModule(d_model, conv_kernel, dropout)
+        self.ff2_norm, self.ff2 = nn.LayerNorm(d_model), FeedForward(d_model, ffn_dim, dropout)
+        self.final_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+                k_cache: torch.Tensor | None = None, v_cache: torch.Tensor | None = None,
+                conv_cache: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, D) -> (B, T, D), keys/values of ``cache ++ x`` (B, H, C+T, Dh), new conv cache."""
+        x = x + 0.5 * self.ff1(self.ff1_norm(x))
+        y, k, v = self.att(self.att_norm(x), cos, sin, mask, k_cache, v_cache)
+        x = x + self.dropout(y)
+        y, conv_cache = self.conv(self.conv_norm(x), conv_cache)
+        x = x + y
+        x = x + 0.5 * self.ff2(self.ff2_norm(x))
+        return self.final_norm(x), k, v, conv_cache
+
+
+class ConformerEncoder(nn.Module):
+    """Streaming Conformer: (B, T, F) fbank -> (B, T', D) encoder frames, ``T' ≈ T / subsampling``.
+
+    Args:
+        input_dim: feature dimension F (80 for fbank).
+        d_model: model width D (= ``output_dim``).
+        num_layers, num_heads: Conformer blocks and attention heads.
+        subsampling: 4, 6 or 8.
+        ffn_dim: feed-forward width (default 4 * d_model).
+        conv_kernel: causal depthwise convolution kernel.
+        dropout: dropout everywhere (attention weights included).
+        dynamic_chunk: in training mode, ignore the ``chunk_size`` given to :meth:`forward` and draw one
+            per batch: full attention with probability ``full_attention_prob``, else uniform in
+            ``[1, max_dynamic_chunk]`` (WeNet's dynamic chunk training).
+        dynamic_left_chunks: with ``dynamic_chunk``, also draw ``left_chunks`` uniformly in
+            ``[0, max_left_chunks]`` (else the given ``left_chunks`` is used).
+    """
+
+    def __init__(self, input_dim: int, d_model: int, num_layers: int, num_heads: int, subsampling: int = 4,
+                 ffn_dim: int | None = None, conv_kernel: int = 15, dropout: float = 0.1,
+                 dynamic_chunk: bool = False, max_dynamic_chunk: int = 25, full_attention_prob: float = 0.5,
+                 dynamic_left_chunks: bool = False, max_left_chunks: int = 8) -> None:
+        super().__init__()
+        if conv_kernel < 1:
+            raise ValueError(f"conv_kernel must be >= 1, got {conv_kernel}")
+        self.input_dim = input_dim
+        self.output_dim = d_model
+        self.num_heads = num_heads
+        self.subsampling_rate = subsampling
+        self.embed = Conv2dSubsampling(input_dim, d_model, subsampling)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.rotary = RotaryEmbedding(d_model // num_heads)
+        self.layers = nn.ModuleList(
+            ConformerBlock(d_model, num_heads, ffn_dim or 4 * d_model, conv_kernel, dropout)
+            for _ in range(num_layers))
+        self.dynamic_chunk = dynamic_chunk
+        self.max_dynamic_chunk = max_dynamic_chunk
+        self.full_attention_prob = full_attention_prob
+        self.dynamic_left_chunks = dynamic_left_chunks
+        self.max_left_chunks = max_left_chunks
+
+    @property
+    def frame_shift_s(self) -> float:
+        """Seconds between two encoder frames (0.04 for ×4 over 10 ms fbank)."""
+        return self.subsampling_rate * FRAME_SHIFT_MS / 1000.0
+
+    def output_lengths(self, feat_lens: torch.Tensor | int) -> torch.Tensor | int:
+        """Encoder frames for feature lengths (B,) or int."""
+        return subsampled_lengths(feat_lens, self.subsampling_rate)
+
+    # ---------------------------------------------------------------- training / full forward
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
+                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked forward of a padded batch.
+
+        Args:
+            feats: (B, T, F) features, padded at the end.
+            feat_lens: (B,) real lengths.
+            chunk_size: chunk size in encoder frames; <= 0 is full attention.
+            left_chunks: left context in chunks; < 0 is unlimited.
+
+        Returns:
+            out (B, T', D) (padded frames set to 0) and out_lens (B,).
+        """
+        self._check_feats(feats)
+        if self.training and self.dynamic_chunk:
+            chunk_size, left_chunks = self._sample_chunk(left_chunks)
+        x = self.embed_dropout(self.embed(feats))
+        lens = self.output_lengths(feat_lens.to(x.device))
+        num_frames = x.size(1)
+        if num_frames == 0:  # every input shorter than the subsampling's receptive field
+            return x, lens
+        mask = padded_chunk_mask(lens, num_frames, chunk_size, left_chunks)
+        cos, sin = self.rotary(torch.arange(num_frames, device=x.device), x.dtype)
+        for layer in self.layers:
+            x, _, _, _ = layer(x, cos, sin, mask)
+        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
+        return x * valid.unsqueeze(-1).to(x.dtype), lens
+
+    def _sample_chunk(self, left_chunks: int) -> tuple[int, int]:
+        if float(torch.rand(())) < self.full_attention_prob:
+            return 0, -1
+        chunk = int(torch.randint(1, self.max_dynamic_chunk + 1, ()))
+        if self.dynamic_left_chunks:
+            left_chunks = int(torch.randint(0, self.max_left_chunks + 1, ()))
+        return chunk, left_chunks
+
+    def _check_feats(self, feats: torch.Tensor) -> None:
+        if feats.dim() != 3 or feats.size(2) != self.input_dim:
+            raise ValueError(f"ConformerEncoder expects features (B, T, {self.input_dim}), "
+                             f"got shape {tuple(feats.shape)}")
+
+    # ---------------------------------------------------------------- streaming
+    def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
+        """Empty states of ``batch_size`` new streams (see the module docstring)."""
+        if chunk_size <= 0:
+            raise ValueError(f"streaming needs chunk_size >= 1 encoder frames, got {chunk_size}")
+        p = next(self.parameters())
+        cache = left_chunks * chunk_size if left_chunks >= 0 else 0
+        n, h, dh = len(self.layers), self.num_heads, self.output_dim // self.num_heads
+        conv_context = self.layers[0].conv.context if n else 0
+        long = dict(dtype=torch.long, device=p.device)
+        return {
+            "feats": p.new_zeros(batch_size, 0, self.input_dim),
+            "offset": torch.zeros(batch_size, **long),
+            "chunk_size": torch.full((batch_size,), chunk_size, **long),
+            "left_chunks": torch.full((batch_size,), left_chunks, **long),
+            "att_k": p.new_zeros(n, batch_size, h, cache, dh),
+            "att_v": p.new_zeros(n, batch_size, h, cache, dh),
+            "conv": p.new_zeros(n, batch_size, self.output_dim, conv_context),
+        }
+
+    def streaming_forward(self, feats_block: torch.Tensor, states: States,
+                          final: bool = False) -> tuple[torch.Tensor, States]:
+        """Feed a block of features; get the encoder frames of every chunk that became complete.
+
+        Args:
+            feats_block: (B, t, F) new features of each stream (t may be 0 or anything).
+            states: from :meth:`init_states`, :func:`stack_states` or the previous call.
+            final: the input has ended: also encode the last partial chunk (features that do not fill
+                the subsampling's receptive field are dropped, as in :meth:`forward`). The stream is then
+                done; start a new one with :meth:`init_states`.
+
+        Returns:
+            out (B, t', D) with t' a multiple of the chunk size (any size when ``final``) and new states.
+        """
+        self._check_feats(feats_block)
+        chunk_size, left_chunks = _uniform(states, "chunk_size"), _uniform(states, "left_chunks")
+        if feats_block.size(0) != states["feats"].size(0):
+            raise ValueError(f"streaming_forward: feats_block has {feats_block.size(0)} streams, "
+                             f"states have {states['feats'].size(0)}")
+        states = dict(states)
+        buf = torch.cat([states["feats"], feats_block], dim=1)
+        stride, field = self.embed.stride, self.embed.receptive_field
+        needed = stride * (chunk_size - 1) + field  # features of one whole chunk
+        outs = []
+        while buf.size(1) >= needed:
+            out, states = self._forward_chunk(buf[:, :needed], states, left_chunks)
+            outs.append(out)
+            buf = buf[:, stride * chunk_size:]
+        if final:
+            rest = self.output_lengths(buf.size(1))
+            if rest > 0:
+                out, states = self._forward_chunk(buf, states, left_chunks)
+                outs.append(out)
+            buf = buf[:, :0]
+        states["feats"] = buf
+        if not outs:
+            return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
+        return torch.cat(outs, dim=1), states
+
+    @staticmethod
+    def stack_states(states_list: list[States]) -> States:
+        """See :func:`stack_states`."""
+        return stack_states(states_list)
+
+    @staticmethod
+    def unstack_states(states: States) -> list[States]:
+        """See :func:`unstack_states`."""
+        return unstack_states(states)
+
+    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int) -> tuple[torch.Tensor, States]:
+        """Encode the frames of one chunk (all its features present) against the caches."""
+        x = self.embed_dropout(self.embed(feats))  # (B, c, D)
+        b, c, _ = x.shape
+        offset = states["offset"]
+        positions = offset.unsqueeze(1) + torch.arange(c, device=x.device)
+        cos, sin = self.rotary(positions, x.dtype)
+        cached = states["att_k"].size(3)
+        real = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - offset.clamp_max(cached)).unsqueeze(1)
+        mask = torch.cat([real, real.new_ones(b, c)], dim=1)[:, None, None, :]  # (B, 1, 1, C + c)
+        keys, values, convs = [], [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v, conv = layer(x, cos, sin, mask, states["att_k"][i], states["att_v"][i], states["conv"][i])
+            if left_chunks >= 0:  # keep a fixed-size window
+                k, v = k[:, :, k.size(2) - cached:], v[:, :, v.size(2) - cached:]
+            keys.append(k)
+            values.append(v)
+            convs.append(conv)
+        new = dict(states)
+        new["offset"] = offset + c
+        if self.layers:
+            new["att_k"], new["att_v"], new["conv"] = torch.stack(keys), torch.stack(values), torch.stack(convs)
+        return x, new
+
+
+def _uniform(states: States, key: str) -> int:
+    values = states[key]
+    if values.numel() == 0:
+        raise ValueError("streaming states hold no streams")
+    if not bool((values == values[0]).all()):
+        raise ValueError(f"streaming states: '{key}' differs between streams: {values.tolist()}")
+    return int(values[0])
+
+
+def stack_states(states_list: list[States]) -> States:
+    """Batch the states of several streams (same chunk_size, left_chunks and buffered feature count).
+
+    With unlimited left context the attention caches are left-padded to the longest; ``offset`` tells
+    which slots are real.
+    """
+    if not states_list:
+        raise ValueError("stack_states: empty list")
+    for key in ("chunk_size", "left_chunks"):
+        _uniform({key: torch.cat([s[key] for s in states_list])}, key)
+    lengths = {s["feats"].size(1) for s in states_list}
+    if len(lengths) > 1:
+        raise ValueError(f"stack_states: streams have different numbers of buffered feature frames "
+                         f"{sorted(lengths)}; feed them equal blocks before stacking")
+    cached = max(s["att_k"].size(3) for s in states_list)
+    out = {}
+    for key, dim in _BATCH_DIM.items():
+        parts = [s[key] for s in states_list]
+        if key in ("att_k", "att_v"):
+            parts = [F.pad(p, (0, 0, cached - p.size(3), 0)) for p in parts]
+        out[key] = torch.cat(parts, dim=dim)
+    return out
+
+
+def unstack_states(states: States) -> list[States]:
+    """Split batched states into one states dict per stream (unlimited caches trimmed to the stream)."""
+    streams = []
+    for b in range(states["offset"].numel()):
+        one = {key: states[key].narrow(dim, b, 1).clone() for key, dim in _BATCH_DIM.items()}
+        if int(one["left_chunks"][0]) < 0:
+            keep = min(int(one["offset"][0]), one["att_k"].size(3))
+            for key in ("att_k", "att_v"):
+                one[key] = one[key][:, :, :, one[key].size(3) - keep:].clone()
+        streams.append(one)
+    return streams
