@@ -180,11 +180,12 @@ class GroupStreamingSession:
 
     @torch.no_grad()
     def greedy_write(self, first_ids: torch.Tensor, stop_ids: Sequence[int], max_tokens: int,
-                     active: torch.Tensor | None = None) -> WriteResult:
+                     active: torch.Tensor | None = None, suppress_ids: Sequence[int] = ()) -> WriteResult:
         """Feed ``first_ids`` (B,) and write greedily until a stop token or ``max_tokens`` per stream.
 
         Stop tokens (e.g. ``<wait>``, eos) and the token that hits the cap are returned but not fed: they
         are ``pending`` and go in first at the next call. Streams with ``active[b] = False`` write nothing.
+        Tokens in ``suppress_ids`` are never chosen (e.g. eos before the input has ended).
         """
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -194,13 +195,16 @@ class GroupStreamingSession:
         active = (torch.ones(self.batch_size, dtype=torch.bool, device=self.device) if active is None
                   else active.to(self.device).bool().clone())
         stop = torch.tensor(list(stop_ids), dtype=torch.long, device=self.device)
+        suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=self.device)
         stopped = torch.zeros_like(active)
         tokens: list[list[int]] = [[] for _ in range(self.batch_size)]
         for _ in range(max_tokens):
             if not active.any():
                 break
-            logits = self.write(pending.unsqueeze(1), lens=active.long())
-            nxt = logits[:, -1].argmax(-1)
+            logits = self.write(pending.unsqueeze(1), lens=active.long())[:, -1]
+            if suppress.numel():
+                logits = logits.index_fill(-1, suppress, float("-inf"))
+            nxt = logits.argmax(-1)
             for b in active.nonzero().flatten().tolist():
                 tokens[b].append(int(nxt[b]))
             pending = torch.where(active, nxt, pending)

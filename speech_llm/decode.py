@@ -1,0 +1,115 @@
+"""Decode a Kaldi data dir with a Recognizer: hypotheses, emission times and a summary.
+
+Output directory::
+
+    text             hypotheses, Kaldi format ("<utt> <words...>")
+    emissions.jsonl  per-utterance word emission times (format: speech_llm.metrics.emissions)
+    summary.json     mode, chunk, utterances, audio seconds, compute seconds, RTF
+    partial.jsonl    results so far; an interrupted run resumes from it (removed when complete)
+
+Streaming mode feeds each file in blocks of one chunk and decodes after each block, as a live stream
+would be processed (the result does not depend on the block size: see speech_llm.recognizer). Batch
+mode feeds the whole file and decodes once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data_prep.audio import read_audio
+from data_prep.fileutil import atomic_write_text
+from data_prep.kaldi_dir import read_data_dir
+from encoders.constants import SAMPLE_RATE
+from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record, write_emissions
+from speech_llm.recognizer import DecodeOptions, Recognizer, Result
+
+
+def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
+                    device: str = "cpu") -> Recognizer:
+    """Rebuild the model from a checkpoint (or the best one in an exp dir) and wrap it in a Recognizer."""
+    from speech_llm.checkpoint import load_model
+
+    model, tokenizer, _cfg = load_model(exp_dir_or_checkpoint, device=device)
+    return Recognizer(model, tokenizer, options)
+
+
+def decode_samples(rec: Recognizer, samples, block_s: float | None = None) -> tuple[Result, UttEmissions]:
+    """Decode one utterance (16 kHz samples). ``block_s``: feed blocks of this many seconds (streaming);
+    None feeds everything at once (batch)."""
+    s = rec.create_stream()
+    n = len(samples)
+    block = n if not block_s else max(1, int(round(block_s * SAMPLE_RATE)))
+    for start in range(0, n, block):
+        s.accept_waveform(SAMPLE_RATE, samples[start:start + block])
+        if block_s:
+            rec.decode(s)
+    s.input_finished()
+    rec.decode(s)
+    res = rec.get_result(s)
+    emis = UttEmissions(key="", words=[WordEmission(w.word, w.audio_s, w.wall_s) for w in res.words],
+                        wall_time=s.wall_s(), duration=n / SAMPLE_RATE, input_end_wall_s=s.input_end_wall,
+                        compute_s=s.compute_s, realtime=False)
+    return res, emis
+
+
+def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                    progress: bool = True) -> dict:
+    """Decode every utterance of ``data_dir`` into ``out_dir`` (see the module docstring). Returns the summary."""
+    utts = read_data_dir(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    partial_path = out / "partial.jsonl"
+    done = _load_partial(partial_path)
+    if done:  # rewrite without any line cut by the interruption, so appends start on a clean line
+        atomic_write_text(partial_path, "".join(json.dumps({"key": k, **v}) + "\n" for k, v in done.items()))
+    streaming = rec.options.mode == "streaming"
+    block_s = rec.chunk_s if streaming else None
+    todo = [k for k in utts if k not in done]
+    with open(partial_path, "a", encoding="utf-8") as partial:
+        for key in tqdm(todo, desc=f"decode ({rec.options.mode})", disable=not progress, unit="utt"):
+            samples = read_audio(utts[key].wav)
+            res, emis = decode_samples(rec, samples, block_s)
+            emis.key = key
+            done[key] = {"text": res.text, "emissions": emis.to_json()}
+            partial.write(json.dumps({"key": key, **done[key]}) + "\n")
+            partial.flush()
+
+    keys = sorted(done)
+    emissions = [parse_record(done[k]["emissions"], f"{partial_path}:{k}") for k in keys]
+    atomic_write_text(out / "text", "".join(f"{k} {done[k]['text']}".rstrip() + "\n" for k in keys))
+    write_emissions(out / "emissions.jsonl", emissions)
+    audio_s = sum(e.duration or 0.0 for e in emissions)
+    compute_s = sum(e.compute_s or 0.0 for e in emissions)
+    summary = {
+        "mode": rec.options.mode,
+        "chunk_ms": round(rec.chunk_s * 1000, 3),
+        "options": asdict(rec.options),
+        "num_utts": len(keys),
+        "audio_s": round(audio_s, 3),
+        "compute_s": round(compute_s, 3),
+        "rtf": round(compute_s / audio_s, 4) if audio_s else None,
+        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    partial_path.unlink()
+    return summary
+
+
+def _load_partial(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+                done[rec["key"]] = {"text": rec["text"], "emissions": rec["emissions"]}
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by the interruption: that utterance is decoded again
+    return done

@@ -1,0 +1,42 @@
+"""Terminal display of a changing transcript: committed text plus the current partial hypothesis.
+
+On a terminal the current line is rewritten in place (carriage return + clear to end of line); when the
+output is a file or a pipe, a line is printed each time the text changes, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TextIO
+
+
+class TranscriptLine:
+    """Show ``committed`` and ``partial`` text for one segment; :meth:`final` ends the line."""
+
+    def __init__(self, out: TextIO | None = None, prefix: str = ""):
+        self.out = out or sys.stdout
+        self.prefix = prefix
+        self.tty = self.out.isatty()
+        self._last = None
+
+    def update(self, committed: str, partial: str = "") -> None:
+        shown = (committed, partial)
+        if shown == self._last:
+            return
+        self._last = shown
+        text = self.prefix + committed + (f" [{partial}]" if partial else "")
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns
+            if len(text) >= width:
+                text = "…" + text[-(width - 2):]
+            self.out.write("\r\033[K" + text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def final(self, text: str) -> None:
+        line = self.prefix + text
+        self.out.write(("\r\033[K" + line + "\n") if self.tty else (line + "\n"))
+        self.out.flush()
+        self._last = None

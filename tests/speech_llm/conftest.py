@@ -1,0 +1,25 @@
+"""Fixtures for the LLM side: a tiny random-weight SpeechLLM built from local artifacts."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_speech_llm import WAIT
+
+from speech_llm.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
+
+TEXTS = ["the quick brown fox jumps over the lazy dog", "one two three four five six seven eight nine ten",
+         "turn on the light in the kitchen please", "alice and bob meet at noon"] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory):
+    """A tiny Llama with a locally trained tokenizer that knows <|wait|>, briefly LM-trained, saved by path."""
+    root = tmp_path_factory.mktemp("tiny_llm")
+    tok = train_tokenizer(TEXTS, vocab_size=300, out_dir=root / "tok")
+    tok.add_special_tokens({"additional_special_tokens": [WAIT]})
+    tok.save_pretrained(root / "tok")
+    build_tiny_llm(root / "tok", root / "llm", arch="llama", hidden_size=32, num_layers=2, num_heads=4,
+                   num_kv_heads=2, intermediate_size=64, seed=0)
+    # A little LM training so that it writes word-like text (tokens with leading spaces).
+    pretrain_lm(root / "llm", TEXTS, steps=30, batch_size=8, lr=3e-3, seq_len=32, progress=False)
+    return root / "llm"
