@@ -68,7 +68,7 @@ class GroupStreamingLM(nn.Module):
 
     @property
     def hidden_size(self) -> int:
-        return self.lm.get_input_embeddings().embedding_dim
+        return self.lm.config.hidden_size
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> embeddings (B, T, D)."""

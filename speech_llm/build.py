@@ -1,0 +1,270 @@
+"""Build the models of an experiment from its :class:`~speech_llm.config.ExperimentConfig`.
+
+* :class:`CTCModel` — CMVN -> chunked streaming encoder -> CTC head (the ``ctc`` stage's model).
+* :func:`build_speech_llm` — the ``llm`` stage's :class:`~speech_llm.model.SpeechLLM`: the encoder and
+  CMVN of a CTC model (frozen unless ``train.freeze_encoder`` is false), a fresh MLP projector, and the
+  LLM loaded with ``AutoModelForCausalLM.from_pretrained(llm.path_or_name)`` (a local dir or a hub name)
+  with the ``<|wait|>`` token added to its tokenizer, wrapped with a peft LoRA adapter
+  (``llm.lora_rank/alpha/dropout/target_modules``) whose trainable token rows are the wait token's
+  embedding and LM-head rows (one tied row for models that tie them, such as Qwen2.5; two rows for
+  untied ones, such as Llama). With ``lora_rank: 0`` only those rows (and the projector) train.
+* :func:`special_tokens` — how the source and target are framed (the same for training and decoding):
+
+      source  [bos?] prompt tokens | audio tokens | eos        (eos = the source end marker)
+      target  input starts with bos (eos when the tokenizer has no bos), ends with eos
+
+Everything that :mod:`speech_llm.checkpoint` needs to rebuild a trained model comes from these
+functions, so training and decoding build the very same module tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
+from speech_llm.config import EncoderConfig, ExperimentConfig, LLMConfig
+from speech_llm.errors import UserError
+from speech_llm.model import SpecialTokens, SpeechLLM
+from speech_llm.projector import Projector
+
+ENCODER_ARCH_KEYS = ("name", "input_dim", "d_model", "num_layers", "num_heads", "ffn_dim", "conv_kernel",
+                     "subsampling")
+"""Encoder config keys that change the parameter shapes (the others may differ between stages)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoder and CTC model
+# ---------------------------------------------------------------------------------------------------
+
+
+def build_encoder_from_config(enc: EncoderConfig) -> nn.Module:
+    """The streaming encoder of ``enc`` through the registry (:func:`encoders.build_encoder`)."""
+    from encoders import build_encoder
+
+    return build_encoder(enc.name, input_dim=enc.input_dim, d_model=enc.d_model, num_layers=enc.num_layers,
+                         num_heads=enc.num_heads, subsampling=enc.subsampling, ffn_dim=enc.ffn_dim,
+                         conv_kernel=enc.conv_kernel, dropout=enc.dropout, dynamic_chunk=enc.dynamic_chunk)
+
+
+def new_cmvn(dim: int = NUM_MEL_BINS) -> nn.Module:
+    """An identity GlobalCMVN (mean 0, std 1) whose buffers a state dict then fills."""
+    from encoders.frontend import GlobalCMVN
+
+    return GlobalCMVN(torch.zeros(dim), torch.ones(dim))
+
+
+class CTCModel(nn.Module):
+    """Features -> global CMVN -> SpecAugment (training only) -> streaming encoder -> CTC log-probabilities.
+
+    Args:
+        encoder: streaming encoder (``forward(feats, lens, chunk_size, left_chunks)``, ``output_dim``).
+        vocab_size: CTC units, blank = 0.
+        cmvn: a :class:`~encoders.frontend.GlobalCMVN`, or None for no normalisation.
+        spec_augment: a :class:`~encoders.frontend.SpecAugment` (identity in eval mode), or None.
+    """
+
+    def __init__(self, encoder: nn.Module, vocab_size: int, cmvn: nn.Module | None = None,
+                 spec_augment: nn.Module | None = None):
+        super().__init__()
+        from encoders.ctc import CTCHead
+
+        self.cmvn = cmvn
+        self.spec_augment = spec_augment
+        self.encoder = encoder
+        self.ctc = CTCHead(encoder.output_dim, vocab_size, blank=0)
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
+                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F), (B,) -> CTC log-probs (B, T', V) float32 and lengths (B,).
+
+        ``chunk_size`` (encoder frames, <= 0 = full attention) and ``left_chunks`` go to the encoder, which
+        draws its own chunk per batch instead when it trains with dynamic chunks.
+        """
+        if self.cmvn is not None:
+            feats = self.cmvn(feats)
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        enc, lens = self.encoder(feats, feat_lens, chunk_size, left_chunks)
+        return self.ctc(enc), lens
+
+
+def build_ctc_model(cfg: ExperimentConfig, vocab_size: int, cmvn: nn.Module | None = None) -> CTCModel:
+    """A fresh :class:`CTCModel` for ``cfg.encoder`` over ``vocab_size`` units."""
+    return CTCModel(build_encoder_from_config(cfg.encoder), vocab_size, cmvn)
+
+
+def check_same_encoder(cfg: EncoderConfig, other: EncoderConfig, where: str) -> None:
+    """Raise a UserError naming the keys whose values differ between two encoder configs' architectures."""
+    diff = [f"encoder.{k}: {getattr(cfg, k)!r} here, {getattr(other, k)!r} in {where}"
+            for k in ENCODER_ARCH_KEYS if getattr(cfg, k) != getattr(other, k)]
+    if diff:
+        raise UserError("the encoder config does not match the encoder checkpoint:\n  " + "\n  ".join(diff))
+
+
+# ---------------------------------------------------------------------------------------------------
+# LLM, tokenizer, wait token, LoRA
+# ---------------------------------------------------------------------------------------------------
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}
+
+
+def load_tokenizer(path_or_name: str | Path):
+    """``AutoTokenizer.from_pretrained`` with a UserError naming the path when it fails."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path_or_name))
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load a tokenizer from {path_or_name}: {e}") from None
+
+
+def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` with the configured dtype and attention implementation."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path_or_name), dtype=_DTYPES[llm_cfg.dtype],
+                                                    attn_implementation=llm_cfg.attn_implementation)
+    except (OSError, ValueError) as e:
+        raise UserError(f"llm.path_or_name: cannot load a causal LM from {path_or_name}: {e}") from None
+
+
+def add_wait_token(tokenizer, wait_token: str) -> int:
+    """Add ``wait_token`` to the tokenizer as a special token (if it is not there yet); return its id."""
+    if wait_token not in tokenizer.get_vocab():
+        tokenizer.add_tokens([wait_token], special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(wait_token)
+
+
+def ensure_embedding_rows(llm: nn.Module, num_tokens: int) -> None:
+    """Grow the LLM's embedding (and untied LM head) to ``num_tokens`` rows if it has fewer.
+
+    Models whose embedding is already larger than the tokenizer (Qwen2.5 pads it) are left alone.
+    New rows start from the mean of the old ones (transformers' ``mean_resizing``).
+    """
+    if llm.get_input_embeddings().num_embeddings < num_tokens:
+        llm.resize_token_embeddings(num_tokens, mean_resizing=True)
+
+
+def _module_name(model: nn.Module, module: nn.Module | None) -> str | None:
+    if module is None:
+        return None
+    return next((name for name, m in model.named_modules() if m is module), None)
+
+
+def token_row_targets(llm: nn.Module) -> list[str]:
+    """Module names whose wait-token row must train: the input embedding, plus the LM head when untied."""
+    emb = _module_name(llm, llm.get_input_embeddings())
+    head = _module_name(llm, llm.get_output_embeddings())
+    tied = llm.get_output_embeddings() is not None and \
+        llm.get_output_embeddings().weight is llm.get_input_embeddings().weight
+    return [emb] if tied or head is None else [emb, head]
+
+
+def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Module:
+    """Wrap the LLM with peft: LoRA (rank > 0) and trainable wait-token rows; the base weights freeze."""
+    from peft import LoraConfig, TrainableTokensConfig, get_peft_model
+
+    targets = token_row_targets(llm)
+    if llm_cfg.lora_rank > 0:
+        peft_cfg = LoraConfig(r=llm_cfg.lora_rank, lora_alpha=llm_cfg.lora_alpha,
+                              lora_dropout=llm_cfg.lora_dropout,
+                              target_modules=list(llm_cfg.lora_target_modules),
+                              trainable_token_indices={name: [wait_id] for name in targets})
+    else:
+        peft_cfg = TrainableTokensConfig(target_modules=targets, token_indices=[wait_id])
+    dim = llm.get_input_embeddings().embedding_dim
+    try:
+        model = get_peft_model(llm, peft_cfg)
+    except ValueError as e:
+        raise UserError(f"llm.lora_target_modules {llm_cfg.lora_target_modules}: {e}") from None
+    wrapper = model.get_input_embeddings()
+    if not hasattr(wrapper, "embedding_dim"):  # peft's trainable-token wrapper hides it; callers read it
+        wrapper.embedding_dim = dim
+    return model
+
+
+def special_tokens(tokenizer, cfg: ExperimentConfig, task: str = "asr") -> SpecialTokens:
+    """The framing tokens of source and target (see the module docstring); ``task`` picks the prompt."""
+    prompt = getattr(cfg.llm.prompt, task, None)
+    if prompt is None:
+        raise UserError(f"unknown task {task!r}: llm.prompt has {', '.join(vars(cfg.llm.prompt))}")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError(f"{cfg.llm.path_or_name}: the tokenizer has no eos token")
+    bos = tokenizer.bos_token_id
+    prompt_ids = ([bos] if bos is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return SpecialTokens(prompt_ids=prompt_ids, end_ids=[eos], bos_id=bos if bos is not None else eos,
+                         wait_id=tokenizer.convert_tokens_to_ids(cfg.llm.wait_token), eos_id=eos)
+
+
+# ---------------------------------------------------------------------------------------------------
+# SpeechLLM
+# ---------------------------------------------------------------------------------------------------
+
+
+def chunk_frames(cfg: ExperimentConfig, chunk_ms: int | None = None) -> int:
+    """Encoder frames per streaming chunk: ``chunk_ms / (10 ms * encoder.subsampling)``."""
+    chunk_ms = cfg.streaming.chunk_ms if chunk_ms is None else chunk_ms
+    frame_ms = FRAME_SHIFT_MS * cfg.encoder.subsampling
+    frames = chunk_ms / frame_ms
+    if frames != int(frames) or frames < 1:
+        raise UserError(f"chunk of {chunk_ms} ms is not a whole number of {frame_ms:g} ms encoder frames")
+    return int(frames)
+
+
+def assemble_speech_llm(cfg: ExperimentConfig, encoder: nn.Module, cmvn: nn.Module | None, llm: nn.Module,
+                        tokenizer) -> SpeechLLM:
+    """Put the parts together with a fresh projector; ``llm`` may be a peft model."""
+    hidden = llm.config.hidden_size
+    projector = Projector(encoder.output_dim, hidden, stack=cfg.projector.stack,
+                          hidden_dim=cfg.projector.hidden_dim)
+    return SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),
+                     left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=cmvn)
+
+
+def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tokenizer=None,
+                            adapters: bool = True) -> tuple[nn.Module, object]:
+    """Load the LLM (and its tokenizer unless given), add the wait token, wrap with peft if ``adapters``."""
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path_or_name)
+    wait_id = add_wait_token(tokenizer, cfg.llm.wait_token)
+    llm = load_causal_lm(path_or_name, cfg.llm)
+    ensure_embedding_rows(llm, max(len(tokenizer), wait_id + 1))
+    if adapters:
+        llm = apply_adapters(llm, cfg.llm, wait_id)
+    return llm, tokenizer
+
+
+def set_trainable(model: SpeechLLM, freeze_encoder: bool) -> None:
+    """Freeze everything but the projector, the peft parameters and (unless frozen) the encoder."""
+    for name, p in model.named_parameters():
+        if name.startswith("projector."):
+            p.requires_grad_(True)
+        elif name.startswith("encoder."):
+            p.requires_grad_(not freeze_encoder)
+        elif name.startswith("glm."):
+            p.requires_grad_("lora_" in name or "trainable_tokens_delta" in name)
+        else:
+            p.requires_grad_(False)
+
+
+def build_speech_llm(cfg: ExperimentConfig, ctc_model: CTCModel, llm_path: str | Path | None = None,
+                     tokenizer=None) -> tuple[SpeechLLM, object]:
+    """The ``llm`` stage's model: ``ctc_model``'s encoder and CMVN + projector + LLM with adapters.
+
+    The encoder stops its dynamic chunk sampling (it always runs with the streaming chunk mask here).
+    ``llm_path`` defaults to ``cfg.llm.path_or_name``. Returns the model and the tokenizer (with the
+    wait token).
+    """
+    encoder = ctc_model.encoder
+    if hasattr(encoder, "dynamic_chunk"):
+        encoder.dynamic_chunk = False
+    llm, tokenizer = build_llm_with_adapters(cfg, llm_path or cfg.llm.path_or_name, tokenizer)
+    model = assemble_speech_llm(cfg, encoder, ctc_model.cmvn, llm, tokenizer)
+    set_trainable(model, cfg.train.freeze_encoder)
+    return model, tokenizer

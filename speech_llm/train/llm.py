@@ -1,0 +1,204 @@
+"""Stage ``llm``: train the projector, the LoRA adapter and the ``<wait>`` token rows (DESIGN.md §2).
+
+The model is built by :func:`speech_llm.build.build_speech_llm` on the encoder of a CTC checkpoint
+(``<exp>/ctc/best``, or ``encoder_checkpoint``). Each training utterance gets its target here:
+
+* its words (from the manifest's ``words`` alignment) are tokenized with the LLM tokenizer in context:
+  ``"WORD"`` for the first word, ``" WORD"`` for the others;
+* a share ``streaming.batch_mode_share`` of the samples (drawn per sample from the global RNG, so a
+  resumed run draws the same) gets the batch-mode target ``words <eos>`` seeing the whole source;
+* the others get the streaming target of :func:`speech_llm.targets.streaming_target`: the words whose
+  end time falls in chunks ``1..i-L`` are written after chunk ``i`` (chunk = ``streaming.chunk_ms``,
+  ``L`` = ``streaming.lookahead_chunks``), each chunk closed by ``<wait>``;
+* the encoder runs with the chunk mask of that same chunk (``SpeechLLM`` does this), so training sees
+  exactly the audio tokens streaming inference produces; the loss is on target tokens only.
+
+Validation uses the same mix, the mode chosen per utterance from a hash of its key (fixed across
+epochs). The frozen encoder (and CMVN) stays in eval mode; SpecAugment is not used in this stage.
+
+Output: ``<exp>/llm/{best,last}`` holding the projector, LoRA, wait-token rows, CMVN stats (and the
+encoder if ``train.freeze_encoder`` is false), the tokenizer, and references to the base LLM and to
+the CTC checkpoint (see :mod:`speech_llm.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from speech_llm.build import build_speech_llm, check_same_encoder
+from speech_llm.checkpoint import (
+    LAST,
+    MODEL,
+    TOKENIZER_DIR,
+    file_digest,
+    find_checkpoint,
+    is_checkpoint,
+    llm_reference,
+    load_ctc_model,
+    path_reference,
+    read_checkpoint,
+    trained_state,
+)
+from speech_llm.config import ExperimentConfig
+from speech_llm.errors import UserError
+from speech_llm.targets import Target, assign_words_to_chunks, batch_target, streaming_target
+from speech_llm.train.ctc import usable
+from speech_llm.train.data import FbankDataset, load_manifest
+from speech_llm.train.trainer import (
+    Stage,
+    Trainer,
+    TrainResult,
+    clear_stage,
+    main_process_first,
+    seed_everything,
+)
+
+
+def word_token_ids(tokenizer, words: list[str]) -> list[list[int]]:
+    """Token ids of each word as it appears in the running text (a leading space for all but the first)."""
+    return [tokenizer(w if i == 0 else " " + w, add_special_tokens=False)["input_ids"]
+            for i, w in enumerate(words)]
+
+
+def words_of(records: list[dict], need_times: bool,
+             source: str) -> list[tuple[list[str], list[float] | None]]:
+    """Per record: its words and their end times (from ``words``), or the transcript's words without times."""
+    missing = [r["key"] for r in records if not r.get("words")]
+    if need_times and missing:
+        raise UserError(f"{source}: {len(missing)} utterance(s) have no word alignments (e.g. "
+                        f"{', '.join(missing[:3])}); run `speech-llm train --stage align` first, or train in "
+                        "batch mode only (streaming.batch_mode_share=1)")
+    out = []
+    for r in records:
+        if r.get("words"):
+            out.append(([w["word"] for w in r["words"]], [float(w["end"]) for w in r["words"]]))
+        else:
+            out.append((r["text"].split(), None))
+    return out
+
+
+def is_batch_mode_key(key: str, share: float) -> bool:
+    """Fixed per-utterance choice for validation: batch mode for about ``share`` of the keys."""
+    return zlib.crc32(key.encode("utf-8")) % 10000 < share * 10000
+
+
+class LLMStage(Stage):
+    """The ``llm`` stage for the trainer (see the module docstring).
+
+    Args:
+        cfg: the experiment config.
+        ctc_checkpoint: the CTC checkpoint (or exp/stage dir) whose encoder to use.
+        resume_from: the ``last`` checkpoint a resumed run continues (checked to use the same encoder).
+    """
+
+    name = "llm"
+
+    def __init__(self, cfg: ExperimentConfig, ctc_checkpoint: str | Path, resume_from: Path | None = None):
+        self.cfg = cfg
+        self.ctc_path = find_checkpoint(ctc_checkpoint, "ctc")
+        self.ctc_digest = file_digest(self.ctc_path / MODEL)
+        if resume_from is not None and is_checkpoint(resume_from):
+            ref = read_checkpoint(resume_from).meta.get("encoder_checkpoint") or {}
+            if cfg.train.freeze_encoder and ref.get("sha256") not in (None, self.ctc_digest):
+                raise UserError(f"cannot resume {resume_from}: the encoder checkpoint {self.ctc_path} "
+                                "changed since that run started (restart the llm stage)")
+        ctc_model, _, ctc_cfg = load_ctc_model(self.ctc_path)
+        check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(self.ctc_path))
+        self.model, self.tokenizer = build_speech_llm(cfg, ctc_model)
+        share = cfg.streaming.batch_mode_share
+        self.chunk_s = cfg.streaming.chunk_ms / 1000.0
+        sub = cfg.encoder.subsampling
+        train, self.dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
+        self.train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}")
+        self.valid_set = None
+        if cfg.data.valid_manifest:
+            valid, dropped = usable(load_manifest(cfg.data.valid_manifest, "data.valid_manifest"), sub)
+            self.dropped += dropped
+            self.valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}")
+        self.words: dict[int, list[tuple[list[list[int]], list[float] | None]]] = {}
+        for ds in (self.train_set, self.valid_set):
+            if ds is not None:
+                self.words[id(ds)] = [(word_token_ids(self.tokenizer, w), ends)
+                                      for w, ends in words_of(ds.records, share < 1.0, ds.source)]
+
+    # ------------------------------------------------------------------ targets
+    def target(self, word_ids: list[list[int]], word_ends: list[float] | None, num_audio_tokens: int,
+               batch_mode: bool) -> Target:
+        """The target of one utterance with ``num_audio_tokens`` audio tokens (see the module docstring)."""
+        m, tok = self.model, self.model.tokens
+        source_len = m.prompt_len + num_audio_tokens + len(tok.end_ids)
+        if batch_mode or word_ends is None:
+            return batch_target(word_ids, source_len, bos_id=tok.bos_id, eos_id=tok.eos_id)
+        chunk_ends = m.chunk_source_ends(num_audio_tokens)
+        chunks = assign_words_to_chunks(word_ends, self.chunk_s, len(chunk_ends),
+                                        self.cfg.streaming.lookahead_chunks)
+        return streaming_target(word_ids, chunks, chunk_ends, source_len, bos_id=tok.bos_id,
+                                wait_id=tok.wait_id, eos_id=tok.eos_id)
+
+    def targets(self, batch: dict, dataset: FbankDataset, batch_mode: list[bool]) -> dict[str, torch.Tensor]:
+        """Padded target rows of a batch: ``input_ids``, ``labels``, ``source_visible`` (B, U) and
+        ``target_lens`` (B,)."""
+        m = self.model
+        num_tokens = m.projector.output_lengths(m.encoder.output_lengths(batch["feat_lens"])).tolist()
+        rows = [self.target(*self.words[id(dataset)][int(i)], n, bm)
+                for i, n, bm in zip(batch["indices"].tolist(), num_tokens, batch_mode)]
+        dev = batch["feats"].device
+
+        def pad(name: str) -> torch.Tensor:
+            return pad_sequence([torch.tensor(getattr(t, name), dtype=torch.long) for t in rows],
+                                batch_first=True).to(dev)
+
+        return {"input_ids": pad("input_ids"), "labels": pad("labels"),
+                "source_visible": pad("source_visible"),
+                "target_lens": torch.tensor([len(t.labels) for t in rows], dtype=torch.long, device=dev)}
+
+    # ------------------------------------------------------------------ stage interface
+    def set_train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.train.freeze_encoder:
+            self.model.encoder.eval()
+
+    def _loss(self, model, batch: dict, dataset: FbankDataset, batch_mode: list[bool]):
+        t = self.targets(batch, dataset, batch_mode)
+        return model(batch["feats"], batch["feat_lens"], t["input_ids"], t["labels"], t["target_lens"],
+                     t["source_visible"])
+
+    def train_loss(self, model, batch: dict) -> torch.Tensor:
+        share = self.cfg.streaming.batch_mode_share
+        batch_mode = (torch.rand(len(batch["keys"])) < share).tolist()
+        return self._loss(model, batch, self.train_set, batch_mode).loss
+
+    def valid_loss(self, model, batch: dict) -> tuple[float, float]:
+        share = self.cfg.streaming.batch_mode_share
+        out = self._loss(model, batch, self.valid_set, [is_batch_mode_key(k, share) for k in batch["keys"]])
+        return float(out.loss) * out.num_tokens, float(out.num_tokens)
+
+    def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:
+        frozen = self.cfg.train.freeze_encoder
+        state = trained_state(self.model, prefixes=("cmvn.",) if frozen else ("cmvn.", "encoder."))
+        meta = {"base_llm": llm_reference(self.cfg.llm.path_or_name, out_dir),
+                "encoder_checkpoint": {**path_reference(self.ctc_path, out_dir), "sha256": self.ctc_digest},
+                "encoder_in_checkpoint": not frozen}
+        return state, meta, {TOKENIZER_DIR: self.tokenizer.save_pretrained}
+
+
+def run_llm_stage(cfg: ExperimentConfig, exp_dir: str | Path, encoder_checkpoint: str | Path | None = None,
+                  resume: bool = True, cpu: bool = False, stop_after: int | None = None,
+                  progress_bar: bool = True) -> TrainResult:
+    """Train the speech LLM into ``<exp_dir>/llm`` on the encoder of ``encoder_checkpoint`` (default
+    ``<exp_dir>/ctc``); resumes from ``llm/last`` when ``resume``."""
+    stage_dir = Path(exp_dir) / "llm"
+    with main_process_first(cpu):
+        if not resume:
+            clear_stage(stage_dir)
+        seed_everything(cfg.train.seed)
+        stage = LLMStage(cfg, encoder_checkpoint or Path(exp_dir) / "ctc", resume_from=stage_dir / LAST)
+    if stage.dropped and progress_bar:
+        print(f"[llm] skipping {len(stage.dropped)} utterance(s) too short for the encoder: "
+              f"{', '.join(stage.dropped[:5])}")
+    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
+    return trainer.fit(resume=resume, stop_after=stop_after)

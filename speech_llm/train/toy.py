@@ -1,0 +1,71 @@
+"""A toy experiment that trains in seconds on CPU: tiny synthetic speech, a tiny LLM, a tiny config.
+
+For tests, benchmarks and trying the pipeline end to end without any download:
+
+    from speech_llm.train.toy import make_toy_experiment
+    cfg = make_toy_experiment("/tmp/toy")            # corpus, manifests, tiny LLM; returns the config
+    run_ctc_stage(cfg, "/tmp/toy/exp"); run_llm_stage(cfg, "/tmp/toy/exp")
+
+Everything is cached under the root: calling it again with the same arguments reuses what exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from speech_llm.config import ExperimentConfig, load_config
+
+TOY_OVERRIDES = (
+    "encoder.d_model=32", "encoder.num_layers=2", "encoder.num_heads=2", "encoder.ffn_dim=64",
+    "encoder.conv_kernel=3", "encoder.chunk_size=4", "encoder.dropout=0.1",
+    "projector.stack=2", "projector.hidden_dim=32",
+    "streaming.chunk_ms=160", "decode.chunk_ms=160", "streaming.batch_mode_share=0.3",
+    "llm.lora_rank=4", "llm.lora_alpha=8", "llm.lora_dropout=0.0", "llm.lora_target_modules=[q_proj, v_proj]",
+    "train.lr=3e-3", "train.warmup_steps=3", "train.max_steps=30", "train.epochs=100",
+    "train.max_frames_per_batch=2000", "train.log_every=5", "train.save_every=10", "train.precision=fp32",
+)
+"""A 2-layer 32-dim Conformer, 160 ms chunks of 2 LLM tokens, LoRA rank 4 on q/v, 30 steps."""
+
+
+def make_toy_data(root: str | Path, num_utts: int = 20, seed: int = 0) -> dict[str, Path]:
+    """Synthetic corpus (espeak-ng/flite, with word times) prepared into ``root/data/<split>/manifest.jsonl``.
+
+    Returns ``{split: manifest path}`` for ``train``, ``dev`` and ``test``.
+    """
+    from data_prep.librispeech import prepare_librispeech
+    from data_prep.synth import generate_corpus
+
+    root = Path(root)
+    manifests = {s: root / "data" / s / "manifest.jsonl" for s in ("train", "dev", "test")}
+    if not all(p.is_file() for p in manifests.values()):
+        corpus = generate_corpus(root / "corpus", num_utts=num_utts, seed=seed, num_workers=1, progress=False)
+        prepare_librispeech(corpus, ["train", "dev", "test"], root / "data")
+    return manifests
+
+
+def make_toy_llm(out_dir: str | Path, texts: Iterable[str], arch: str = "qwen2", seed: int = 0) -> Path:
+    """A tiny Qwen2/Llama (hidden 32, 2 layers) with a BPE tokenizer trained on ``texts``, saved by path."""
+    from speech_llm.tiny_llm import build_tiny_llm, train_tokenizer
+
+    out_dir = Path(out_dir)
+    if not (out_dir / "config.json").is_file():
+        train_tokenizer(list(texts), vocab_size=400, out_dir=out_dir)
+        build_tiny_llm(out_dir, out_dir, arch=arch, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                       intermediate_size=64, seed=seed)
+    return out_dir
+
+
+def make_toy_experiment(root: str | Path, num_utts: int = 20, seed: int = 0, arch: str = "qwen2",
+                        overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Data + tiny LLM under ``root`` and the toy config pointing at them (plus ``overrides``)."""
+    from data_prep.manifest import read_manifest
+
+    root = Path(root)
+    manifests = make_toy_data(root, num_utts, seed)
+    texts = [r["text"] for r in read_manifest(manifests["train"])]
+    llm = make_toy_llm(root / f"tiny_llm_{arch}", texts * 4, arch=arch, seed=seed)
+    paths = (f"data.train_manifest={manifests['train']}", f"data.valid_manifest={manifests['dev']}",
+             f"data.cmvn_path={root / 'data' / 'cmvn.json'}", "data.units_path=null",
+             f"llm.path_or_name={llm}")
+    return load_config(None, [*TOY_OVERRIDES, *paths, *overrides])

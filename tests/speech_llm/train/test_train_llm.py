@@ -1,0 +1,152 @@
+"""Stage llm: targets from alignments, the loss drops, what the checkpoint holds, kill + resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import LLM_LR
+
+from speech_llm.checkpoint import MODEL, load_model, read_checkpoint
+from speech_llm.errors import UserError
+from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, word_token_ids
+from speech_llm.train.toy import make_toy_experiment
+
+
+@pytest.fixture(scope="module")
+def stage(ctc_run, toy_root):
+    exp, _ = ctc_run
+    return LLMStage(make_toy_experiment(toy_root), exp)
+
+
+def test_streaming_target_places_words_after_the_chunk_where_they_end(stage):
+    tok = stage.model.tokens
+    words = word_token_ids(stage.tokenizer, ["ONE", "TWO", "THREE"])
+    # 160 ms chunks of 2 audio tokens; 7 audio tokens = 4 chunks (the last one partial)
+    t = stage.target(words, [0.10, 0.35, 0.50], num_audio_tokens=7, batch_mode=False)
+    p = stage.model.prompt_len
+    w = tok.wait_id
+    expected = [*words[0], w, w, *words[1], w, *words[2], w, tok.eos_id]
+    assert t.labels == expected
+    assert t.input_ids == [tok.bos_id, *expected[:-1]]
+    visible = [p + 2] * (len(words[0]) + 1) + [p + 4] + [p + 6] * (len(words[1]) + 1) + \
+        [p + 7] * (len(words[2]) + 1) + [p + 7 + len(tok.end_ids)]
+    assert t.source_visible == visible
+
+
+def test_batch_mode_target_has_no_waits_and_sees_everything(stage):
+    tok = stage.model.tokens
+    words = word_token_ids(stage.tokenizer, ["ONE", "TWO"])
+    t = stage.target(words, [0.1, 0.2], num_audio_tokens=5, batch_mode=True)
+    assert t.labels == [*words[0], *words[1], tok.eos_id]
+    assert tok.wait_id not in t.labels
+    assert set(t.source_visible) == {stage.model.prompt_len + 5 + len(tok.end_ids)}
+
+
+def test_words_are_tokenized_in_context(stage):
+    tokenizer = stage.tokenizer
+    words = word_token_ids(tokenizer, ["THE", "CAT"])
+    assert [i for w in words for i in w] == tokenizer("THE CAT", add_special_tokens=False)["input_ids"]
+
+
+def test_validation_mode_is_fixed_per_key_with_the_configured_share():
+    keys = [f"utt-{i}" for i in range(2000)]
+    share = sum(is_batch_mode_key(k, 0.3) for k in keys) / len(keys)
+    assert 0.25 < share < 0.35
+    assert not any(is_batch_mode_key(k, 0.0) for k in keys) and all(is_batch_mode_key(k, 1.0) for k in keys)
+
+
+def test_missing_alignments_are_a_clear_error(ctc_run, toy_root, tmp_path):
+    exp, _ = ctc_run
+    cfg = make_toy_experiment(toy_root)
+    records = [json.loads(line) for line in open(cfg.data.train_manifest)]
+    for r in records:
+        r.pop("words")
+    manifest = tmp_path / "no_words.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    paths = [f"data.train_manifest={manifest}", "data.valid_manifest=null"]
+    missing = r"no_words.jsonl: 16 utterance\(s\) have no word alignments.*--stage align"
+    with pytest.raises(UserError, match=missing):
+        LLMStage(make_toy_experiment(toy_root, overrides=paths), exp)
+    batch_only = make_toy_experiment(toy_root, overrides=[*paths, "streaming.batch_mode_share=1"])
+    assert len(LLMStage(batch_only, exp).train_set) == 16
+
+
+def test_llm_loss_drops_in_thirty_steps(llm_run):
+    _, result = llm_run
+    assert len(result.losses) == 30
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.75 * first, (first, last)
+
+
+def test_llm_checkpoint_holds_only_what_was_trained(llm_run):
+    exp, _ = llm_run
+    ckpt = read_checkpoint(exp / "llm" / "last")
+    keys = set(ckpt.state())
+    assert any(k.startswith("projector.") for k in keys)
+    assert any("lora_A" in k for k in keys) and any("trainable_tokens_delta" in k for k in keys)
+    assert {"cmvn.mean", "cmvn.std"} <= keys
+    assert not any(k.startswith("encoder.") for k in keys)  # frozen: referenced, not copied
+    assert not any(k.endswith("q_proj.base_layer.weight") or "embed_tokens.weight" in k for k in keys)
+    assert ckpt.meta["encoder_checkpoint"]["sha256"] and ckpt.meta["base_llm"]["relpath"]
+    assert (ckpt.path / "tokenizer" / "tokenizer.json").is_file()
+    assert ckpt.config.train.lr == 1e-2
+
+
+def test_llm_kill_and_resume_matches_an_uninterrupted_run(ctc_run, toy_root, tmp_path):
+    exp, _ = ctc_run
+    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.max_steps=6", "train.save_every=2"])
+    enc = exp / "ctc" / "last"
+    run_llm_stage(cfg, tmp_path / "a", encoder_checkpoint=enc, resume=False, cpu=True, progress_bar=False)
+    killed = run_llm_stage(cfg, tmp_path / "b", encoder_checkpoint=enc, resume=False, cpu=True,
+                           progress_bar=False, stop_after=5)
+    assert killed.interrupted and read_checkpoint(tmp_path / "b" / "llm" / "last").meta["step"] == 4
+    resumed = run_llm_stage(cfg, tmp_path / "b", encoder_checkpoint=enc, cpu=True, progress_bar=False)
+    assert resumed.progress.step == 6 and len(resumed.losses) == 2
+    a = torch.load(tmp_path / "a" / "llm" / "last" / MODEL, weights_only=True)
+    b = torch.load(tmp_path / "b" / "llm" / "last" / MODEL, weights_only=True)
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 1e-6, worst
+
+
+def test_resume_refuses_a_changed_config(ctc_run, toy_root, tmp_path):
+    exp, _ = ctc_run
+    cfg = make_toy_experiment(toy_root, overrides=["train.max_steps=2", "train.save_every=1"])
+    run_llm_stage(cfg, tmp_path, encoder_checkpoint=exp / "ctc" / "last", cpu=True, progress_bar=False,
+                  stop_after=1)
+    changed = make_toy_experiment(toy_root, overrides=["train.max_steps=2", "projector.hidden_dim=48"])
+    with pytest.raises(UserError, match=r"(?s)cannot resume .*projector.hidden_dim: 32 -> 48"):
+        run_llm_stage(changed, tmp_path, encoder_checkpoint=exp / "ctc" / "last", cpu=True,
+                      progress_bar=False)
+
+
+def test_fine_tuned_encoder_is_saved_and_rebuilt(ctc_run, toy_root, tmp_path):
+    exp, _ = ctc_run
+    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.max_steps=2", "train.freeze_encoder=false"])
+    run_llm_stage(cfg, tmp_path, encoder_checkpoint=exp / "ctc" / "last", resume=False, cpu=True,
+                  progress_bar=False)
+    state = read_checkpoint(tmp_path / "llm" / "last").state()
+    ctc_state = read_checkpoint(exp / "ctc" / "last").state()
+    name = "encoder.layers.0.att_norm.weight"
+    assert name in state and not torch.equal(state[name], ctc_state[name])  # it did train
+    model, _, _ = load_model(tmp_path)
+    assert torch.equal(model.encoder.layers[0].att_norm.weight, state[name])
+
+
+def test_adapter_choices_decide_what_trains(ctc_run, toy_root):
+    from speech_llm.build import build_speech_llm
+    from speech_llm.checkpoint import load_ctc_model
+
+    exp, _ = ctc_run
+    ctc_model, _, _ = load_ctc_model(exp)
+    cfg = make_toy_experiment(toy_root, overrides=["llm.lora_rank=0"])
+    model, _ = build_speech_llm(cfg, ctc_model)
+    trained = {n.split(".")[0] if n.startswith("projector") else n for n, p in model.named_parameters()
+               if p.requires_grad}
+    rows = "glm.lm.base_model.model.model.embed_tokens.trainable_tokens_delta.default"
+    assert trained == {"projector", rows}  # no LoRA; the tied wait row is the only LLM parameter
+    bad = make_toy_experiment(toy_root, overrides=["llm.lora_target_modules=[qq_proj]"])
+    with pytest.raises(UserError, match=r"llm.lora_target_modules \['qq_proj'\]"):
+        build_speech_llm(bad, ctc_model)
