@@ -35,6 +35,13 @@ class TranscriptLine:
             self.out.write(text + "\n")
         self.out.flush()
 
+    def clear(self) -> None:
+        """Erase the line being updated (on a terminal; a file or pipe keeps what was printed)."""
+        if self.tty and self._last is not None:
+            self.out.write("\r\033[K")
+            self.out.flush()
+        self._last = None
+
     def final(self, text: str) -> None:
         line = self.prefix + text
         self.out.write(("\r\033[K" + line + "\n") if self.tty else (line + "\n"))

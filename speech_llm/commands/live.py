@@ -1,0 +1,118 @@
+"""Transcribe the microphone live: committed text and the current partial word update in place; each
+segment ends after a pause (or at a maximum length) and is printed with its start and end time.
+
+Usage:
+    speech-llm live --list-devices
+    speech-llm live --exp-dir exp/mini
+    speech-llm live --exp-dir exp/mini --device "USB" --save-audio talk.wav --save-transcript talk.tsv
+    speech-llm live --exp-dir exp/mini --device 3 --endpoint-silence 1.2 --duration 60
+
+Ctrl-C stops: the current segment is finalised and printed. Audio is captured at the device's default
+rate (``--samplerate`` to change it) and resampled by the recognizer. A segment ends after
+``--endpoint-silence`` seconds whose 25 ms frames are all below ``--silence-threshold-db`` dBFS (RMS,
+full scale 1.0), once speech was heard, or at ``--max-segment`` seconds; every segment is decoded with a
+fresh LLM context, so memory stays bounded however long the session runs.
+
+``--save-transcript`` writes one line per segment: ``start_s<TAB>end_s<TAB>text`` (seconds since the
+start of the session). ``--save-audio`` writes everything captured (16-bit, at the capture rate; format
+from the file extension, e.g. .wav or .flac). ``--duration S`` stops after S seconds of captured audio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+NAME = "live"
+HELP = "transcribe the microphone live (endpointing, device listing, saving audio and transcript)"
+ORDER = 46
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--exp-dir", help="experiment dir or checkpoint file (required unless --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--device", default=None, help="input device: index, name or unique part of a name "
+                                                  "(default: the default input device)")
+    p.add_argument("--samplerate", type=int, default=None, help="capture rate in Hz (default: the device's)")
+    p.add_argument("--chunk-ms", type=float, default=None, help="streaming chunk (default: as trained)")
+    p.add_argument("--block-ms", type=float, default=50.0, help="capture block length (default: 50)")
+    p.add_argument("--endpoint-silence", type=float, default=0.8, metavar="S",
+                   help="trailing silence that ends a segment, seconds (default: 0.8)")
+    p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
+                   help="maximum segment length, seconds (default: 20)")
+    p.add_argument("--silence-threshold-db", type=float, default=-40.0, metavar="DB",
+                   help="frames below this RMS level (dBFS) are silence (default: -40)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds of captured audio (default: until Ctrl-C)")
+    p.add_argument("--save-audio", metavar="FILE", help="save the session audio (e.g. FILE.wav)")
+    p.add_argument("--save-transcript", metavar="FILE", help="save the segments with their times")
+    p.add_argument("--compute-device", default="cpu", help="torch device for the model (default: cpu)")
+
+
+def run(args) -> int:
+    import soundfile as sf
+
+    from speech_llm import live
+    from speech_llm.errors import UserError
+
+    if args.list_devices:
+        sys.stdout.write(live.format_devices(live.query_devices(), live.default_input_index()))
+        return 0
+    if not args.exp_dir:
+        raise UserError("--exp-dir is required (or use --list-devices)")
+    if args.duration is not None and args.duration <= 0:
+        raise UserError(f"--duration must be > 0 seconds, got {args.duration:g}")
+    if args.block_ms <= 0:
+        raise UserError(f"--block-ms must be > 0, got {args.block_ms:g}")
+    try:
+        endpoint = live.EndpointConfig(silence_s=args.endpoint_silence, max_segment_s=args.max_segment,
+                                       threshold_db=args.silence_threshold_db)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+    # Device and output files first: a wrong name or path fails before the model is loaded.
+    source = live.MicrophoneSource(args.device, args.samplerate, args.block_ms, max_seconds=args.duration)
+    with contextlib.ExitStack() as files:
+        audio_out = transcript_out = None
+        if args.save_audio:
+            audio_out = files.enter_context(_open_output("--save-audio", args.save_audio, lambda p: sf.SoundFile(
+                p, "w", samplerate=source.samplerate, channels=1, subtype="PCM_16")))
+        if args.save_transcript:
+            transcript_out = files.enter_context(_open_output("--save-transcript", args.save_transcript,
+                                                              lambda p: open(p, "w", encoding="utf-8")))
+        rec = _load(args)
+        d = source.device
+        files.enter_context(source)  # open the device before saying that we listen
+        print(f"listening on {d['index']} {d['name']!r} at {source.samplerate} Hz (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+        report = live.run_live(rec, source, endpoint, live.LiveDisplay(), audio_out, transcript_out)
+    lost = f", {report.overflows} input overflows, {report.dropped_s:.1f} s dropped" \
+        if report.overflows or report.dropped_s else ""
+    print(f"{'stopped' if report.interrupted else 'done'}: {report.audio_s:.1f} s of audio, "
+          f"{sum(1 for s in report.segments if s.text)} segments{lost}", file=sys.stderr)
+    return 0
+
+
+def _load(args):
+    from speech_llm.decode import load_recognizer
+    from speech_llm.errors import UserError
+    from speech_llm.recognizer import DecodeOptions
+
+    try:
+        return load_recognizer(args.exp_dir, DecodeOptions(chunk_ms=args.chunk_ms), device=args.compute_device)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+
+def _open_output(option: str, path: str, opener):
+    """Open an output file (its parent dir is created); a clear error names the option and the path."""
+    import soundfile as sf
+
+    from speech_llm.errors import UserError
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return opener(path)
+    except (OSError, RuntimeError, TypeError, ValueError, sf.LibsndfileError) as e:
+        raise UserError(f"{option} {path}: cannot write: {e}") from e
