@@ -1,0 +1,134 @@
+"""How a sentence pair becomes LLM tokens for simultaneous text translation: word groups.
+
+The source group unit is a **word** (the paper's text setting). A source sentence of ``n`` words becomes::
+
+    [prompt tokens] [word 1] [ word 2] ... [ word n][end marker]
+     group 0         group 1  group 2       group n
+
+``group 0`` is the instruction (``bos`` first when the tokenizer has one); each word is tokenized on its
+own, with a leading space except the first; the end marker (``eos``) closes the source and travels with
+the last word: reading word ``n`` is reading "the end of the input". :attr:`SourceGroups.ends` holds the
+number of source tokens visible once ``i`` words are read (``i = 0..n``).
+
+Targets are words as well: ``translation.split()``, the first without a leading space, the others with
+one. A written token *starts a new word* when its text begins with whitespace (:func:`word_start_table`),
+which is how the decoder finds word boundaries in what it writes; :func:`split_words` applies that rule,
+and :func:`target_word_tokens` checks that it gives back the reference words (so training and decoding
+agree on what a word is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from speech_llm.errors import UserError
+
+DEFAULT_PROMPT = "Translate the English text into French:\n"
+"""Instruction in front of the source words (group 0)."""
+
+
+@dataclass(frozen=True)
+class MTFraming:
+    """Token ids framing source and target.
+
+    prompt_ids: group 0 (the instruction, ``bos`` first when the tokenizer has one).
+    end_ids: source end marker, read together with the last source word.
+    bos_id: first target input token (``eos`` when the tokenizer has no bos, as in Qwen2.5).
+    eos_id: end of the target.
+    """
+
+    prompt_ids: tuple[int, ...]
+    end_ids: tuple[int, ...]
+    bos_id: int
+    eos_id: int
+
+
+def make_framing(tokenizer, prompt: str = DEFAULT_PROMPT) -> MTFraming:
+    """The framing of ``tokenizer`` with instruction ``prompt``."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: the tokenizer has no eos token")
+    bos = tokenizer.bos_token_id
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    prompt_ids = ([bos] if bos is not None else []) + ids
+    if not prompt_ids:
+        raise UserError("the MT prompt is empty and the tokenizer has no bos: the source group 0 needs a token")
+    return MTFraming(prompt_ids=tuple(prompt_ids), end_ids=(eos,), bos_id=bos if bos is not None else eos,
+                     eos_id=eos)
+
+
+@dataclass
+class SourceGroups:
+    """A tokenized source sentence.
+
+    ids: all source tokens, ``[prompt][word 1]...[word n][end]``.
+    ends: ``n + 1`` counts: ``ends[i]`` source tokens are visible once ``i`` words are read (``ends[0]`` =
+        the prompt; ``ends[n] = len(ids)``, end marker included).
+    words: the ``n`` source words.
+    """
+
+    ids: list[int]
+    ends: list[int]
+    words: list[str]
+
+    @property
+    def num_words(self) -> int:
+        return len(self.words)
+
+
+def _word_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
+    """Token ids of each word, tokenized alone, with a leading space except the first."""
+    return [tokenizer((" " if i else "") + w, add_special_tokens=False)["input_ids"] for i, w in enumerate(words)]
+
+
+def source_groups(tokenizer, framing: MTFraming, text: str) -> SourceGroups:
+    """Tokenize a source sentence into word groups (see the module docstring). ``text`` must have a word."""
+    words = text.split()
+    if not words:
+        raise UserError("empty source sentence: there is nothing to translate")
+    ids = list(framing.prompt_ids)
+    ends = [len(ids)]
+    for i, w_ids in enumerate(_word_ids(tokenizer, words)):
+        ids += w_ids
+        if i == len(words) - 1:
+            ids += framing.end_ids
+        ends.append(len(ids))
+    return SourceGroups(ids=ids, ends=ends, words=words)
+
+
+def word_start_table(tokenizer) -> torch.Tensor:
+    """(V,) bool over the vocabulary: True for tokens whose text begins with whitespace (a new word)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
+    return torch.tensor([bool(t) and t[0].isspace() for t in texts], dtype=torch.bool)
+
+
+def split_words(ids: Sequence[int], starts_word: torch.Tensor) -> list[list[int]]:
+    """Cut written tokens into words: a token starting with whitespace opens a new word, except the first
+    token, which always belongs to word 1."""
+    words: list[list[int]] = []
+    for i, t in enumerate(ids):
+        if not words or (i > 0 and bool(starts_word[t])):
+            words.append([t])
+        else:
+            words[-1].append(t)
+    return words
+
+
+def target_word_tokens(tokenizer, text: str, starts_word: torch.Tensor) -> list[list[int]]:
+    """Token ids of each target word (``text.split()``), checked against the decoder's word rule.
+
+    Raises:
+        UserError: when the tokenizer splits a word so that :func:`split_words` would not find it again
+            (e.g. a tokenizer that does not attach the leading space to the word).
+    """
+    words = text.split()
+    out = _word_ids(tokenizer, words)
+    flat = [t for w in out for t in w]
+    if split_words(flat, starts_word) != out:
+        raise UserError(f"target {text!r}: the tokenizer's word pieces do not mark word starts with a leading "
+                        f"space, so decoded words cannot be found again (a byte-level BPE such as Qwen's or "
+                        f"Llama 3's is needed)")
+    return out
