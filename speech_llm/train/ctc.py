@@ -49,6 +49,19 @@ def usable(records: list[dict], subsampling: int) -> tuple[list[dict], list[str]
     return keep, [r["key"] for r in dropped]
 
 
+def load_datasets(cfg: ExperimentConfig) -> tuple[FbankDataset, FbankDataset | None, list[str]]:
+    """Train and (optional) valid datasets from the config's manifests, with the keys of dropped records."""
+    sub = cfg.encoder.subsampling
+    train, dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
+    train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}")
+    valid_set = None
+    if cfg.data.valid_manifest:
+        valid, more = usable(load_manifest(cfg.data.valid_manifest, "data.valid_manifest"), sub)
+        dropped += more
+        valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}")
+    return train_set, valid_set, dropped
+
+
 def prepare_units(cfg: ExperimentConfig, texts: list[str], resume_from: Path | None = None) -> Units:
     """Units of the checkpoint a run resumes from, else of ``data.units_path``, else learned from ``texts``.
     """
@@ -91,15 +104,8 @@ class CTCStage(Stage):
         from encoders.frontend import SpecAugment
 
         self.cfg = cfg
-        sub = cfg.encoder.subsampling
-        train, self.dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
-        self.train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}")
-        self.valid_set = None
-        if cfg.data.valid_manifest:
-            valid, dropped = usable(load_manifest(cfg.data.valid_manifest, "data.valid_manifest"), sub)
-            self.dropped += dropped
-            self.valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}")
-        self.units = prepare_units(cfg, [r["text"] for r in train], resume_from)
+        self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
+        self.units = prepare_units(cfg, [r["text"] for r in self.train_set.records], resume_from)
         cmvn = prepare_cmvn(cfg, self.train_set, cfg.train.seed)
         self.targets = {id(ds): [self.units.encode(r["text"]) for r in ds.records]
                         for ds in (self.train_set, self.valid_set) if ds is not None}

@@ -46,8 +46,8 @@ from speech_llm.checkpoint import (
 from speech_llm.config import ExperimentConfig
 from speech_llm.errors import UserError
 from speech_llm.targets import Target, assign_words_to_chunks, batch_target, streaming_target
-from speech_llm.train.ctc import usable
-from speech_llm.train.data import FbankDataset, load_manifest
+from speech_llm.train.ctc import load_datasets
+from speech_llm.train.data import FbankDataset
 from speech_llm.train.trainer import (
     Stage,
     Trainer,
@@ -111,14 +111,7 @@ class LLMStage(Stage):
         self.model, self.tokenizer = build_speech_llm(cfg, ctc_model)
         share = cfg.streaming.batch_mode_share
         self.chunk_s = cfg.streaming.chunk_ms / 1000.0
-        sub = cfg.encoder.subsampling
-        train, self.dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
-        self.train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}")
-        self.valid_set = None
-        if cfg.data.valid_manifest:
-            valid, dropped = usable(load_manifest(cfg.data.valid_manifest, "data.valid_manifest"), sub)
-            self.dropped += dropped
-            self.valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}")
+        self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
         self.words: dict[int, list[tuple[list[list[int]], list[float] | None]]] = {}
         for ds in (self.train_set, self.valid_set):
             if ds is not None:
