@@ -2,7 +2,33 @@
 
 The LLM side of the toolkit: group position IDs and attention masks (:mod:`speech_llm.positions`,
 :mod:`speech_llm.masks`), the group-streaming wrapper around any Hugging Face decoder-only LLM
-(:mod:`speech_llm.group_lm`), and the console script (:mod:`speech_llm.cli`).
+(:mod:`speech_llm.group_lm`), the speech LLM and its Recognizer/Stream API (:mod:`speech_llm.recognizer`),
+training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
+
+    import speech_llm
+    rec = speech_llm.load_recognizer("exp/mini")      # rebuilt from the checkpoint dir alone
+    s = rec.create_stream()
+    s.accept_waveform(16000, samples); s.input_finished(); rec.decode(s)
+    print(rec.get_result(s).text)
+
+``load_recognizer``, ``Recognizer``, ``Stream`` and ``DecodeOptions`` are imported on first use, so
+``import speech_llm`` (and ``speech-llm --help``) stays fast.
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_recognizer": "speech_llm.decode",
+    "Recognizer": "speech_llm.recognizer",
+    "Stream": "speech_llm.recognizer",
+    "DecodeOptions": "speech_llm.recognizer",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'speech_llm' has no attribute {name!r}")

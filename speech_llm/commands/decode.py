@@ -3,6 +3,12 @@
 Usage:
     speech-llm decode --exp-dir exp/mini --data data/test --mode streaming --chunk-ms 640 --out exp/mini/decode_test
     speech-llm decode --exp-dir exp/mini --data data/test --mode batch --out exp/mini/decode_test_batch
+    speech-llm decode --task mt --exp-dir exp/mt --data data/test --k 3 --out exp/mt/decode_test_k3
+
+Speech (asr, st): --exp-dir is a trained speech-LLM experiment or checkpoint; it transcribes (asr) or
+translates (st) the audio in wav.scp, whichever task the checkpoint was trained for (--task, when given,
+must match it). Text (mt): --exp-dir is an MT model dir (``speech_llm.mt.train_mt``); the source sentences
+are the data dir's ``text`` and the policy is word-level wait-k (--k) or batch (--mode batch).
 
 Writes ``text`` (hypotheses), ``emissions.jsonl`` (word emission times) and ``summary.json`` to --out;
 an interrupted run resumes where it stopped. Score with ``speech-llm score --ref DATADIR --hyp OUT``.
@@ -21,7 +27,11 @@ def add_arguments(p) -> None:
     p.add_argument("--exp-dir", required=True, help="experiment dir or checkpoint file of the trained model")
     p.add_argument("--data", required=True, help="Kaldi data dir to decode (wav.scp, text, ...)")
     p.add_argument("--out", required=True, help="output dir")
+    p.add_argument("--task", choices=["asr", "st", "mt"], default=None,
+                   help="asr/st: speech (checked against the checkpoint); mt: text wait-k (default: the "
+                        "checkpoint's task)")
     p.add_argument("--mode", choices=["streaming", "batch"], default="streaming")
+    p.add_argument("--k", type=int, default=3, help="mt: wait-k lag in source words (default: %(default)s)")
     p.add_argument("--chunk-ms", type=float, default=None,
                    help="streaming chunk in ms (default: the chunk the model was trained with)")
     p.add_argument("--lookahead", type=int, default=0, help="extra chunks read before writing (streaming)")
@@ -36,6 +46,8 @@ def run(args) -> int:
     from speech_llm.errors import UserError
     from speech_llm.recognizer import DecodeOptions
 
+    if args.task == "mt":
+        return _run_mt(args)
     try:
         opts = DecodeOptions(mode=args.mode, chunk_ms=args.chunk_ms, lookahead_chunks=args.lookahead,
                              max_tokens_per_read=args.max_tokens_per_read, max_total_tokens=args.max_total_tokens)
@@ -43,5 +55,26 @@ def run(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from e
     summary = decode_data_dir(rec, args.data, args.out, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_mt(args) -> int:
+    """``--task mt``: wait-k (or batch) text translation of the data dir's ``text``."""
+    from pathlib import Path
+
+    from speech_llm.commands.translate import read_sources
+    from speech_llm.errors import UserError
+    from speech_llm.mt import decode_mt_data
+
+    text = Path(args.data) / "text"
+    if not text.is_file():
+        raise UserError(f"--data {args.data}: no 'text' file (the source sentences for --task mt)")
+    batch = args.mode == "batch"
+    if not batch and args.k < 1:
+        raise UserError(f"--k must be >= 1, got {args.k}")
+    sources = read_sources(str(text), kaldi=True)
+    summary = decode_mt_data(args.exp_dir, None, sources, None if batch else args.k, args.out, batch=batch,
+                             device=args.device, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -83,6 +83,30 @@ def test_the_checkpoint_dir_alone_rebuilds_the_model(trained):
     assert torch.allclose(_logits(model, stage), expected, atol=1e-6, rtol=0)
 
 
+def test_package_level_load_recognizer_decodes_with_the_checkpoint(trained):
+    """``speech_llm.load_recognizer(exp)`` (the documented entry point) decodes with the trained model."""
+    import speech_llm
+    from data_prep.audio import read_audio
+    from encoders.constants import SAMPLE_RATE
+    from speech_llm.recognizer import DecodeOptions, Recognizer
+
+    exp, stage = trained
+    rec = speech_llm.load_recognizer(exp, speech_llm.DecodeOptions(mode="batch"))
+    assert isinstance(rec, speech_llm.Recognizer) and rec.options.mode == "batch"
+    samples = read_audio(stage.train_set.records[0]["audio"])
+    model, tok, _ = load_model(exp)
+    results = []
+    for r in (rec, Recognizer(model, tok, DecodeOptions(mode="batch"))):
+        s = r.create_stream()
+        s.accept_waveform(SAMPLE_RATE, samples)
+        s.input_finished()
+        r.decode(s)
+        results.append(s.trace)
+    assert results[0] == results[1] and results[0]
+    with pytest.raises(AttributeError, match="no attribute"):
+        speech_llm.no_such_thing  # noqa: B018
+
+
 def test_a_moved_experiment_still_loads(trained, tmp_path):
     exp, stage = trained
     moved = tmp_path / "moved" / "exp"

@@ -133,3 +133,24 @@ def test_translate_cli_errors(base_dir, tmp_path, capsys):
     assert main(["translate", "--model", str(base_dir / "base"), "--input", str(tmp_path / "bad.txt"),
                  "--kaldi-text"]) == 2
     assert "want '<key> <sentence>'" in capsys.readouterr().err
+
+
+def test_decode_task_mt_equals_translate_and_scores(trained, tmp_path, capsys):
+    """``speech-llm decode --task mt`` translates a data dir's text exactly as ``translate --out`` does."""
+    model_dir, _ = trained
+    _write_ref(tmp_path / "ref", TEST)
+    ref = str(tmp_path / "ref")
+    assert main(["decode", "--task", "mt", "--exp-dir", str(model_dir), "--data", ref, "--k", "2",
+                 "--out", str(tmp_path / "dec"), "--no-progress"]) == 0
+    assert main(["translate", "--model", str(model_dir), "--k", "2", "--input", f"{ref}/text", "--kaldi-text",
+                 "--out", str(tmp_path / "tr")]) == 0
+    assert (tmp_path / "dec" / "text").read_text() == (tmp_path / "tr" / "text").read_text()
+    assert json.loads((tmp_path / "dec" / "summary.json").read_text())["k"] == 2
+    assert main(["decode", "--task", "mt", "--exp-dir", str(model_dir), "--data", ref, "--mode", "batch",
+                 "--out", str(tmp_path / "batch"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "batch" / "summary.json").read_text())["mode"] == "batch"
+    assert main(["score", "--ref", ref, "--hyp", str(tmp_path / "dec"), "--task", "mt"]) == 0
+    capsys.readouterr()
+    assert main(["decode", "--task", "mt", "--exp-dir", str(model_dir), "--data", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no 'text' file" in capsys.readouterr().err
