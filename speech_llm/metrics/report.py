@@ -1,0 +1,145 @@
+"""One results table over several scored decode dirs (the end of a recipe).
+
+Usage:
+    from speech_llm.metrics.report import collect_rows, format_table
+    rows = collect_rows(["exp/mini/decode_test_640ms", "exp/mini/decode_test_batch"],
+                        baseline="exp/mini/decode_test_batch")
+    print(format_table(rows))
+
+Each dir must hold the ``results.json`` written by ``speech-llm score`` (and, through it, the decoder's
+``summary.json``). A row gives the decode mode and chunk, the quality (WER for asr; BLEU and chrF for
+st/mt), the latency that applies (word emission delays for asr, AL/LAAL for st, ideal and
+computation-aware) and the real-time factor, plus the quality relative to the baseline row
+(``rel. to batch``: WER / baseline WER, BLEU / baseline BLEU).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from speech_llm.errors import UserError
+
+
+@dataclass
+class Row:
+    """One decode dir's numbers (``None`` where they do not apply or were not measured)."""
+
+    name: str
+    task: str
+    mode: str | None
+    chunk_ms: int | None
+    num_utts: int
+    wer: float | None = None
+    bleu: float | None = None
+    chrf: float | None = None
+    first_token_s: float | None = None
+    delay_mean_s: float | None = None
+    delay_mean_ca_s: float | None = None
+    delay_p90_s: float | None = None
+    al_ms: float | None = None
+    al_ca_ms: float | None = None
+    laal_ms: float | None = None
+    finalization_s: float | None = None
+    rtf: float | None = None
+    rel_to_baseline: float | None = None
+
+    @property
+    def quality(self) -> float | None:
+        """The headline number: WER for asr, BLEU for translation."""
+        return self.wer if self.task == "asr" else self.bleu
+
+
+def _get(d: dict | None, *keys: str):
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def read_row(decode_dir: str | Path) -> Row:
+    """The row of one scored decode dir (its ``results.json``)."""
+    path = Path(decode_dir) / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run `speech-llm score --ref DATA --hyp {decode_dir}` first")
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
+    summary = res.get("decode_summary") or {}
+    opts = summary.get("options") or {}
+    row = Row(name=Path(decode_dir).name, task=res.get("task", "asr"), mode=opts.get("mode"),
+              chunk_ms=opts.get("chunk_ms") if opts.get("mode") == "streaming" else None,
+              num_utts=int(res.get("num_utts", 0)))
+    if row.task == "asr":
+        pct = _get(res, "wer", "percent")
+        row.wer = None if pct is None else pct / 100.0
+        row.first_token_s = _get(res, "latency", "first_token_s", "ideal")
+        row.delay_mean_s = _get(res, "latency", "word_delay_mean_s", "ideal")
+        row.delay_mean_ca_s = _get(res, "latency", "word_delay_mean_s", "computation_aware")
+        row.delay_p90_s = _get(res, "latency", "word_delay_p90_s", "ideal")
+        row.finalization_s = _get(res, "latency", "finalization_s", "computation_aware")
+        row.rtf = _get(res, "latency", "rtf")
+    else:
+        row.bleu = _get(res, "bleu", "bleu")
+        row.chrf = _get(res, "bleu", "chrf")
+        row.al_ms = _get(res, "simul", "ideal", "AL")
+        row.al_ca_ms = _get(res, "simul", "computation_aware", "AL")
+        row.laal_ms = _get(res, "simul", "ideal", "LAAL")
+        row.finalization_s = _get(res, "latency", "finalization_s", "computation_aware")
+        row.rtf = _get(res, "latency", "rtf")
+    return row
+
+
+def collect_rows(decode_dirs: list[str | Path], baseline: str | Path | None = None) -> list[Row]:
+    """Rows of ``decode_dirs``, with ``rel_to_baseline`` filled when ``baseline`` (one of them or another
+    scored dir) has a non-zero headline number."""
+    rows = [read_row(d) for d in decode_dirs]
+    if baseline is not None:
+        base = read_row(baseline).quality
+        for r in rows:
+            if base and r.quality is not None:
+                r.rel_to_baseline = r.quality / base
+    return rows
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def format_table(rows: list[Row]) -> str:
+    """A markdown table (asr and translation rows get their own columns)."""
+    if rows and all(r.task == "asr" for r in rows):
+        head = ("| decode | mode | chunk ms | utts | WER % | rel. to batch | first token s | word delay s "
+                "(ideal / comp.) | p90 s | finalization s | RTF |")
+        lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(
+                f"| {r.name} | {r.mode or '—'} | {r.chunk_ms or '—'} | {r.num_utts} "
+                f"| {_f(None if r.wer is None else 100 * r.wer, '.2f')} | {_f(r.rel_to_baseline, '.3f')} "
+                f"| {_f(r.first_token_s, '.3f')} | {_f(r.delay_mean_s, '.3f')} / {_f(r.delay_mean_ca_s, '.3f')} "
+                f"| {_f(r.delay_p90_s, '.3f')} | {_f(r.finalization_s, '.3f')} | {_f(r.rtf, '.3f')} |")
+        return "\n".join(lines)
+    head = ("| decode | task | mode | chunk ms | utts | BLEU | chrF | rel. to batch | AL ms (ideal / comp.) "
+            "| LAAL ms | finalization s | RTF |")
+    lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.task} | {r.mode or '—'} | {r.chunk_ms or '—'} | {r.num_utts} "
+            f"| {_f(r.bleu, '.2f')} | {_f(r.chrf, '.2f')} | {_f(r.rel_to_baseline, '.3f')} "
+            f"| {_f(r.al_ms, '.0f')} / {_f(r.al_ca_ms, '.0f')} | {_f(r.laal_ms, '.0f')} "
+            f"| {_f(r.finalization_s, '.3f')} | {_f(r.rtf, '.3f')} |")
+    return "\n".join(lines)
+
+
+def write_report(rows: list[Row], out_prefix: str | Path) -> tuple[Path, Path]:
+    """``<out_prefix>.md`` (the table) and ``<out_prefix>.json`` (the rows); returns both paths."""
+    from data_prep.fileutil import atomic_write_text
+
+    prefix = Path(out_prefix)
+    md, js = prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".json")
+    atomic_write_text(md, format_table(rows) + "\n")
+    atomic_write_text(js, json.dumps({"rows": [asdict(r) for r in rows]}, indent=2) + "\n")
+    return md, js
