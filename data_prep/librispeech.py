@@ -14,6 +14,9 @@ Corpus layout read (LibriSpeech, and the synthetic corpus of :mod:`data_prep.syn
 
 Output, one split per part with ``-`` turned into ``_``: ``<out>/<split>/{wav.scp,text,utt2spk,spk2utt,
 utt2dur}`` and ``<out>/<split>/manifest.jsonl`` (with ``words`` and ``translation`` when side files exist).
+When translations exist, each language also gets ``<out>/<split>/text.<lang>`` (Kaldi format, the same
+utterance ids, e.g. ``text.fr``), so a recipe can train an LLM tokenizer on the target language too:
+``speech-llm build-llm --text data/train/text --text data/train/text.fr --kaldi-text``.
 Audio paths are absolute. Bad records follow the rule of :mod:`data_prep.kaldi_dir`: every problem of
 every requested part is reported at once (file, line, utterance) and nothing is written.
 
@@ -33,7 +36,7 @@ from tqdm import tqdm
 
 from data_prep.audio import AudioError, audio_info, read_audio
 from data_prep.download import DownloadError, download_file, extract_tar
-from data_prep.fileutil import replace_dir
+from data_prep.fileutil import atomic_write_text, replace_dir
 from data_prep.kaldi_dir import Problems, Utterance, write_data_dir
 from data_prep.manifest import utterance_to_record, write_manifest
 from encoders.constants import SAMPLE_RATE
@@ -271,5 +274,24 @@ def prepare_librispeech(corpus_dir: str | os.PathLike, parts: list[str], out_dir
         data_dir = Path(out_dir) / split
         write_data_dir(data_dir, utts)
         write_manifest(data_dir / "manifest.jsonl", [utterance_to_record(u) for u in utts])
+        write_translation_texts(data_dir, utts)
         out[split] = data_dir
     return out
+
+
+def write_translation_texts(data_dir: str | os.PathLike, utts: list[Utterance]) -> dict[str, Path]:
+    """Write ``<data_dir>/text.<lang>`` (``<utt> <translation>``, sorted by key) for every language found.
+
+    Utterances without a translation into a language are left out of its file. Returns ``{lang: path}``.
+    """
+    data_dir = Path(data_dir)
+    by_lang: dict[str, list[str]] = {}
+    for u in sorted(utts, key=lambda u: u.key):
+        for lang, text in (u.translation or {}).items():
+            if text.strip():
+                by_lang.setdefault(lang, []).append(f"{u.key} {' '.join(text.split())}\n")
+    written = {}
+    for lang in sorted(by_lang):
+        written[lang] = data_dir / f"text.{lang}"
+        atomic_write_text(written[lang], "".join(by_lang[lang]))
+    return written

@@ -13,6 +13,9 @@
       source  [bos?] prompt tokens | audio tokens | eos        (eos = the source end marker)
       target  input starts with bos (eos when the tokenizer has no bos), ends with eos
 
+  The prompt is ``llm.prompt.<llm.task>`` (``asr``: transcribe, ``st``: translate); a checkpoint's saved
+  config carries ``llm.task``, so a rebuilt model frames its source with the prompt it was trained on.
+
 Everything that :mod:`speech_llm.checkpoint` needs to rebuild a trained model comes from these
 functions, so training and decoding build the very same module tree.
 """
@@ -188,8 +191,13 @@ def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Modul
     return model
 
 
-def special_tokens(tokenizer, cfg: ExperimentConfig, task: str = "asr") -> SpecialTokens:
-    """The framing tokens of source and target (see the module docstring); ``task`` picks the prompt."""
+def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) -> SpecialTokens:
+    """The framing tokens of source and target (see the module docstring).
+
+    ``task`` picks the prompt ``llm.prompt.<task>``; None = ``llm.task``, the task the model is trained
+    for (and, read back from a checkpoint's config, decoded with).
+    """
+    task = cfg.llm.task if task is None else task
     prompt = getattr(cfg.llm.prompt, task, None)
     if prompt is None:
         raise UserError(f"unknown task {task!r}: llm.prompt has {', '.join(vars(cfg.llm.prompt))}")

@@ -470,6 +470,12 @@ class LLMConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     wait_token: str = "<|wait|>"
     """The read/write boundary token added to the tokenizer."""
+    task: str = "asr"
+    """What the LLM writes: 'asr' (the transcript) or 'st' (the manifest's translation into target_lang).
+    Picks the prompt ``llm.prompt.<task>``; saved with the checkpoint, so decoding uses the same one."""
+    target_lang: str = "fr"
+    """st: the language key of the manifest's ``translation`` field to train on (``llm.prompt.st`` should
+    name that language)."""
 
     def validate(self) -> None:
         _check(self.path_or_name != "", "path_or_name", "must name a model dir or a hub model")
@@ -479,6 +485,10 @@ class LLMConfig:
         _check(self.lora_rank == 0 or len(self.lora_target_modules) > 0, "lora_target_modules",
                "must name at least one module when lora_rank > 0")
         _check(self.wait_token != "", "wait_token", "must not be empty")
+        tasks = [f.name for f in dataclasses.fields(PromptConfig)]
+        _check(self.task in tasks, "task", f"unknown task {self.task!r}; known: {', '.join(tasks)}")
+        _check(self.target_lang != "" and not any(c.isspace() for c in self.target_lang), "target_lang",
+               f"must be a language key such as 'fr', got {self.target_lang!r}")
 
 
 @dataclass

@@ -16,6 +16,20 @@ exactly "read chunk i, then write until ``<wait>``; feed that ``<wait>`` after c
 
 Batch mode (the same checkpoint, no waits): ``words <eos>``, every row sees the whole source.
 
+Speech translation (``llm.task=st``): the words are those of the translation, which have no times of
+their own. :func:`target_word_ends` gives each one the end time of a source word by proportional
+position, a monotonic rule: target word ``j`` (0-based) of ``m`` takes the end time of source word
+``ceil((j + 1) * n / m) - 1`` of ``n``. So the target advances through the source at the same relative
+pace, never runs ahead of the source words it is proportionally due to, and the last target word waits
+for the last source word. Example, n = 4 source words ending at ``[.5, 1, 1.5, 2]``::
+
+    m = 2:  source words 1, 3        -> [1.0, 2.0]
+    m = 6:  source words 0,1,1,2,3,3 -> [.5, 1, 1, 1.5, 2, 2]
+    m = 1:  source word 3            -> [2.0]
+
+Then the chunk assignment is the same as for transcripts, with ``streaming.lookahead_chunks`` as the
+latency knob (a translation reorders words, so some look-ahead usually helps).
+
 Example: 2 chunks of 4 source tokens after a prompt of 2 (``chunk_source_ends = [6, 10]``, source length
 11 with a 1-token end marker), words A (ends in chunk 1) and B (ends in chunk 2), one token each, L = 0::
 
@@ -43,6 +57,23 @@ class Target:
     input_ids: list[int]
     labels: list[int]
     source_visible: list[int]
+
+
+def target_word_ends(source_ends: Sequence[float], num_target: int) -> list[float]:
+    """End times for ``num_target`` target words from the source word end times (see the module docstring).
+
+    Target word ``j`` of ``m`` gets ``source_ends[ceil((j + 1) * n / m) - 1]``: non-decreasing when the
+    source times are, the last target word gets the last source word's time.
+
+    Raises:
+        ValueError: target words but no source words, or a negative ``num_target``.
+    """
+    n, m = len(source_ends), num_target
+    if m < 0:
+        raise ValueError(f"num_target must be >= 0, got {m}")
+    if m and not n:
+        raise ValueError("target words need at least one source word time")
+    return [float(source_ends[-(-(j + 1) * n // m) - 1]) for j in range(m)]
 
 
 def assign_words_to_chunks(word_ends: Sequence[float], chunk_s: float, num_chunks: int,

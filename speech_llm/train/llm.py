@@ -3,8 +3,12 @@
 The model is built by :func:`speech_llm.build.build_speech_llm` on the encoder of a CTC checkpoint
 (``<exp>/ctc/best``, or ``encoder_checkpoint``). Each training utterance gets its target here:
 
-* its words (from the manifest's ``words`` alignment) are tokenized with the LLM tokenizer in context:
-  ``"WORD"`` for the first word, ``" WORD"`` for the others;
+* its target words are tokenized with the LLM tokenizer in context: ``"WORD"`` for the first word,
+  ``" WORD"`` for the others. For ``llm.task=asr`` they are the transcript's words with their end
+  times from the manifest's ``words`` alignment; for ``llm.task=st`` they are the words (split on
+  spaces) of the manifest's ``translation[llm.target_lang]``, each given the end time of a source word by
+  the monotonic proportional rule of :func:`speech_llm.targets.target_word_ends` (the last target word
+  waits for the last source word);
 * a share ``streaming.batch_mode_share`` of the samples (drawn per sample from the global RNG, so a
   resumed run draws the same) gets the batch-mode target ``words <eos>`` seeing the whole source;
 * the others get the streaming target of :func:`speech_llm.targets.streaming_target`: the words whose
@@ -43,9 +47,15 @@ from speech_llm.checkpoint import (
     read_checkpoint,
     trained_state,
 )
-from speech_llm.config import ExperimentConfig
+from speech_llm.config import ExperimentConfig, LLMConfig
 from speech_llm.errors import UserError
-from speech_llm.targets import Target, assign_words_to_chunks, batch_target, streaming_target
+from speech_llm.targets import (
+    Target,
+    assign_words_to_chunks,
+    batch_target,
+    streaming_target,
+    target_word_ends,
+)
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset
 from speech_llm.train.trainer import (
@@ -78,6 +88,32 @@ def words_of(records: list[dict], need_times: bool,
             out.append(([w["word"] for w in r["words"]], [float(w["end"]) for w in r["words"]]))
         else:
             out.append((r["text"].split(), None))
+    return out
+
+
+def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
+                    source: str) -> list[tuple[list[str], list[float] | None]]:
+    """Per record: the words the LLM must write and their end times (None without an alignment).
+
+    ``llm.task`` asr: :func:`words_of`. st: the words of ``translation[llm.target_lang]``, timed by
+    :func:`~speech_llm.targets.target_word_ends` from the source word alignment. A record without that
+    translation is a UserError naming ``source`` (the manifest), the key and some utterances.
+    """
+    src = words_of(records, need_times, source)
+    if llm.task == "asr":
+        return src
+    lang = llm.target_lang
+    missing = [r["key"] for r in records if not str((r.get("translation") or {}).get(lang) or "").strip()]
+    if missing:
+        have = sorted({k for r in records for k in (r.get("translation") or {})})
+        raise UserError(f"{source}: {len(missing)} of {len(records)} utterance(s) have no 'translation' "
+                        f"{lang!r} (manifest key translation.{lang}), e.g. {', '.join(missing[:3])}; "
+                        f"llm.task={llm.task} trains on it (languages found: {', '.join(have) or 'none'}; "
+                        "set llm.target_lang)")
+    out = []
+    for r, (_, ends) in zip(records, src):
+        words = r["translation"][lang].split()
+        out.append((words, None if ends is None else target_word_ends(ends, len(words))))
     return out
 
 
@@ -116,7 +152,8 @@ class LLMStage(Stage):
         for ds in (self.train_set, self.valid_set):
             if ds is not None:
                 self.words[id(ds)] = [(word_token_ids(self.tokenizer, w), ends)
-                                      for w, ends in words_of(ds.records, share < 1.0, ds.source)]
+                                      for w, ends in target_words_of(ds.records, cfg.llm, share < 1.0,
+                                                                     ds.source)]
 
     # ------------------------------------------------------------------ targets
     def target(self, word_ids: list[list[int]], word_ends: list[float] | None, num_audio_tokens: int,

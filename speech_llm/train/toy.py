@@ -6,6 +6,11 @@ For tests, benchmarks and trying the pipeline end to end without any download:
     cfg = make_toy_experiment("/tmp/toy")            # corpus, manifests, tiny LLM; returns the config
     run_ctc_stage(cfg, "/tmp/toy/exp"); run_llm_stage(cfg, "/tmp/toy/exp")
 
+Speech translation: ``make_toy_experiment(root, translations=["fr"], overrides=["llm.task=st"])`` trains
+the tiny LLM's tokenizer on the French translations too (a separate LLM dir, ``tiny_llm_<arch>_fr``);
+``pretrain_steps=300, llm_hidden_size=64`` give an LLM that already writes the toy English and French,
+which the ST adapter then only has to steer (a random 32-wide one learns too slowly for a test).
+
 Everything is cached under the root: calling it again with the same arguments reuses what exists.
 """
 
@@ -44,27 +49,49 @@ def make_toy_data(root: str | Path, num_utts: int = 20, seed: int = 0) -> dict[s
     return manifests
 
 
-def make_toy_llm(out_dir: str | Path, texts: Iterable[str], arch: str = "qwen2", seed: int = 0) -> Path:
-    """A tiny Qwen2/Llama (hidden 32, 2 layers) with a BPE tokenizer trained on ``texts``, saved by path."""
-    from speech_llm.tiny_llm import build_tiny_llm, train_tokenizer
+def make_toy_llm(out_dir: str | Path, texts: Iterable[str], arch: str = "qwen2", seed: int = 0,
+                 pretrain_steps: int = 0, hidden_size: int = 32) -> Path:
+    """A tiny Qwen2/Llama (2 layers of ``hidden_size``) with a BPE tokenizer trained on ``texts``, saved by path.
+
+    ``pretrain_steps`` > 0 then trains it as a causal LM on ``texts`` (batches of 8 x 32 tokens), so it
+    knows the toy language(s) the way a real base LLM does.
+    """
+    from speech_llm.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
 
     out_dir = Path(out_dir)
+    texts = list(texts)
     if not (out_dir / "config.json").is_file():
-        train_tokenizer(list(texts), vocab_size=400, out_dir=out_dir)
-        build_tiny_llm(out_dir, out_dir, arch=arch, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
-                       intermediate_size=64, seed=seed)
+        train_tokenizer(texts, vocab_size=400, out_dir=out_dir)
+        build_tiny_llm(out_dir, out_dir, arch=arch, hidden_size=hidden_size, num_layers=2, num_heads=4,
+                       num_kv_heads=2, intermediate_size=2 * hidden_size, seed=seed)
+        if pretrain_steps > 0:
+            pretrain_lm(out_dir, texts, steps=pretrain_steps, batch_size=8, lr=3e-3, seq_len=32, seed=seed,
+                        progress=False)
     return out_dir
 
 
 def make_toy_experiment(root: str | Path, num_utts: int = 20, seed: int = 0, arch: str = "qwen2",
-                        overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """Data + tiny LLM under ``root`` and the toy config pointing at them (plus ``overrides``)."""
+                        overrides: Iterable[str] = (), translations: Iterable[str] = (),
+                        pretrain_steps: int = 0, llm_hidden_size: int = 32) -> ExperimentConfig:
+    """Data + tiny LLM under ``root`` and the toy config pointing at them (plus ``overrides``).
+
+    ``translations``: languages (``["fr"]``) whose training translations the tiny LLM's tokenizer also
+    learns from, for speech translation. ``pretrain_steps``: LM pre-training of the tiny LLM on those
+    texts (see :func:`make_toy_llm`); ``llm_hidden_size``: its width. Each choice gets its own LLM dir,
+    ``tiny_llm_<arch>[_<langs>][_lm<steps>][_h<size>]``.
+    """
     from data_prep.manifest import read_manifest
 
     root = Path(root)
+    langs = list(translations)
     manifests = make_toy_data(root, num_utts, seed)
-    texts = [r["text"] for r in read_manifest(manifests["train"])]
-    llm = make_toy_llm(root / f"tiny_llm_{arch}", texts * 4, arch=arch, seed=seed)
+    records = read_manifest(manifests["train"])
+    texts = [r["text"] for r in records]
+    texts += [r["translation"][lang] for lang in langs for r in records if lang in (r.get("translation") or {})]
+    name = "_".join([f"tiny_llm_{arch}", *langs] + ([f"lm{pretrain_steps}"] if pretrain_steps > 0 else [])
+                    + ([f"h{llm_hidden_size}"] if llm_hidden_size != 32 else []))
+    llm = make_toy_llm(root / name, texts * 4, arch=arch, seed=seed, pretrain_steps=pretrain_steps,
+                       hidden_size=llm_hidden_size)
     paths = (f"data.train_manifest={manifests['train']}", f"data.valid_manifest={manifests['dev']}",
              f"data.cmvn_path={root / 'data' / 'cmvn.json'}", "data.units_path=null",
              f"llm.path_or_name={llm}")

@@ -338,8 +338,13 @@ class Trainer:
             path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
 
     def _say(self, text: str) -> None:
-        if self.acc.is_main_process and self.progress_bar:
+        """A status line on the main process (above the progress bar, or a plain line without one)."""
+        if not self.acc.is_main_process:
+            return
+        if self.progress_bar:
             tqdm.write(text)
+        else:
+            print(text, flush=True)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -441,6 +446,9 @@ class Trainer:
                     if p.step % tc.log_every == 0:
                         self._log({"step": p.step, "epoch": p.epoch, "loss": window.mean_loss, "lr": lr,
                                    "grad_norm": grad_norm, "audio_s_per_s": window.throughput})
+                        if not self.progress_bar:  # no bar to show progress: one line per log interval
+                            self._say(f"[{self.stage.name}] step {p.step} epoch {p.epoch}: loss "
+                                      f"{window.mean_loss:.4f} lr {lr:.2e} audio {window.throughput:.1f} s/s")
                         window = _Window()
                     if tc.valid_every and p.step % tc.valid_every == 0:
                         self.validate()

@@ -108,6 +108,7 @@ def test_complete_download_extracts_prepares_and_is_idempotent(served, tmp_path)
     assert not list(dl.glob(".extract-*")) and not list(dl.glob("*.part"))
     utts = validate_data_dir(prepare_librispeech(corpus, ["dev-clean"], tmp_path / "data")["dev_clean"])
     assert len(utts) == 5
+    assert not list((tmp_path / "data" / "dev_clean").glob("text.*"))   # no translations, no text.<lang>
     n = len(server.requests)
     download_librispeech(["dev-clean"], dl, base_url=server.url, checksums=sums, progress=False)
     assert len(server.requests) == n   # already there: no request

@@ -63,6 +63,33 @@ def test_manifest_carries_exact_word_times_and_translations(prepared):
             assert gap.size > 0 and np.abs(gap).max() < 1e-3, rec["key"]   # pauses are pure silence
 
 
+def test_translations_are_written_as_kaldi_text_per_language(prepared, tmp_path, capsys):
+    plan = {u.key + "/" + u.split: u for u in plan_corpus(30, seed=0)}
+    for split, data_dir in prepared.items():
+        keys = [line.split()[0] for line in (data_dir / "text").read_text().splitlines()]
+        assert sorted(p.name for p in data_dir.glob("text.*")) == ["text.de", "text.fr"]
+        for lang in ("fr", "de"):
+            lines = (data_dir / f"text.{lang}").read_text(encoding="utf-8").splitlines()
+            assert [line.split(" ", 1)[0] for line in lines] == keys        # same utterance ids, same order
+            for line in lines:
+                key, text = line.split(" ", 1)
+                assert text == plan[f"{key}/{split}"].sentence.translation[lang]
+    # a recipe trains the LLM tokenizer on the transcripts and the French text together
+    from transformers import AutoTokenizer
+
+    from speech_llm.cli import main
+
+    train = prepared["train"]
+    out = tmp_path / "llm"
+    assert main(["build-llm", "--text", str(train / "text"), "--text", str(train / "text.fr"), "--kaldi-text",
+                 "--out", str(out), "--vocab-size", "300", "--hidden-size", "16", "--num-layers", "1",
+                 "--intermediate-size", "32"]) == 0
+    assert f"{2 * 24} lines of text" in capsys.readouterr().out
+    vocab = AutoTokenizer.from_pretrained(out).get_vocab()
+    assert any(t.startswith("Ġ") and t[1:].islower() and len(t) > 3 for t in vocab)    # French words, lower case
+    assert any(t.startswith("Ġ") and t[1:].isupper() and len(t) > 3 for t in vocab)    # English, upper case
+
+
 def test_speakers_are_voice_settings_of_both_engines(synth_corpus):
     speakers = {p.name for split in SPLITS for p in (synth_corpus / split).iterdir()}
     engines = {v.engine for v in VOICES if v.speaker in speakers}
