@@ -9,7 +9,10 @@ Output directory::
 
 Streaming mode feeds each file in blocks of one chunk and decodes after each block, as a live stream
 would be processed (the result does not depend on the block size: see speech_llm.recognizer). Batch
-mode feeds the whole file and decodes once.
+mode feeds the whole file and decodes once. With ``batch_size = N`` up to N utterances are live at once:
+each step feeds every live stream its next block and advances them all with one
+``Recognizer.decode_streams`` call; a finished utterance is written out and replaced by the next one.
+Every utterance's result is the one it gets decoded alone; ``compute_s`` is its share of the batch time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,7 +30,7 @@ from data_prep.fileutil import atomic_write_text
 from data_prep.kaldi_dir import read_data_dir
 from encoders.constants import SAMPLE_RATE
 from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record, write_emissions
-from speech_llm.recognizer import DecodeOptions, Recognizer, Result
+from speech_llm.recognizer import DecodeOptions, Recognizer, Result, Stream
 
 
 def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
@@ -51,16 +54,58 @@ def decode_samples(rec: Recognizer, samples, block_s: float | None = None) -> tu
             rec.decode(s)
     s.input_finished()
     rec.decode(s)
+    return _result(rec, s, "")
+
+
+def _result(rec: Recognizer, s: Stream, key: str) -> tuple[Result, UttEmissions]:
     res = rec.get_result(s)
-    emis = UttEmissions(key="", words=[WordEmission(w.word, w.audio_s, w.wall_s) for w in res.words],
-                        wall_time=s.wall_s(), duration=n / SAMPLE_RATE, input_end_wall_s=s.input_end_wall,
-                        compute_s=s.compute_s, realtime=False)
+    emis = UttEmissions(key=key, words=[WordEmission(w.word, w.audio_s, w.wall_s) for w in res.words],
+                        wall_time=s.wall_s(), duration=s.num_samples / SAMPLE_RATE,
+                        input_end_wall_s=s.input_end_wall, compute_s=s.compute_s, realtime=False)
     return res, emis
 
 
+@dataclass
+class _Live:
+    """An utterance being decoded in a batch: its stream and how much of its audio was fed."""
+
+    key: str
+    stream: Stream
+    samples: object
+    pos: int = 0
+
+
+def decode_batched(rec: Recognizer, keys: list[str], load, block_s: float | None, batch_size: int):
+    """Decode utterances ``keys`` (audio from ``load(key)``, 16 kHz) with up to ``batch_size`` streams live
+    at once, one ``decode_streams`` call per block. Yields ``(key, Result, UttEmissions)`` as each ends."""
+    queue = iter(keys)
+    live: list[_Live] = []
+    while True:
+        while len(live) < batch_size and (key := next(queue, None)) is not None:
+            samples = load(key)
+            live.append(_Live(key, rec.create_stream(), samples))
+        if not live:
+            return
+        for u in live:
+            n = len(u.samples)
+            block = n if not block_s else max(1, int(round(block_s * SAMPLE_RATE)))
+            if u.pos < n:
+                u.stream.accept_waveform(SAMPLE_RATE, u.samples[u.pos:u.pos + block])
+                u.pos += block
+            if u.pos >= n:
+                u.stream.input_finished()
+        rec.decode_streams([u.stream for u in live])
+        for u in [u for u in live if u.stream.finished]:
+            live.remove(u)
+            yield (u.key, *_result(rec, u.stream, u.key))
+
+
 def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    progress: bool = True) -> dict:
-    """Decode every utterance of ``data_dir`` into ``out_dir`` (see the module docstring). Returns the summary."""
+                    progress: bool = True, batch_size: int = 1) -> dict:
+    """Decode every utterance of ``data_dir`` into ``out_dir`` (see the module docstring), ``batch_size``
+    utterances at a time. Returns the summary."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     utts = read_data_dir(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,14 +116,18 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
     streaming = rec.options.mode == "streaming"
     block_s = rec.chunk_s if streaming else None
     todo = [k for k in utts if k not in done]
-    with open(partial_path, "a", encoding="utf-8") as partial:
-        for key in tqdm(todo, desc=f"decode ({rec.options.mode})", disable=not progress, unit="utt"):
-            samples = read_audio(utts[key].wav)
-            res, emis = decode_samples(rec, samples, block_s)
+    with open(partial_path, "a", encoding="utf-8") as partial, \
+            tqdm(total=len(todo), desc=f"decode ({rec.options.mode})", disable=not progress, unit="utt") as bar:
+        if batch_size == 1:
+            results = ((key, *decode_samples(rec, read_audio(utts[key].wav), block_s)) for key in todo)
+        else:
+            results = decode_batched(rec, todo, lambda k: read_audio(utts[k].wav), block_s, batch_size)
+        for key, res, emis in results:
             emis.key = key
             done[key] = {"text": res.text, "emissions": emis.to_json()}
             partial.write(json.dumps({"key": key, **done[key]}) + "\n")
             partial.flush()
+            bar.update()
 
     keys = sorted(done)
     emissions = [parse_record(done[k]["emissions"], f"{partial_path}:{k}") for k in keys]

@@ -131,7 +131,14 @@ class GroupStreamingSession:
     """Incremental group-streaming state of ``B`` streams: a KV cache plus what each cached slot holds.
 
     Slots are appended block by block for all streams at once; ``lens`` marks per-stream padding inside a
-    block. Cached slot kinds (source/target) and validity drive the masks of later blocks.
+    block. Per stream and slot, ``cache_valid`` (B, L) says whether the slot holds a real token and
+    ``cache_is_source`` (B, L) whether it is source; they drive the masks of later blocks.
+
+    Batching streams decoded on their own (:mod:`speech_llm.recognizer`): :meth:`merge` stacks sessions
+    into one, left-padding every KV cache with invalid slots to the longest; :meth:`select` takes some
+    streams out again and drops the slots that none of them uses, so a single stream taken out is compact
+    (no padding slot survives a merge/select round trip). Position IDs are stored with the keys (RoPE),
+    so moving or dropping slots changes nothing: attention only depends on which slots are visible.
     """
 
     def __init__(self, glm: GroupStreamingLM, batch_size: int):
@@ -143,15 +150,92 @@ class GroupStreamingSession:
         self.device, self.dtype = param.device, param.dtype
         self.cache = DynamicCache(config=glm.lm.config)
         self.cache_valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
-        self.cache_is_source = torch.zeros(0, dtype=torch.bool, device=self.device)
+        self.cache_is_source = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
         self.num_source = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.num_target = torch.zeros(batch_size, dtype=torch.long, device=self.device)
 
     @property
     def num_forwarded(self) -> int:
-        """Token positions the LLM has processed per stream (the KV-cache length); each exactly once."""
+        """Cache slots per stream (the KV-cache length). Each token is forwarded exactly once; in a merged
+        batch this also counts padding slots."""
         return self.cache_valid.size(1)
 
+    # ---------------------------------------------------------------- batching separate sessions
+    @classmethod
+    def merge(cls, sessions: Sequence[GroupStreamingSession]) -> GroupStreamingSession:
+        """One session holding the streams of ``sessions`` in order (their batch sizes add up).
+
+        Caches of different lengths are left-padded with invalid slots. The inputs must not be used
+        afterwards (take streams out with :meth:`select`).
+        """
+        if not sessions:
+            raise ValueError("merge: no sessions")
+        glm = sessions[0].glm
+        if any(s.glm is not glm for s in sessions):
+            raise ValueError("merge: sessions belong to different models")
+        if len(sessions) == 1:
+            return sessions[0]
+        length = max(s.num_forwarded for s in sessions)
+
+        def pad(x: torch.Tensor, dim: int, value=0) -> torch.Tensor:
+            n = length - x.size(dim)
+            if not n:
+                return x
+            shape = list(x.shape)
+            shape[dim] = n
+            return torch.cat([x.new_full(shape, value), x], dim=dim)
+
+        layers = []
+        if length:
+            ref = next(s for s in sessions if s.num_forwarded)._kv()
+            for i, (k_ref, _) in enumerate(ref):
+                ks, vs = [], []
+                for s in sessions:
+                    empty = k_ref.new_zeros(s.batch_size, k_ref.size(1), 0, k_ref.size(3))
+                    k, v = s._kv()[i] if s.num_forwarded else (empty, empty)
+                    ks.append(pad(k, 2))
+                    vs.append(pad(v, 2))
+                layers.append((torch.cat(ks), torch.cat(vs)))
+        return cls._from_parts(
+            glm, layers,
+            torch.cat([pad(s.cache_valid, 1, False) for s in sessions]),
+            torch.cat([pad(s.cache_is_source, 1, False) for s in sessions]),
+            torch.cat([s.num_source for s in sessions]),
+            torch.cat([s.num_target for s in sessions]))
+
+    def select(self, indices: Sequence[int]) -> GroupStreamingSession:
+        """A new session with streams ``indices`` (in that order); slots none of them uses are dropped."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
+        if idx.numel() == 0 or (idx < 0).any() or (idx >= self.batch_size).any():
+            raise ValueError(f"select: indices must be in [0, {self.batch_size}), got {list(indices)}")
+        valid = self.cache_valid[idx]
+        keep = valid.any(0).nonzero().flatten()
+        layers = [(k[idx][:, :, keep], v[idx][:, :, keep]) for k, v in self._kv()] if keep.numel() else []
+        return self._from_parts(self.glm, layers, valid[:, keep], self.cache_is_source[idx][:, keep],
+                                self.num_source[idx].clone(), self.num_target[idx].clone())
+
+    def split(self) -> list[GroupStreamingSession]:
+        """One compact ``B = 1`` session per stream."""
+        return [self.select([b]) for b in range(self.batch_size)]
+
+    @classmethod
+    def _from_parts(cls, glm: GroupStreamingLM, layers: list[tuple[torch.Tensor, torch.Tensor]],
+                    cache_valid: torch.Tensor, cache_is_source: torch.Tensor, num_source: torch.Tensor,
+                    num_target: torch.Tensor) -> GroupStreamingSession:
+        sess = cls(glm, cache_valid.size(0))
+        for i, (k, v) in enumerate(layers):
+            sess.cache.update(k, v, i)
+        sess.cache_valid, sess.cache_is_source = cache_valid, cache_is_source
+        sess.num_source, sess.num_target = num_source, num_target
+        return sess
+
+    def _kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values), each (B, H_kv, L, Dh); empty before the first forward."""
+        if not self.num_forwarded:
+            return []
+        return [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    # ---------------------------------------------------------------- reading and writing
     @torch.no_grad()
     def read(self, embeds: torch.Tensor, lens: torch.Tensor | None = None,
              return_hidden: bool = False) -> torch.Tensor | None:
@@ -179,39 +263,63 @@ class GroupStreamingSession:
         return out.logits
 
     @torch.no_grad()
-    def greedy_write(self, first_ids: torch.Tensor, stop_ids: Sequence[int], max_tokens: int,
-                     active: torch.Tensor | None = None, suppress_ids: Sequence[int] = ()) -> WriteResult:
+    def greedy_write(self, first_ids: torch.Tensor, stop_ids: Sequence[int] | Sequence[Sequence[int]],
+                     max_tokens: int | Sequence[int], active: torch.Tensor | None = None,
+                     suppress_ids: Sequence[int] | Sequence[Sequence[int]] = ()) -> WriteResult:
         """Feed ``first_ids`` (B,) and write greedily until a stop token or ``max_tokens`` per stream.
 
         Stop tokens (e.g. ``<wait>``, eos) and the token that hits the cap are returned but not fed: they
         are ``pending`` and go in first at the next call. Streams with ``active[b] = False`` write nothing.
         Tokens in ``suppress_ids`` are never chosen (e.g. eos before the input has ended).
+
+        ``stop_ids`` and ``suppress_ids`` are one list for every stream or B lists (one per stream);
+        ``max_tokens`` is one cap or B caps. Each step is one forward of the LLM for all active streams.
         """
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        if first_ids.shape != (self.batch_size,):
-            raise ValueError(f"first_ids must have shape ({self.batch_size},), got {tuple(first_ids.shape)}")
+        b = self.batch_size
+        if first_ids.shape != (b,):
+            raise ValueError(f"first_ids must have shape ({b},), got {tuple(first_ids.shape)}")
+        caps = torch.as_tensor([max_tokens] * b if isinstance(max_tokens, int) else list(max_tokens),
+                               dtype=torch.long, device=self.device)
+        if caps.shape != (b,) or (caps < 1).any():
+            raise ValueError(f"max_tokens must be >= 1 (one value or {b}), got {max_tokens}")
+        stop = self._ids_per_stream(stop_ids, "stop_ids")
+        suppress = self._ids_per_stream(suppress_ids, "suppress_ids")
         pending = first_ids.to(self.device).long().clone()
-        active = (torch.ones(self.batch_size, dtype=torch.bool, device=self.device) if active is None
+        active = (torch.ones(b, dtype=torch.bool, device=self.device) if active is None
                   else active.to(self.device).bool().clone())
-        stop = torch.tensor(list(stop_ids), dtype=torch.long, device=self.device)
-        suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=self.device)
         stopped = torch.zeros_like(active)
-        tokens: list[list[int]] = [[] for _ in range(self.batch_size)]
-        for _ in range(max_tokens):
-            if not active.any():
-                break
+        count = torch.zeros(b, dtype=torch.long, device=self.device)
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        while active.any():
             logits = self.write(pending.unsqueeze(1), lens=active.long())[:, -1]
             if suppress.numel():
-                logits = logits.index_fill(-1, suppress, float("-inf"))
+                banned = torch.zeros_like(logits, dtype=torch.bool)
+                rows = torch.arange(b, device=self.device).unsqueeze(1).expand_as(suppress)
+                real = suppress >= 0
+                banned[rows[real], suppress[real]] = True
+                logits = logits.masked_fill(banned, float("-inf"))
             nxt = logits.argmax(-1)
-            for b in active.nonzero().flatten().tolist():
-                tokens[b].append(int(nxt[b]))
+            for i in active.nonzero().flatten().tolist():
+                tokens[i].append(int(nxt[i]))
             pending = torch.where(active, nxt, pending)
-            hit = active & torch.isin(nxt, stop)
+            hit = active & (nxt.unsqueeze(1) == stop).any(1)
             stopped |= hit
-            active &= ~hit
+            count += active.long()
+            active &= ~hit & (count < caps)
         return WriteResult(tokens=tokens, pending=pending, stopped=stopped)
+
+    def _ids_per_stream(self, ids, name: str) -> torch.Tensor:
+        """Token ids for all streams or one list per stream -> (B, K) long, padded with -1."""
+        ids = list(ids)
+        if ids and all(isinstance(x, (list, tuple)) or (isinstance(x, torch.Tensor) and x.dim() == 1) for x in ids):
+            if len(ids) != self.batch_size:
+                raise ValueError(f"{name}: {len(ids)} per-stream lists for {self.batch_size} streams")
+            rows = [[int(t) for t in x] for x in ids]
+        else:
+            rows = [[int(t) for t in ids]] * self.batch_size
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long,
+                            device=self.device).view(self.batch_size, width)
 
     def _valid(self, batch: int, n: int, lens: torch.Tensor | None, name: str) -> torch.Tensor:
         if batch != self.batch_size:
@@ -237,6 +345,5 @@ class GroupStreamingSession:
         )
         self.cache = out.past_key_values
         self.cache_valid = torch.cat([self.cache_valid, valid], dim=1)
-        kind = torch.full((valid.size(1),), is_source, dtype=torch.bool, device=self.device)
-        self.cache_is_source = torch.cat([self.cache_is_source, kind])
+        self.cache_is_source = torch.cat([self.cache_is_source, valid & is_source], dim=1)
         return out

@@ -23,6 +23,16 @@ padded batch, padded source and target slots are never attended to; a padded row
 Streaming (:func:`incremental_mask`) builds the rows of a block of new tokens against the KV cache, with
 the same rule: a new source token sees cached *source* and earlier new source; a new target token sees
 everything cached and earlier new target. Appending in this way reproduces the training mask exactly.
+Slot kinds are per stream, ``cache_is_source`` (B, L): in a batch merged from separately decoded streams
+the same cache slot can hold source in one stream, target in another, or nothing (padding). Example: two
+streams, cache slots ``c0..c3`` (stream 0: ``s s t -``, stream 1: ``s t s s``; ``-`` = invalid), then a
+new source block of 2 tokens, the second one padding for stream 0 (rows attend to columns)::
+
+                    c0 c1 c2 c3 n0 n1
+        stream 0 n0 [ 1  1  0  0  1  0 ]      target c2 and invalid c3 hidden
+                 n1 [ 0  0  0  0  0  1 ]      padded row: itself only
+        stream 1 n0 [ 1  0  1  1  1  0 ]      target c1 hidden
+                 n1 [ 1  0  1  1  1  1 ]
 """
 
 from __future__ import annotations
@@ -97,16 +107,19 @@ def incremental_mask(cache_valid: torch.Tensor, cache_is_source: torch.Tensor, n
 
     Args:
         cache_valid: (B, L) bool, cached slots holding a real token.
-        cache_is_source: (L,) bool, cached slots holding a source token.
+        cache_is_source: (B, L) bool (or (L,), shared by the batch), cached slots holding a source token.
         new_valid: (B, n) bool, new slots holding a real token.
         new_is_source: whether the new block is source (it then ignores cached target).
 
     Returns:
         (B, n, L+n) bool, True = may attend.
     """
+    if cache_is_source.shape not in (cache_valid.shape, cache_valid.shape[1:]):
+        raise ValueError(f"cache_is_source must have shape (B, L) = {tuple(cache_valid.shape)} or (L,), "
+                         f"got {tuple(cache_is_source.shape)}")
     old = cache_valid.unsqueeze(1).expand(-1, new_valid.size(1), -1)
     if new_is_source:
-        old = old & cache_is_source.view(1, 1, -1)
+        old = old & cache_is_source.expand_as(cache_valid).unsqueeze(1)
     n = new_valid.size(1)
     causal = torch.ones(n, n, dtype=torch.bool, device=new_valid.device).tril()
     new = causal.unsqueeze(0) & new_valid.unsqueeze(1)

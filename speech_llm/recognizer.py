@@ -23,6 +23,29 @@ Batch mode: a stream whose input is already complete at its first ``decode`` (or
 recognizer's mode is ``"batch"``) is decoded offline: all audio tokens and the end marker are read, then
 the model writes until eos with no waits — the batch-mode result of the same checkpoint.
 
+Many streams (:meth:`Recognizer.decode_streams`) advance in one batch with exactly the policy above; a
+single :meth:`Recognizer.decode` is the same code with one stream. Between calls every stream keeps its
+own state (encoder caches, a compact ``B = 1`` LLM session), so streams can join, leave, finish and be fed
+any block sizes independently. Within a call:
+
+1. Encoder + projector: features are cut into chunk windows per stream; window ``j`` of every stream that
+   has one goes through ``encoder.streaming_forward`` together (states stacked with ``stack_states``), so
+   all batched inputs are chunk-aligned; the last partial chunks of finished inputs are encoded in groups
+   of equal length.
+2. LLM: each stream's work is a list of steps (read a chunk -- the prompt goes with the first one -- then
+   maybe write; at the end the end marker, then the final write). The sessions of the streams with work
+   are merged (:meth:`~speech_llm.group_lm.GroupStreamingSession.merge`) and step ``i`` of every stream
+   runs together: ONE LLM forward reads all the chunks (per-stream lengths), then each greedy token is ONE
+   forward over the merged batch (per-stream stop/suppress/cap; a stream done writing takes part with an
+   empty row until the longest write of the step ends). A stream whose steps are done leaves the batch
+   (:meth:`~speech_llm.group_lm.GroupStreamingSession.select`, which drops its padding slots), so padding
+   never outlives a call.
+
+Each stream gets the tokens it gets decoded alone: batched forwards differ from ``B = 1`` ones only by
+float rounding (masked padding contributes exactly zero). Cost notes: a batch-mode stream reads its whole
+input in one step, so the other streams' rows of that read are padded to its length; ``compute_s`` of a
+stream is its equal share of the batched call's time.
+
 Committed text never changes: every token is written once and never revised (nothing is re-encoded).
 ``committed`` is the text of complete words; ``partial`` is a word still being written (its next token
 could continue it), which is usually empty because ``<wait>`` falls between words.
@@ -34,6 +57,7 @@ Input conversions (documented): integer PCM is scaled to [-1, 1] (int16 by 1/327
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +65,7 @@ import torch
 
 from encoders.constants import FRAME_SHIFT_MS, SAMPLE_RATE
 from encoders.frontend import StreamingFbank
+from speech_llm.group_lm import GroupStreamingSession
 from speech_llm.model import SpeechLLM
 from speech_llm.resample import StreamingResampler
 
@@ -91,6 +116,16 @@ class _Written:
 
 
 @dataclass
+class _Step:
+    """One step of a stream's LLM work: read ``source`` (n, D) (``n_audio`` of them audio tokens), then
+    write: ``None`` (no write), ``"chunk"`` (until ``<wait>``) or ``"final"`` (until eos)."""
+
+    source: torch.Tensor
+    n_audio: int
+    write: str | None
+
+
+@dataclass
 class Stream:
     """One utterance's decoding state. Create with :meth:`Recognizer.create_stream`."""
 
@@ -101,6 +136,7 @@ class Stream:
     num_samples: int = 0
     input_done: bool = False
     started: bool = False
+    batch_mode: bool = False
     finished: bool = False
     t0: float | None = None
     written: list[_Written] = field(default_factory=list)
@@ -116,8 +152,9 @@ class Stream:
         p = next(m.parameters())
         self.enc_states = m.encoder.init_states(1, self.rec.chunk_frames, m.left_chunks)
         self.proj_state = m.projector.init_state(1, m.encoder.output_dim, p.device, p.dtype)
+        self.enc_buf = p.new_zeros(0, m.encoder.input_dim)   # (T, F) features not yet encoded (CMVN applied)
         self.audio = p.new_zeros(1, 0, m.glm.hidden_size)
-        self.session = None
+        self.session: GroupStreamingSession | None = None
         self.pending = torch.tensor([m.tokens.bos_id])
 
     @property
@@ -194,46 +231,28 @@ class Recognizer:
     def create_stream(self) -> Stream:
         return Stream(self)
 
-    @torch.no_grad()
     def decode(self, stream: Stream) -> None:
         """Advance ``stream`` as far as its input allows (see the module docstring for the policy)."""
-        if stream.finished:
+        self.decode_streams([stream])
+
+    @torch.no_grad()
+    def decode_streams(self, streams: Sequence[Stream]) -> None:
+        """Advance several streams as far as their inputs allow, in one batch (see the module docstring).
+
+        Each stream gets the tokens, text and emission audio times that :meth:`decode` on it alone gives.
+        """
+        todo = list({id(s): s for s in streams if not s.finished}.values())
+        if not todo:
             return
         t = time.perf_counter()
         try:
-            self._advance(stream)
+            work = [s for s in todo if self._start(s)]
+            self._encode(work)
+            self._run_steps({id(s): self._plan(s) for s in work}, work)
         finally:
-            stream.compute_s += time.perf_counter() - t
-
-    def _advance(self, stream: Stream) -> None:
-        batch = self.options.mode == "batch" or (not stream.started and stream.input_done)
-        if self.options.mode == "batch" and not stream.input_done:
-            return  # batch mode waits for the whole input
-        stream.started = True
-        self._encode(stream)
-        k = self.tokens_per_chunk
-        if not batch:
-            while stream.audio.size(1) >= k:
-                self._read(stream, stream.audio[:, :k])
-                stream.audio = stream.audio[:, k:]
-                if stream.tokens_read > self.options.lookahead_chunks * k:
-                    self._write(stream, final=False)
-        if not stream.input_done:
-            return
-        if batch and stream.audio.size(1):
-            self._read(stream, stream.audio)
-        elif stream.audio.size(1):
-            self._read(stream, stream.audio)
-            self._write(stream, final=False)
-        stream.audio = stream.audio[:, :0]
-        self._ensure_session(stream).read(self.model.token_embeds(self.model.tokens.end_ids))
-        self._write(stream, final=True)
-        stream.finished = True
-
-    def decode_streams(self, streams: list[Stream]) -> None:
-        """Advance several streams (one after another; each keeps its own KV cache)."""
-        for s in streams:
-            self.decode(s)
+            share = (time.perf_counter() - t) / len(todo)
+            for s in todo:
+                s.compute_s += share
 
     def get_result(self, stream: Stream) -> Result:
         """Text so far: committed words never change; ``partial`` is a word still being written."""
@@ -254,46 +273,156 @@ class Recognizer:
         return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished)
 
     # ------------------------------------------------------------------ internals
-    def _encode(self, stream: Stream) -> None:
+    def _start(self, stream: Stream) -> bool:
+        """Whether ``stream`` is decoded now (batch mode waits for the whole input); fixes its mode."""
+        if self.options.mode == "batch" and not stream.input_done:
+            return False
+        stream.batch_mode = self.options.mode == "batch" or (not stream.started and stream.input_done)
+        stream.started = True
+        return True
+
+    def _encode(self, streams: list[Stream]) -> None:
+        """New features of every stream -> audio tokens appended to ``stream.audio``, chunk-aligned batches."""
         m = self.model
-        feats = stream._take_feats()
-        if m.cmvn is not None and feats.numel():
-            feats = m.cmvn(feats)
-        enc, stream.enc_states = m.encoder.streaming_forward(feats.unsqueeze(0), stream.enc_states,
-                                                             final=stream.input_done)
-        proj, stream.proj_state = m.projector.streaming_forward(enc, stream.proj_state, final=stream.input_done)
-        stream.audio = torch.cat([stream.audio, proj.to(stream.audio.dtype)], dim=1)
-
-    def _ensure_session(self, stream: Stream):
-        if stream.session is None:
-            stream.session = self.model.glm.start(1)
-            stream.session.read(self.model.token_embeds(self.model.tokens.prompt_ids))
-        return stream.session
-
-    def _read(self, stream: Stream, audio: torch.Tensor) -> None:
-        self._ensure_session(stream).read(audio)
-        stream.tokens_read += audio.size(1)
-
-    def _write(self, stream: Stream, final: bool) -> None:
-        tk = self.model.tokens
-        left = self.options.max_total_tokens - len(stream.written)
-        if left <= 0:
+        for s in streams:
+            feats = s._take_feats()
+            if m.cmvn is not None and feats.numel():
+                feats = m.cmvn(feats)
+            s.enc_buf = torch.cat([s.enc_buf, feats.to(s.enc_buf.dtype)])
+        window = self._chunk_window()
+        if window is None:  # an encoder without chunk geometry / state stacking: one stream at a time
+            for s in streams:
+                self._encode_group([s], s.enc_buf.size(0), final=s.input_done)
             return
-        cap = left if final else min(left, self.options.max_tokens_per_read)
-        stop, suppress = ([tk.eos_id], [tk.wait_id]) if final else ([tk.wait_id], [tk.eos_id])
-        sess = self._ensure_session(stream)
-        visible = int(sess.num_source[0])
-        res = sess.greedy_write(stream.pending, stop, cap, suppress_ids=suppress)
-        stream.trace += [(t, visible) for t in res.tokens[0]]
+        need, hop = window
+        while ready := [s for s in streams if s.enc_buf.size(0) >= need]:
+            self._encode_group(ready, need, final=False, hop=hop)
+        ends: dict[int, list[Stream]] = {}
+        for s in streams:
+            if s.input_done:
+                ends.setdefault(s.enc_buf.size(0), []).append(s)
+        for n, group in ends.items():
+            self._encode_group(group, n, final=True)
+
+    def _chunk_window(self) -> tuple[int, int] | None:
+        """(features needed for one chunk, features consumed by it), or None for an encoder that lacks
+        ``embed.stride``/``embed.receptive_field`` or ``stack_states``/``unstack_states``."""
+        enc = self.model.encoder
+        embed = getattr(enc, "embed", None)
+        stride, field_ = getattr(embed, "stride", None), getattr(embed, "receptive_field", None)
+        if stride is None or field_ is None or not hasattr(enc, "stack_states") or not hasattr(enc, "unstack_states"):
+            return None
+        return stride * (self.chunk_frames - 1) + field_, stride * self.chunk_frames
+
+    def _encode_group(self, group: list[Stream], n: int, final: bool, hop: int | None = None) -> None:
+        """Encode the first ``n`` buffered features of every stream in ``group`` in one batch.
+
+        With ``hop``, the ``n`` features are one chunk's window: ``hop`` of them are consumed, the rest stays
+        at the front of ``enc_buf`` and the encoder's own feature buffer is emptied (so every stream's
+        states hold no features and stack). Without it, all ``n`` go to the encoder, which keeps what it
+        cannot use yet."""
+        m = self.model
+        feats = torch.stack([s.enc_buf[:n] for s in group])
+        states = (group[0].enc_states if len(group) == 1
+                  else m.encoder.stack_states([s.enc_states for s in group]))
+        enc, states = m.encoder.streaming_forward(feats, states, final=final)
+        proj, proj_state = m.projector.streaming_forward(enc, torch.cat([s.proj_state for s in group]), final=final)
+        per_stream = [states] if len(group) == 1 else m.encoder.unstack_states(states)
+        for b, (s, st) in enumerate(zip(group, per_stream)):
+            s.enc_buf = s.enc_buf[n if hop is None else hop:]
+            if hop is not None:
+                st["feats"] = st["feats"][:, :0]  # what it kept is still at the front of enc_buf
+            s.enc_states = st
+            s.proj_state = proj_state[b:b + 1]
+            s.audio = torch.cat([s.audio, proj[b:b + 1].to(s.audio.dtype)], dim=1)
+
+    def _plan(self, stream: Stream) -> list[_Step]:
+        """Turn the stream's new audio tokens (and input end) into its LLM steps; see the module docstring."""
+        m, k = self.model, self.tokens_per_chunk
+        audio = stream.audio[0]
+        stream.audio = stream.audio[:, :0]
+        steps: list[_Step] = []
+        read = stream.tokens_read
+        if not stream.batch_mode:
+            while audio.size(0) >= k:
+                read += k
+                write = "chunk" if read > self.options.lookahead_chunks * k else None
+                steps.append(_Step(audio[:k], k, write))
+                audio = audio[k:]
+        if stream.input_done:
+            end = m.token_embeds(m.tokens.end_ids)[0].to(audio.dtype)
+            if stream.batch_mode:
+                steps.append(_Step(torch.cat([audio, end]), audio.size(0), "final"))
+            else:
+                if audio.size(0):
+                    steps.append(_Step(audio, audio.size(0), "chunk"))
+                steps.append(_Step(end, 0, "final"))
+        else:
+            stream.audio = audio.unsqueeze(0)  # less than a chunk: waits for more
+        if steps and stream.session is None:
+            prompt = m.token_embeds(m.tokens.prompt_ids)[0].to(audio.dtype)
+            first = steps[0]
+            steps[0] = _Step(torch.cat([prompt, first.source]), first.n_audio, first.write)
+        return steps
+
+    def _run_steps(self, plans: dict[int, list[_Step]], streams: list[Stream]) -> None:
+        """Run step i of every stream together: one read forward, then batched greedy writes."""
+        group = [s for s in streams if plans[id(s)]]
+        if not group:
+            return
+        sess = GroupStreamingSession.merge([s.session or self.model.glm.start(1) for s in group])
+        i = 0
+        while group:
+            steps = [plans[id(s)][i] for s in group]
+            embeds = torch.nn.utils.rnn.pad_sequence([st.source for st in steps], batch_first=True)
+            sess.read(embeds, lens=torch.tensor([st.source.size(0) for st in steps]))
+            for s, st in zip(group, steps):
+                s.tokens_read += st.n_audio
+            self._write(sess, group, steps)
+            i += 1
+            done = [b for b, s in enumerate(group) if len(plans[id(s)]) == i]
+            if done:
+                keep = [b for b in range(len(group)) if b not in done]
+                for b in done:
+                    group[b].session = sess.select([b])
+                    group[b].finished = steps[b].write == "final"
+                sess = sess.select(keep) if keep else sess
+                group = [group[b] for b in keep]
+
+    def _write(self, sess: GroupStreamingSession, group: list[Stream], steps: list[_Step]) -> None:
+        """Greedy writes of the streams whose step writes, batched; bookkeeping per stream."""
+        tk, opts = self.model.tokens, self.options
+        active, caps, stops, suppress = [], [], [], []
+        for s, st in zip(group, steps):
+            left = opts.max_total_tokens - len(s.written)
+            final = st.write == "final"
+            active.append(st.write is not None and left > 0)
+            caps.append(max(1, left if final else min(left, opts.max_tokens_per_read)))
+            stops.append([tk.eos_id] if final else [tk.wait_id])
+            suppress.append([tk.wait_id] if final else [tk.eos_id])
+        if not any(active):
+            return
+        visible = sess.num_source.tolist()
+        pending = torch.cat([s.pending for s in group])
+        res = sess.greedy_write(pending, stops, caps, active=torch.tensor(active), suppress_ids=suppress)
+        for b, (s, st) in enumerate(zip(group, steps)):
+            if active[b]:
+                self._record(s, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
+                             final=st.write == "final")
+
+    def _record(self, stream: Stream, tokens: list[int], pending: torch.Tensor, stopped: bool, visible: int,
+                final: bool) -> None:
+        tk = self.model.tokens
+        stream.trace += [(t, visible) for t in tokens]
         audio_s = stream.duration_s if final else min(stream.tokens_read * self.token_s, stream.duration_s)
         wall = stream.wall_s()
-        for t in res.tokens[0]:
+        for t in tokens:
             if t not in (tk.wait_id, tk.eos_id):
                 stream.written.append(_Written(t, audio_s, wall))
-        stream.pending = res.pending
+        stream.pending = pending
         toks = [w.token for w in stream.written]
         # A write that ended on <wait>/eos closed its last word; one cut by a cap may be mid-word.
-        stream.num_complete = len(toks) if bool(res.stopped[0]) or final else self._word_boundary(toks)
+        stream.num_complete = len(toks) if stopped or final else self._word_boundary(toks)
 
     def _starts_word(self, token: int) -> bool:
         return self.tokenizer.decode([token]).startswith(" ")

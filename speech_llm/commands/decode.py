@@ -37,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lookahead", type=int, default=0, help="extra chunks read before writing (streaming)")
     p.add_argument("--max-tokens-per-read", type=int, default=20)
     p.add_argument("--max-total-tokens", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="utterances decoded together in one batch (asr/st; default: %(default)s)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -48,13 +50,15 @@ def run(args) -> int:
 
     if args.task == "mt":
         return _run_mt(args)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         opts = DecodeOptions(mode=args.mode, chunk_ms=args.chunk_ms, lookahead_chunks=args.lookahead,
                              max_tokens_per_read=args.max_tokens_per_read, max_total_tokens=args.max_total_tokens)
         rec = load_recognizer(args.exp_dir, opts, device=args.device)
     except ValueError as e:
         raise UserError(str(e)) from e
-    summary = decode_data_dir(rec, args.data, args.out, progress=not args.no_progress)
+    summary = decode_data_dir(rec, args.data, args.out, progress=not args.no_progress, batch_size=args.batch_size)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -80,3 +80,35 @@ def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
     decode_data_dir(rec, data_dir, out, progress=False)
     assert len(calls) == 1  # only the missing utterance was decoded again
     assert (out / "text").read_text() == (ref_out / "text").read_text()
+
+
+@pytest.mark.parametrize("mode", ["streaming", "batch"])
+def test_batched_decode_gives_the_same_output_and_resumes(model_and_tok, data_dir, tmp_path, mode):
+    rec = Recognizer(*model_and_tok, DecodeOptions(mode=mode, max_tokens_per_read=2, max_total_tokens=12))
+    decode_data_dir(rec, data_dir, tmp_path / "one", progress=False)
+    summary = decode_data_dir(rec, data_dir, tmp_path / "two", progress=False, batch_size=2)
+    assert (tmp_path / "two" / "text").read_text() == (tmp_path / "one" / "text").read_text()
+    words = [{k: [(w.word, w.audio_s) for w in e.words] for k, e in read_emissions(d / "emissions.jsonl").items()}
+             for d in (tmp_path / "one", tmp_path / "two")]
+    assert words[0] == words[1]
+    assert summary["num_utts"] == 3 and summary["rtf"] > 0
+
+    out = tmp_path / "resumed"
+    orig = rec.create_stream
+    calls = []
+
+    def failing_create_stream():  # the 3rd utterance fails to start: the first two finish meanwhile
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return orig()
+
+    rec.create_stream = failing_create_stream
+    with pytest.raises(KeyboardInterrupt):
+        decode_data_dir(rec, data_dir, out, progress=False, batch_size=2)
+    assert 1 <= len((out / "partial.jsonl").read_text().splitlines()) <= 2
+    calls.clear()
+    rec.create_stream = lambda: (calls.append(1), orig())[1]
+    decode_data_dir(rec, data_dir, out, progress=False, batch_size=2)
+    assert 1 <= len(calls) <= 2  # only what was not finished
+    assert (out / "text").read_text() == (tmp_path / "one" / "text").read_text()

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from speech_llm.group_lm import GroupStreamingLM
+from speech_llm.group_lm import GroupStreamingLM, GroupStreamingSession
 from speech_llm.masks import lengths_to_valid
 
 VOCAB = 97
@@ -198,3 +198,81 @@ def test_bad_arguments_raise_value_error_naming_them():
         sess.read(torch.randn(3, 4, 32))
     with pytest.raises(ValueError, match="lens"):
         sess.read(torch.randn(2, 4, 32), lens=torch.tensor([5, 1]))
+
+
+def test_merge_and_select_sessions_with_different_histories():
+    """Sessions decoded apart, merged (padded), stepped together, split again == stepping each alone."""
+    glm = GroupStreamingLM(tiny_lm("qwen2", "sdpa"), phi=0)
+    src = torch.randn(3, 9, 32)
+    tgt = torch.randint(0, VOCAB, (3, 4))
+    histories = [[("r", 4), ("w", 2), ("r", 1)], [("r", 2)], []]  # stream 2 has nothing cached yet
+
+    def replay(sess, b, hist):
+        s = t = 0
+        for kind, n in hist:
+            if kind == "r":
+                sess.read(src[b:b + 1, s:s + n])
+                s += n
+            else:
+                sess.write(tgt[b:b + 1, t:t + n])
+                t += n
+        return s, t
+
+    alone, starts = [], []
+    for b, hist in enumerate(histories):
+        sess = glm.start(1)
+        starts.append(replay(sess, b, hist))
+        alone.append(sess)
+    merged = GroupStreamingSession.merge(alone)
+    assert merged.batch_size == 3 and merged.num_forwarded == 7
+    assert merged.cache_valid.sum(1).tolist() == [7, 2, 0]
+
+    # one more read (different lengths) and a greedy write, batched vs each alone
+    n_new = [2, 3, 1]
+    block = torch.zeros(3, 3, 32)
+    for b, (s, _) in enumerate(starts):
+        block[b, :n_new[b]] = src[b, s:s + n_new[b]]
+    merged.read(block, lens=torch.tensor(n_new))
+    first = torch.tensor([5, 6, 7])
+    res = merged.greedy_write(first, stop_ids=[[], [], []], max_tokens=[4, 2, 3],
+                              suppress_ids=[[1], [], [2, 3]])
+    for b, hist in enumerate(histories):
+        sess = glm.start(1)
+        replay(sess, b, hist)
+        sess.read(block[b:b + 1, :n_new[b]])
+        ref = sess.greedy_write(first[b:b + 1], stop_ids=[], max_tokens=[4, 2, 3][b],
+                                suppress_ids=[[1], [], [2, 3]][b])
+        assert res.tokens[b] == ref.tokens[0]
+    assert [len(t) for t in res.tokens] == [4, 2, 3]
+
+    parts = merged.split()
+    for p in parts:  # compact again: only real slots
+        assert bool(p.cache_valid.all()) and p.num_forwarded == int(p.num_source[0] + p.num_target[0])
+    # a split stream continues exactly like the merged one
+    nxt = src[0:1, 8:9]
+    h_part = parts[0].read(nxt, return_hidden=True)
+    h_merged = merged.read(torch.cat([nxt, torch.zeros(2, 1, 32)]), lens=torch.tensor([1, 0, 0]),
+                           return_hidden=True)
+    assert (h_part[0] - h_merged[0]).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="select"):
+        merged.select([3])
+
+
+def test_greedy_write_per_stream_stop_ids_and_caps():
+    glm = GroupStreamingLM(tiny_lm("qwen2", "sdpa"))
+    src = torch.randn(2, 5, 32)
+    first = torch.tensor([3, 4])
+    free_sess = glm.start(2)
+    free_sess.read(src)
+    free = free_sess.greedy_write(first, stop_ids=[], max_tokens=6)
+    sess = glm.start(2)
+    sess.read(src)
+    stop0 = free.tokens[0][1]
+    res = sess.greedy_write(first, stop_ids=[[stop0], []], max_tokens=[6, 3])
+    assert res.tokens[0] == free.tokens[0][:free.tokens[0].index(stop0) + 1]
+    assert res.tokens[1] == free.tokens[1][:3]
+    assert res.stopped.tolist() == [True, False]
+    with pytest.raises(ValueError, match="max_tokens"):
+        sess.greedy_write(first, stop_ids=[], max_tokens=[1, 0])
+    with pytest.raises(ValueError, match="stop_ids"):
+        sess.greedy_write(first, stop_ids=[[1], [2], [3]], max_tokens=2)

@@ -55,3 +55,15 @@ def test_group_position_ids():
     assert target_position_ids(torch.tensor([0, 2]), valid, 10).tolist() == [[10, 11, 12], [12, 12, 12]]
     with pytest.raises(ValueError, match="phi"):
         training_position_ids(2, 2, -3, 1)
+
+
+def test_incremental_mask_per_stream_kinds_matches_docstring_example():
+    cache_valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    cache_is_source = torch.tensor([[True, True, False, False], [True, False, True, True]])
+    mask = incremental_mask(cache_valid, cache_is_source, torch.tensor([[True, False], [True, True]]), True)
+    assert mask.int().tolist() == [
+        [[1, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]],
+        [[1, 0, 1, 1, 1, 0], [1, 0, 1, 1, 1, 1]],
+    ]
+    with pytest.raises(ValueError, match="cache_is_source"):
+        incremental_mask(cache_valid, cache_is_source[:, :3], torch.tensor([[True], [True]]), True)
