@@ -18,11 +18,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename (the file gets the usual
+    permissions, not mkstemp's private 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _umask_mode())
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -41,6 +50,7 @@ def atomic_write_files(directory: str | os.PathLike, files: dict[str, str]) -> N
         for name, text in files.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
             temps.append((name, Path(tmp)))
+            os.chmod(tmp, _umask_mode())
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)
         for name, tmp in temps:

@@ -101,9 +101,10 @@ def decode_batched(rec: Recognizer, keys: list[str], load, block_s: float | None
 
 
 def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    progress: bool = True, batch_size: int = 1) -> dict:
+                    progress: bool = True, batch_size: int = 1, info: dict | None = None) -> dict:
     """Decode every utterance of ``data_dir`` into ``out_dir`` (see the module docstring), ``batch_size``
-    utterances at a time. Returns the summary."""
+    utterances at a time. ``info`` (e.g. the task and checkpoint) is copied into the summary. Returns the
+    summary."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     utts = read_data_dir(data_dir)
@@ -136,6 +137,7 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
     audio_s = sum(e.duration or 0.0 for e in emissions)
     compute_s = sum(e.compute_s or 0.0 for e in emissions)
     summary = {
+        **(info or {}),
         "mode": rec.options.mode,
         "chunk_ms": round(rec.chunk_s * 1000, 3),
         "options": asdict(rec.options),

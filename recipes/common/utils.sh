@@ -2,6 +2,9 @@
 # Shared recipe helpers: logging, stage guards, .done markers, saving the command line.
 # Source it from a recipe: . "$(dirname "$0")/../common/utils.sh"
 
+# The Python that has speech_llm installed (the one the speech-llm script runs), for inline helpers.
+PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
+
 log() {
   local fname=${BASH_SOURCE[1]##*/}
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]:-main}) $*"
@@ -47,7 +50,7 @@ abs_path() {
 # checked as strictly as `speech-llm train` does; e.g. `config_value conf/x.yaml ctc.units` -> bpe.
 config_value() {
   local config=$1 key=$2; shift 2
-  python - "${config}" "${key}" "$@" <<'PY'
+  "${PYTHON}" - "${config}" "${key}" "$@" <<'PY'
 import sys
 
 from speech_llm.config import load_config
@@ -71,7 +74,7 @@ PY
 # checked; a key found in two inputs is an error. OUT is replaced.
 combine_data() {
   local out=$1; shift
-  python - "${out}" "$@" <<'PY'
+  "${PYTHON}" - "${out}" "$@" <<'PY'
 import sys
 from pathlib import Path
 
@@ -93,7 +96,7 @@ PY
 # so that a missing or misspelt name fails here, not after hours of training, and several training
 # processes do not download it at once. Honours HF_HOME / HF_HUB_OFFLINE / HF_ENDPOINT.
 fetch_hf_model() {
-  python - "$1" <<'PY'
+  "${PYTHON}" - "$1" <<'PY'
 import sys
 
 from huggingface_hub import snapshot_download

@@ -128,7 +128,7 @@ else
 fi
 [ "${decode_jobs}" -gt 0 ] || decode_jobs=$(( ngpu > 0 ? ngpu : 1 ))
 if [ "${ngpu}" -gt 0 ] && [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 2 ]; then
-  seen=$(python -c 'import torch; print(torch.cuda.device_count())')
+  seen=$("${PYTHON}" -c 'import torch; print(torch.cuda.device_count())')
   [ "${seen}" -ge "${ngpu}" ] || die "--ngpu ${ngpu}, but torch sees ${seen} GPU(s); use --ngpu 0 to run on CPU"
 fi
 

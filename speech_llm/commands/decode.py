@@ -30,35 +30,57 @@ def add_arguments(p) -> None:
     p.add_argument("--task", choices=["asr", "st", "mt"], default=None,
                    help="asr/st: speech (checked against the checkpoint); mt: text wait-k (default: the "
                         "checkpoint's task)")
-    p.add_argument("--mode", choices=["streaming", "batch"], default="streaming")
+    p.add_argument("--mode", choices=["streaming", "batch"], default=None,
+                   help="default: the checkpoint config's decode.mode (mt: wait-k unless batch)")
     p.add_argument("--k", type=int, default=3, help="mt: wait-k lag in source words (default: %(default)s)")
     p.add_argument("--chunk-ms", type=float, default=None,
                    help="streaming chunk in ms (default: the chunk the model was trained with)")
     p.add_argument("--lookahead", type=int, default=0, help="extra chunks read before writing (streaming)")
-    p.add_argument("--max-tokens-per-read", type=int, default=20)
-    p.add_argument("--max-total-tokens", type=int, default=200)
+    p.add_argument("--max-tokens-per-read", type=int, default=None,
+                   help="cap on tokens written after one chunk (default: the config's decode.max_tokens_per_read)")
+    p.add_argument("--max-total-tokens", type=int, default=None,
+                   help="cap on tokens per utterance (default: the config's decode.max_total_tokens)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="utterances decoded together in one batch (asr/st; default: %(default)s)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _device(name: str | None) -> str:
+    if name is not None:
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run(args) -> int:
-    from speech_llm.decode import decode_data_dir, load_recognizer
+    from speech_llm.checkpoint import load_model
+    from speech_llm.decode import decode_data_dir
     from speech_llm.errors import UserError
-    from speech_llm.recognizer import DecodeOptions
+    from speech_llm.recognizer import DecodeOptions, Recognizer
 
     if args.task == "mt":
         return _run_mt(args)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    model, tokenizer, cfg = load_model(args.exp_dir, device=_device(args.device))
+    if args.task is not None and args.task != cfg.llm.task:
+        raise UserError(f"--task {args.task}: {args.exp_dir} was trained for llm.task={cfg.llm.task}")
+    dec = cfg.decode
     try:
-        opts = DecodeOptions(mode=args.mode, chunk_ms=args.chunk_ms, lookahead_chunks=args.lookahead,
-                             max_tokens_per_read=args.max_tokens_per_read, max_total_tokens=args.max_total_tokens)
-        rec = load_recognizer(args.exp_dir, opts, device=args.device)
+        opts = DecodeOptions(
+            mode=args.mode or dec.mode, chunk_ms=args.chunk_ms, lookahead_chunks=args.lookahead,
+            max_tokens_per_read=args.max_tokens_per_read or dec.max_tokens_per_read,
+            max_total_tokens=args.max_total_tokens or dec.max_total_tokens)
+        rec = Recognizer(model, tokenizer, opts)
     except ValueError as e:
         raise UserError(str(e)) from e
-    summary = decode_data_dir(rec, args.data, args.out, progress=not args.no_progress, batch_size=args.batch_size)
+    info = {"task": cfg.llm.task, "exp_dir": str(args.exp_dir)}
+    if cfg.llm.task == "st":
+        info["target_lang"] = cfg.llm.target_lang
+    summary = decode_data_dir(rec, args.data, args.out, progress=not args.no_progress, batch_size=args.batch_size,
+                              info=info)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -79,6 +101,6 @@ def _run_mt(args) -> int:
         raise UserError(f"--k must be >= 1, got {args.k}")
     sources = read_sources(str(text), kaldi=True)
     summary = decode_mt_data(args.exp_dir, None, sources, None if batch else args.k, args.out, batch=batch,
-                             device=args.device, progress=not args.no_progress)
+                             device=_device(args.device), progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0

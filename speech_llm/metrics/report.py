@@ -59,6 +59,10 @@ def _get(d: dict | None, *keys: str):
     return d
 
 
+def _ms(x) -> int | None:
+    return None if x is None else int(round(float(x)))
+
+
 def read_row(decode_dir: str | Path) -> Row:
     """The row of one scored decode dir (its ``results.json``)."""
     path = Path(decode_dir) / "results.json"
@@ -71,7 +75,7 @@ def read_row(decode_dir: str | Path) -> Row:
     summary = res.get("decode_summary") or {}
     opts = summary.get("options") or {}
     row = Row(name=Path(decode_dir).name, task=res.get("task", "asr"), mode=opts.get("mode"),
-              chunk_ms=opts.get("chunk_ms") if opts.get("mode") == "streaming" else None,
+              chunk_ms=_ms(summary.get("chunk_ms")) if opts.get("mode") == "streaming" else None,
               num_utts=int(res.get("num_utts", 0)))
     if row.task == "asr":
         pct = _get(res, "wer", "percent")

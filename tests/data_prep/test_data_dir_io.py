@@ -93,3 +93,20 @@ def test_read_audio_rejects_a_valid_but_empty_file(tmp_path):
     sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     with pytest.raises(AudioError, match=f"empty .*{tmp_path / 'empty.wav'}"):
         read_audio(tmp_path / "empty.wav")
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """Not mkstemp's private 0600: other users (and a web server showing results) can read the files."""
+    import os
+
+    from data_prep.fileutil import atomic_write_files, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x\n")
+        atomic_write_files(tmp_path / "d", {"b.txt": "y\n"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d" / "b.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.txt").read_text() == "x\n"

@@ -32,7 +32,8 @@ def _decode_dir(d, hyps, mode, chunk_ms, emit_s):
                   for w, (_, _, e) in zip(hyp_words, words)]
             f.write(json.dumps({"key": k, "duration": dur, "wall_time": dur + 0.02, "compute_s": 0.1,
                                 "words": em}) + "\n")
-    (d / "summary.json").write_text(json.dumps({"mode": mode, "options": {"mode": mode, "chunk_ms": chunk_ms}}))
+    summary = {"mode": mode, "chunk_ms": chunk_ms or 640.0, "options": {"mode": mode, "chunk_ms": None}}
+    (d / "summary.json").write_text(json.dumps(summary))
 
 
 def test_report_table_and_json(tmp_path, capsys):

@@ -128,3 +128,8 @@ def test_st_trains_decodes_french_and_scores_bleu(st_exp, toy_root, capsys):
     assert res["task"] == "st" and isinstance(res["bleu"]["bleu"], float) and res["bleu"]["chrf"] >= 0
     assert "BLEU" in capsys.readouterr().out
     assert res["simul"]["ideal"]["AL"] is not None
+    assert json.loads((out / "summary.json").read_text())["task"] == "st"
+    # --task must match what the checkpoint was trained for
+    assert main(["decode", "--exp-dir", str(st_exp), "--data", str(data), "--out", str(out / "x"),
+                 "--task", "asr", "--no-progress"]) == 2
+    assert "was trained for llm.task=st" in capsys.readouterr().err
