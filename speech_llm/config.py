@@ -536,9 +536,13 @@ class TrainConfig:
     """LLM stage: keep the CTC-trained encoder frozen."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """'auto' = bf16 on a GPU that supports it, fp32 on CPU."""
+    silence_share: float = 0.0
+    """LLM stage: share of training samples whose audio is replaced by silence or noise of the same length,
+    with an empty transcript (so the model learns to write nothing when nobody speaks)."""
 
     def validate(self) -> None:
         _check(self.lr > 0.0 and math.isfinite(self.lr), "lr", f"must be positive, got {self.lr}")
+        _check(0.0 <= self.silence_share < 1.0, "silence_share", f"must be in [0, 1), got {self.silence_share}")
         for name in ("weight_decay", "warmup_steps", "max_steps", "grad_clip", "valid_every", "num_workers"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("epochs", "max_frames_per_batch", "grad_accum", "log_every", "save_every"):

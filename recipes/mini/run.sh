@@ -37,7 +37,7 @@ llm_hidden=256
 llm_layers=4
 overrides=""            # KEY=VALUE config overrides for every stage, e.g. "encoder.num_layers=2"
 ctc_overrides=""        # ... for the ctc (and align) stage only, e.g. "train.epochs=4"
-llm_overrides="train.lr=2e-3 train.epochs=5 train.max_frames_per_batch=4000 train.warmup_steps=100"
+llm_overrides="train.lr=2e-3 train.epochs=5 train.max_frames_per_batch=4000 train.warmup_steps=100 train.silence_share=0.05"
                         # ... for the llm stages only (the config's train section is the CTC stage's)
 chunk_ms=640
 chunk_ms2=320
@@ -70,7 +70,8 @@ mkdir -p "${work_dir}" && cd "${work_dir}"
 
 exp=exp/${tag}
 corpus=data/corpus
-no_progress=""; [ "${progress}" = true ] || no_progress="--no-progress"
+no_progress=""
+if [ "${progress}" != true ]; then no_progress="--no-progress"; export TQDM_DISABLE=1; fi  # (tqdm >= 4.66)
 paths=(data.train_manifest=data/train/manifest.jsonl data.valid_manifest=data/dev/manifest.jsonl
        data.cmvn_path=data/cmvn.json data.units_path=data/units.txt llm.path_or_name=exp/tiny_llm)
 aligned=(data.train_manifest="${exp}/align/train.jsonl" data.valid_manifest="${exp}/align/dev.jsonl")

@@ -117,6 +117,25 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     return out
 
 
+def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool]) -> torch.Tensor:
+    """``feats`` (B, T, F) with the real frames of the marked rows replaced by the fbank of silence: digital
+    zeros (one in five) or white noise at a log-uniform level between -80 and -30 dBFS (RMS). Drawn from
+    the global torch RNG, so a resumed run draws the same."""
+    from encoders.constants import FRAME_SHIFT_MS, SAMPLE_RATE
+    from encoders.frontend import compute_fbank
+
+    out = feats.clone()
+    hop = int(SAMPLE_RATE * FRAME_SHIFT_MS / 1000)
+    for b, quiet in enumerate(rows):
+        if not quiet:
+            continue
+        n = int(feat_lens[b])
+        level = 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
+        fb = compute_fbank(torch.randn(n * hop) * level)
+        out[b, :n] = fb[:n].to(out.dtype)
+    return out
+
+
 def is_batch_mode_key(key: str, share: float) -> bool:
     """Fixed per-utterance choice for validation: batch mode for about ``share`` of the keys."""
     return zlib.crc32(key.encode("utf-8")) % 10000 < share * 10000
@@ -169,13 +188,15 @@ class LLMStage(Stage):
         return streaming_target(word_ids, chunks, chunk_ends, source_len, bos_id=tok.bos_id,
                                 wait_id=tok.wait_id, eos_id=tok.eos_id)
 
-    def targets(self, batch: dict, dataset: FbankDataset, batch_mode: list[bool]) -> dict[str, torch.Tensor]:
+    def targets(self, batch: dict, dataset: FbankDataset, batch_mode: list[bool],
+                silent: list[bool] | None = None) -> dict[str, torch.Tensor]:
         """Padded target rows of a batch: ``input_ids``, ``labels``, ``source_visible`` (B, U) and
-        ``target_lens`` (B,)."""
+        ``target_lens`` (B,). Rows marked ``silent`` get an empty transcript (see :func:`silence_like`)."""
         m = self.model
         num_tokens = m.projector.output_lengths(m.encoder.output_lengths(batch["feat_lens"])).tolist()
-        rows = [self.target(*self.words[id(dataset)][int(i)], n, bm)
-                for i, n, bm in zip(batch["indices"].tolist(), num_tokens, batch_mode)]
+        silent = silent or [False] * len(num_tokens)
+        rows = [self.target(*(([], []) if quiet else self.words[id(dataset)][int(i)]), n, bm)
+                for i, n, bm, quiet in zip(batch["indices"].tolist(), num_tokens, batch_mode, silent)]
         dev = batch["feats"].device
 
         def pad(name: str) -> torch.Tensor:
@@ -192,15 +213,21 @@ class LLMStage(Stage):
         if self.cfg.train.freeze_encoder:
             self.model.encoder.eval()
 
-    def _loss(self, model, batch: dict, dataset: FbankDataset, batch_mode: list[bool]):
-        t = self.targets(batch, dataset, batch_mode)
+    def _loss(self, model, batch: dict, dataset: FbankDataset, batch_mode: list[bool],
+              silent: list[bool] | None = None):
+        t = self.targets(batch, dataset, batch_mode, silent)
         return model(batch["feats"], batch["feat_lens"], t["input_ids"], t["labels"], t["target_lens"],
                      t["source_visible"])
 
     def train_loss(self, model, batch: dict) -> torch.Tensor:
         share = self.cfg.streaming.batch_mode_share
         batch_mode = (torch.rand(len(batch["keys"])) < share).tolist()
-        return self._loss(model, batch, self.train_set, batch_mode).loss
+        silent = None
+        if self.cfg.train.silence_share > 0:
+            silent = (torch.rand(len(batch["keys"])) < self.cfg.train.silence_share).tolist()
+            if any(silent):
+                batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent)}
+        return self._loss(model, batch, self.train_set, batch_mode, silent).loss
 
     def valid_loss(self, model, batch: dict) -> tuple[float, float]:
         share = self.cfg.streaming.batch_mode_share

@@ -10,7 +10,8 @@ from conftest import LLM_LR
 
 from speech_llm.checkpoint import MODEL, load_model, read_checkpoint
 from speech_llm.errors import UserError
-from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, word_token_ids
+from speech_llm.train.data import collate
+from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, silence_like, word_token_ids
 from speech_llm.train.toy import make_toy_experiment
 
 
@@ -42,6 +43,30 @@ def test_batch_mode_target_has_no_waits_and_sees_everything(stage):
     assert t.labels == [*words[0], *words[1], tok.eos_id]
     assert tok.wait_id not in t.labels
     assert set(t.source_visible) == {stage.model.prompt_len + 5 + len(tok.end_ids)}
+
+
+def test_silent_rows_get_silence_features_and_an_empty_transcript(stage):
+    """train.silence_share: the marked rows' real frames become silence/noise fbank, their target is only
+    waits and eos; the other rows and the padding are untouched."""
+    batch = collate([stage.train_set[i] for i in range(3)])
+    torch.manual_seed(3)
+    feats = silence_like(batch["feats"], batch["feat_lens"], [False, True, False])
+    n = int(batch["feat_lens"][1])
+    assert torch.equal(feats[0], batch["feats"][0]) and torch.equal(feats[2], batch["feats"][2])
+    assert not torch.allclose(feats[1, :n], batch["feats"][1, :n])
+    assert torch.equal(feats[1, n:], batch["feats"][1, n:])
+    energy = feats[1, :n].mean()      # silence: far below the speech frames' log-mel energy
+    assert energy < batch["feats"][1, :n].mean() - 3
+    torch.manual_seed(3)
+    assert torch.equal(silence_like(batch["feats"], batch["feat_lens"], [False, True, False]), feats)
+
+    tok = stage.model.tokens
+    t = stage.targets(batch, stage.train_set, [False, False, True], silent=[False, True, True])
+    for b in (1, 2):
+        labels = t["labels"][b, :int(t["target_lens"][b])].tolist()
+        assert set(labels[:-1]) <= {tok.wait_id} and labels[-1] == tok.eos_id
+    assert int(t["target_lens"][2]) == 1                            # batch mode: just eos
+    assert len(set(t["labels"][0].tolist()) - {tok.wait_id, tok.eos_id, 0}) > 0   # row 0 keeps its words
 
 
 def test_words_are_tokenized_in_context(stage):
