@@ -7,7 +7,7 @@ Usage:
     python bench/decode_speed.py --models 0.5b --seconds-0.5b 20 --streams 8 --threads 2
 
 Models (random weights unless --exp-dir; speed does not depend on the weights):
-  mini  -- conf/mini.yaml's encoder and projector + a 2-layer, 128-hidden Qwen2;
+  mini  -- conf/mini.yaml's encoder and projector + a 4-layer, 256-hidden Qwen2 (the recipe's tiny LLM);
   0.5b  -- the same encoder/projector + a Qwen2.5-0.5B-shaped LLM (hidden 896, 24 layers, 14 heads,
            2 KV heads, intermediate 4864), vocabulary cut to a tokenizer trained here.
 
@@ -50,7 +50,8 @@ from speech_llm.recognizer import DecodeOptions, Recognizer, Stream
 from speech_llm.tiny_llm import train_tokenizer
 
 LLMS = {
-    "mini": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+    # the tiny LLM recipes/mini builds (run.sh: --llm-hidden 256 --llm-layers 4)
+    "mini": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2),
     # Qwen2.5-0.5B shape (vocabulary cut to the local tokenizer)
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
