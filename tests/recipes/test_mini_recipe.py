@@ -20,14 +20,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "recipes" / "mini" / "run.sh"
 
-# The CI budget: about 4 minutes of training on 2 cores.
+# The CI budget: about 8 minutes on 2 cores (1200 utterances, 4 CTC epochs, 6 LLM epochs).
 CI_OPTIONS = [
-    "--num-utts", "800", "--llm-pretrain-steps", "300", "--progress", "false",
-    "--ctc-overrides", "train.epochs=6 train.save_every=40",
-    "--llm-overrides", "train.epochs=4",
+    "--num-utts", "1200", "--llm-pretrain-steps", "400", "--progress", "false",
+    "--ctc-overrides", "train.epochs=4 train.save_every=100",
+    "--llm-overrides",
+    "train.lr=2e-3 train.epochs=6 train.max_frames_per_batch=4000 train.warmup_steps=100 train.silence_share=0.05",
 ]
-WER_BOUND = 0.35
-"""Streaming WER (640 ms) the shortened run must reach; an untrained model is at ~100 %."""
+WER_BOUND = 0.68
+"""Streaming WER (640 ms) the shortened run must stay under. This budget gave 0.586 (batch 0.644) on the
+development machine; LLM stages that had not learned to read the audio (writing the tiny LM's favourite
+sentences) scored 0.72-1.22 on the mini test set."""
+CTC_WER_BOUND = 0.6
+"""The CTC encoder's greedy dev WER after 4 epochs (0.45 on the development machine; untrained: 1.0)."""
 
 
 def _env() -> dict[str, str]:
@@ -61,9 +66,31 @@ def _interrupt_during_ctc(work: Path) -> str:
                 time.sleep(1.0)
             time.sleep(2.0)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
     return log.read_text()
+
+
+def _silence_gives_empty_text(exp: Path) -> None:
+    """The trained model (train.silence_share) writes nothing for silence or noise, streaming or batch."""
+    import numpy as np
+
+    import speech_llm
+    from encoders.constants import SAMPLE_RATE
+
+    rng = np.random.RandomState(0)
+    for mode in ("streaming", "batch"):
+        rec = speech_llm.load_recognizer(exp, speech_llm.DecodeOptions(mode=mode))
+        for x in (np.zeros(2 * SAMPLE_RATE, np.float32), (0.003 * rng.randn(3 * SAMPLE_RATE)).astype(np.float32)):
+            s = rec.create_stream()
+            for i in range(0, len(x), SAMPLE_RATE // 10):
+                s.accept_waveform(SAMPLE_RATE, x[i:i + SAMPLE_RATE // 10])
+                rec.decode(s)
+            s.input_finished()
+            rec.decode(s)
+            r = rec.get_result(s)
+            assert r.finished and r.text == "", (mode, r.text)
 
 
 @pytest.mark.integration
@@ -85,11 +112,16 @@ def test_mini_recipe_end_to_end_with_interrupt_and_resume(tmp_path):
     rows = {r["name"]: r for r in json.loads((work / "exp" / "mini" / "results.json").read_text())["rows"]}
     assert set(rows) == {"decode_test_640ms", "decode_test_320ms", "decode_test_batch"}
     stream, batch = rows["decode_test_640ms"], rows["decode_test_batch"]
-    assert stream["num_utts"] == batch["num_utts"] == 80
+    assert stream["num_utts"] == batch["num_utts"] == 120
     assert stream["wer"] < WER_BOUND, f"streaming WER {stream['wer']:.3f}"
+    assert stream["wer"] <= 1.15 * batch["wer"], "streaming must not be much worse than batch (same checkpoint)"
+    ctc_log = [json.loads(line) for line in (work / "exp" / "mini" / "ctc" / "train_log.jsonl").open()]
+    assert [r["greedy_wer"] for r in ctc_log if "greedy_wer" in r][-1] < CTC_WER_BOUND
     assert stream["mode"] == "streaming" and stream["chunk_ms"] == 640 and batch["mode"] == "batch"
     assert 0.0 < stream["delay_mean_s"] < 2.0 and stream["rtf"] < 1.0
     assert "| decode_test_640ms | streaming | 640 |" in (work / "exp" / "mini" / "results.md").read_text()
+
+    _silence_gives_empty_text(work / "exp" / "mini")
 
     third = _run(work, "--stage", "3", "--stop-stage", "5").stdout   # everything done: nothing retrains
     assert "Stage 3 (ctc): done before" in third and "Stage 5 (llm): done before" in third

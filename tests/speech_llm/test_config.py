@@ -92,7 +92,7 @@ def test_dotted_overrides_of_nested_typed_fields():
     assert cfg.llm.prompt.asr == "Transcribe: the audio, please."  # text fields are not parsed as YAML
     assert cfg.data.train_manifest == "123"
     # the base config is untouched
-    assert base.train.lr == pytest.approx(1e-3) and base.encoder.d_model == 144
+    assert base.train.lr == pytest.approx(3e-3) and base.encoder.d_model == 144
 
 
 def test_load_config_applies_overrides_in_order():
