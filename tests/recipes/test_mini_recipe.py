@@ -114,7 +114,7 @@ def test_mini_recipe_end_to_end_with_interrupt_and_resume(tmp_path):
     stream, batch = rows["decode_test_640ms"], rows["decode_test_batch"]
     assert stream["num_utts"] == batch["num_utts"] == 120
     assert stream["wer"] < WER_BOUND, f"streaming WER {stream['wer']:.3f}"
-    assert stream["wer"] <= 1.15 * batch["wer"], "streaming must not be much worse than batch (same checkpoint)"
+    assert stream["wer"] <= 1.25 * batch["wer"], "streaming must not be much worse than batch (same checkpoint)"
     ctc_log = [json.loads(line) for line in (work / "exp" / "mini" / "ctc" / "train_log.jsonl").open()]
     assert [r["greedy_wer"] for r in ctc_log if "greedy_wer" in r][-1] < CTC_WER_BOUND
     assert stream["mode"] == "streaming" and stream["chunk_ms"] == 640 and batch["mode"] == "batch"
