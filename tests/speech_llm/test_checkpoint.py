@@ -18,7 +18,7 @@ from speech_llm.checkpoint import (
 )
 from speech_llm.config import ConfigError
 from speech_llm.train.ctc import run_ctc_stage
-from speech_llm.train.data import FbankDataset, collate
+from speech_llm.train.data import collate
 from speech_llm.train.llm import LLMStage
 from speech_llm.train.toy import make_toy_experiment
 from speech_llm.train.trainer import Trainer, seed_everything
@@ -38,23 +38,7 @@ def _train(root, exp, arch="qwen2"):
     return stage
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _features_once():
-    """Compute each audio file's fbank once (several trainings here read the same files)."""
-    original, done = FbankDataset.features, {}
-
-    def features(self, index):
-        path = self.records[index]["audio"]
-        if path not in done:
-            done[path] = original(self, index)
-        return done[path]
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; extra threads only spin on a busy shared machine
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(FbankDataset, "features", features)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread", "fbank_once")  # tests/speech_llm/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from speech_llm.mt import (
     wait_k_target,
     wrap_model,
 )
-from speech_llm.tiny_llm import build_tiny_llm, train_tokenizer
+from speech_llm.train.toy import make_toy_llm
 
 PAIRS = [(s.text, s.translation["fr"]) for s in generate_sentences(40, seed=3)]
 SOURCES = [PAIRS[0][0], PAIRS[1][0], "ONE", "TURN ON THE LIGHT IN THE KITCHEN PLEASE NOW"]
@@ -37,9 +37,7 @@ def decode(model, text, k):
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("mt_decode")
-    train_tokenizer([x for pair in PAIRS for x in pair], vocab_size=400, out_dir=root / "tok")
-    build_tiny_llm(root / "tok", root / "base", arch="qwen2", hidden_size=32, num_layers=2, num_heads=4,
-                   num_kv_heads=2, intermediate_size=64, seed=0)
+    make_toy_llm(root / "base", [x for pair in PAIRS for x in pair])   # tokenizer + tiny Qwen2 in base/
     return root
 
 
@@ -55,8 +53,7 @@ def model(request, base_dir):
     """The trained Qwen2, and a random-weight Llama with target positions starting at phi = 7."""
     if request.param == "trained-qwen2":
         return request.getfixturevalue("trained")
-    build_tiny_llm(base_dir / "tok", base_dir / "llama", arch="llama", hidden_size=32, num_layers=2,
-                   num_heads=4, num_kv_heads=2, intermediate_size=64, seed=1)
+    make_toy_llm(base_dir / "llama", [x for pair in PAIRS for x in pair], arch="llama", seed=1)
     llm = AutoModelForCausalLM.from_pretrained(base_dir / "llama").eval()
     return wrap_model(llm, AutoTokenizer.from_pretrained(base_dir / "llama"), phi=7)
 

@@ -12,7 +12,7 @@ from speech_llm.cli import main
 from speech_llm.errors import UserError
 from speech_llm.metrics.emissions import read_emissions
 from speech_llm.mt import load_mt_model, read_parallel_data, train_mt, translate
-from speech_llm.tiny_llm import build_tiny_llm, train_tokenizer
+from speech_llm.train.toy import make_toy_llm
 
 SENTENCES = generate_sentences(56, seed=11)
 PAIRS = [(s.text, s.translation["fr"]) for s in SENTENCES[:50]]
@@ -26,9 +26,7 @@ def _mean(xs):
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("mt_train")
-    train_tokenizer([x for pair in PAIRS for x in pair], vocab_size=400, out_dir=root / "tok")
-    build_tiny_llm(root / "tok", root / "base", arch="qwen2", hidden_size=32, num_layers=2, num_heads=4,
-                   num_kv_heads=2, intermediate_size=64, seed=0)
+    make_toy_llm(root / "base", [x for pair in PAIRS for x in pair])   # tokenizer + tiny Qwen2 in base/
     return root
 
 

@@ -11,33 +11,9 @@ LLM_LR = "train.lr=1e-2"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny, and on a busy shared machine two spinning OpenMP threads
-    per process make training ~20x slower (measured: 30 CTC steps 77 s with 2 threads, 4 s with 1)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_training(one_thread, fbank_once):
+    """Every training test: one torch thread, each audio file's fbank computed once (../conftest.py)."""
     yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _features_once():
-    """Each audio file's fbank once per session (the stages build many datasets over the same audio)."""
-    from speech_llm.train.data import FbankDataset
-
-    original, done = FbankDataset.features, {}
-
-    def features(self, index):
-        path = self.records[index]["audio"]
-        if path not in done:
-            done[path] = original(self, index)
-        return done[path]
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(FbankDataset, "features", features)
-        yield
 
 
 @pytest.fixture(scope="session")
