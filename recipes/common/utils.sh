@@ -110,3 +110,13 @@ except Exception as e:  # noqa: BLE001 - any failure is reported with the model 
 print(f"fetch_hf_model: {name} -> {path}")
 PY
 }
+
+# decode_mode_opts DIR: the `speech-llm decode` mode options a decode dir's name stands for
+# (..._batch -> --mode batch; ..._<N>ms -> --mode streaming --chunk-ms N), one per line.
+decode_mode_opts() {
+  case "$1" in
+    *_batch) printf '%s\n' --mode batch ;;
+    *_[0-9]*ms) local ms=${1##*_}; printf '%s\n' --mode streaming --chunk-ms "${ms%ms}" ;;
+    *) echo "decode_mode_opts: '$1' names no mode (want ..._batch or ..._<N>ms)" >&2; return 1 ;;
+  esac
+}

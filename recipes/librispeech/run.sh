@@ -209,9 +209,9 @@ decode_dirs() {
 
 # decode_one DIR: decode the test set and mode that DIR's name says; leaves DIR/.done.decode.
 decode_one() {
-  local d=$1 name data mode opts
-  name=${d##*/decode_}; data=data/${name%_*}; mode=${name##*_}
-  opts=(--mode batch); [ "${mode}" = batch ] || opts=(--mode streaming --chunk-ms "${mode%ms}")
+  local d=$1 name data opts
+  name=${d##*/decode_}; data=data/${name%_*}
+  mapfile -t opts < <(decode_mode_opts "${d}"); [ ${#opts[@]} -gt 0 ] || return 1
   rm -f "${d}/.done.score"
   speech-llm decode --exp-dir "${exp}" --data "${data}" --out "${d}" --device "${device}" "${opts[@]}" \
     ${decode_opts} ${no_progress}

@@ -126,27 +126,36 @@ if stage_todo 5 "${exp}" llm; then
   mark_done "${exp}" llm
 fi
 
+# decode_into MODEL DIR...: decode the test set with MODEL into each DIR not done yet, in the mode DIR's
+# name says (decode_mode_opts); leaves DIR/.done.decode.
+decode_into() {
+  local model=$1 d opts; shift
+  for d in "$@"; do
+    is_done "${d}" decode && continue
+    mapfile -t opts < <(decode_mode_opts "${d}"); [ ${#opts[@]} -gt 0 ] || return 1
+    speech-llm decode --exp-dir "${model}" --data "${test_set}" --out "${d}" "${opts[@]}" \
+      --batch-size "${decode_batch}" ${no_progress}
+    mark_done "${d}" decode
+  done
+}
+
+# score_and_report PREFIX "SCORE OPTIONS" DIR...: score each DIR against the test set, then one table
+# PREFIX.{md,json} whose "rel. to batch" baseline is the last DIR (the batch decode).
+score_and_report() {
+  local prefix=$1 d extra; read -r -a extra <<< "$2"; shift 2
+  for d in "$@"; do speech-llm score --ref "${test_set}" --hyp "${d}" "${extra[@]}" > /dev/null; done
+  speech-llm report --out "${prefix}" --baseline "${!#}" "$@"
+}
+
 decode_dirs=("${exp}/decode_test_${chunk_ms}ms" "${exp}/decode_test_${chunk_ms2}ms" "${exp}/decode_test_batch")
 if run_stage 6; then
   log "Stage 6: decode ${test_set} (streaming ${chunk_ms} ms, ${chunk_ms2} ms, batch)"
-  for d in "${decode_dirs[@]}"; do
-    is_done "${d}" decode && continue
-    case "${d}" in
-      *_batch) opts=(--mode batch) ;;
-      *_"${chunk_ms2}"ms) opts=(--mode streaming --chunk-ms "${chunk_ms2}") ;;
-      *) opts=(--mode streaming --chunk-ms "${chunk_ms}") ;;
-    esac
-    speech-llm decode --exp-dir "${exp}" --data "${test_set}" --out "${d}" "${opts[@]}" --batch-size "${decode_batch}" ${no_progress}
-    mark_done "${d}" decode
-  done
+  decode_into "${exp}" "${decode_dirs[@]}"
 fi
 
 if run_stage 7; then
   log "Stage 7: score"
-  for d in "${decode_dirs[@]}"; do
-    speech-llm score --ref "${test_set}" --hyp "${d}" > /dev/null
-  done
-  speech-llm report --out "${exp}/results" --baseline "${exp}/decode_test_batch" "${decode_dirs[@]}"
+  score_and_report "${exp}/results" "" "${decode_dirs[@]}"
 fi
 
 st_exp=${exp}_st
@@ -160,20 +169,12 @@ fi
 
 if run_stage 9; then
   log "Stage 9: decode ${test_set} into French (streaming ${chunk_ms} ms, batch)"
-  for d in "${st_dirs[@]}"; do
-    is_done "${d}" decode && continue
-    opts=(--mode streaming --chunk-ms "${chunk_ms}"); [[ "${d}" == *_batch ]] && opts=(--mode batch)
-    speech-llm decode --exp-dir "${st_exp}" --data "${test_set}" --out "${d}" "${opts[@]}" --batch-size "${decode_batch}" ${no_progress}
-    mark_done "${d}" decode
-  done
+  decode_into "${st_exp}" "${st_dirs[@]}"
 fi
 
 if run_stage 10; then
   log "Stage 10: score speech translation (BLEU, chrF, AL/LAAL/DAL)"
-  for d in "${st_dirs[@]}"; do
-    speech-llm score --ref "${test_set}" --hyp "${d}" --task st --lang fr > /dev/null
-  done
-  speech-llm report --out "${st_exp}/results" --baseline "${st_exp}/decode_test_batch" "${st_dirs[@]}"
+  score_and_report "${st_exp}/results" "--task st --lang fr" "${st_dirs[@]}"
 fi
 
 results=(); run_stage 7 && results+=("${exp}/results.md"); run_stage 10 && results+=("${st_exp}/results.md")
