@@ -86,10 +86,10 @@ def run_interleaved(model, source: torch.Tensor, per_read: int, writes: int) -> 
         t0 = time.perf_counter()
         block = source[:, start:start + per_read]
         ids = torch.arange(pos, pos + block.size(1)).unsqueeze(0)
-        model(inputs_embeds=block, position_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(inputs_embeds=block, position_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
         pos += block.size(1)
         for _ in range(writes):
-            out = model(inputs_embeds=emb(pending), position_ids=torch.tensor([[pos]]), past_key_values=cache,
+            out = model(inputs_embeds=emb(pending), position_ids=torch.tensor([[pos]]), cache=cache,
                         use_cache=True)
             pos += 1
             pending = out.logits[:, -1:].argmax(-1)

@@ -22,6 +22,7 @@ functions, so training and decoding build the very same module tree.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -125,13 +126,28 @@ def load_tokenizer(path_or_name: str | Path):
         raise UserError(f"cannot load a tokenizer from {path_or_name}: {e}") from None
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """transformers' "Loading weights" bar off while a model loads (our commands print their own status)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig) -> nn.Module:
     """``AutoModelForCausalLM.from_pretrained`` with the configured dtype and attention implementation."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(str(path_or_name), dtype=_DTYPES[llm_cfg.dtype],
-                                                    attn_implementation=llm_cfg.attn_implementation)
+        with _no_progress_bars():
+            return AutoModelForCausalLM.from_pretrained(str(path_or_name), dtype=_DTYPES[llm_cfg.dtype],
+                                                        attn_implementation=llm_cfg.attn_implementation)
     except (OSError, ValueError) as e:
         raise UserError(f"llm.path_or_name: cannot load a causal LM from {path_or_name}: {e}") from None
 
@@ -143,14 +159,16 @@ def add_wait_token(tokenizer, wait_token: str) -> int:
     return tokenizer.convert_tokens_to_ids(wait_token)
 
 
-def ensure_embedding_rows(llm: nn.Module, num_tokens: int) -> None:
+def ensure_embedding_rows(llm: nn.Module, num_tokens: int, initialize: bool = True) -> None:
     """Grow the LLM's embedding (and untied LM head) to ``num_tokens`` rows if it has fewer.
 
     Models whose embedding is already larger than the tokenizer (Qwen2.5 pads it) are left alone.
-    New rows start from the mean of the old ones (transformers' ``mean_resizing``).
+    With ``initialize`` (training), new rows are drawn around the mean of the old ones (transformers'
+    ``mean_resizing``). Loading a trained checkpoint passes False: the trained rows replace the new ones
+    (peft's trainable tokens store values, not deltas), so drawing them would only print a notice.
     """
     if llm.get_input_embeddings().num_embeddings < num_tokens:
-        llm.resize_token_embeddings(num_tokens, mean_resizing=True)
+        llm.resize_token_embeddings(num_tokens, mean_resizing=initialize)
 
 
 def _module_name(model: nn.Module, module: nn.Module | None) -> str | None:
@@ -168,9 +186,21 @@ def token_row_targets(llm: nn.Module) -> list[str]:
     return [emb] if tied or head is None else [emb, head]
 
 
+def wrap_peft(llm: nn.Module, peft_cfg) -> nn.Module:
+    """``peft.get_peft_model``, without the FutureWarning peft itself triggers inside transformers
+    (it reads the deprecated ``is_gradient_checkpointing``; nothing of ours calls it)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(llm, peft_cfg)
+
+
 def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Module:
     """Wrap the LLM with peft: LoRA (rank > 0) and trainable wait-token rows; the base weights freeze."""
-    from peft import LoraConfig, TrainableTokensConfig, get_peft_model
+    from peft import LoraConfig, TrainableTokensConfig
 
     targets = token_row_targets(llm)
     if llm_cfg.lora_rank > 0:
@@ -182,7 +212,7 @@ def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Modul
         peft_cfg = TrainableTokensConfig(target_modules=targets, token_indices=[wait_id])
     dim = llm.get_input_embeddings().embedding_dim
     try:
-        model = get_peft_model(llm, peft_cfg)
+        model = wrap_peft(llm, peft_cfg)
     except ValueError as e:
         raise UserError(f"llm.lora_target_modules {llm_cfg.lora_target_modules}: {e}") from None
     wrapper = model.get_input_embeddings()
@@ -236,13 +266,14 @@ def assemble_speech_llm(cfg: ExperimentConfig, encoder: nn.Module, cmvn: nn.Modu
 
 
 def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tokenizer=None,
-                            adapters: bool = True) -> tuple[nn.Module, object]:
-    """Load the LLM (and its tokenizer unless given), add the wait token, wrap with peft if ``adapters``."""
+                            adapters: bool = True, initialize_rows: bool = True) -> tuple[nn.Module, object]:
+    """Load the LLM (and its tokenizer unless given), add the wait token, wrap with peft if ``adapters``.
+    ``initialize_rows``: draw the new token rows (training); False when a checkpoint fills them."""
     if tokenizer is None:
         tokenizer = load_tokenizer(path_or_name)
     wait_id = add_wait_token(tokenizer, cfg.llm.wait_token)
     llm = load_causal_lm(path_or_name, cfg.llm)
-    ensure_embedding_rows(llm, max(len(tokenizer), wait_id + 1))
+    ensure_embedding_rows(llm, max(len(tokenizer), wait_id + 1), initialize=initialize_rows)
     if adapters:
         llm = apply_adapters(llm, cfg.llm, wait_id)
     return llm, tokenizer

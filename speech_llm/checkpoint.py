@@ -321,7 +321,8 @@ def load_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "
         encoder, cmvn = ctc_model.encoder, ctc_model.cmvn
     if hasattr(encoder, "dynamic_chunk"):
         encoder.dynamic_chunk = False
-    llm, tokenizer = build_llm_with_adapters(cfg, llm_path, tokenizer, adapters=not merged)
+    llm, tokenizer = build_llm_with_adapters(cfg, llm_path, tokenizer, adapters=not merged,
+                                              initialize_rows=False)
     model = assemble_speech_llm(cfg, encoder, cmvn, llm, tokenizer)
     load_trained_state(model, state, ckpt.path / MODEL)
     for p in model.parameters():

@@ -40,11 +40,19 @@ def _command_modules() -> list[ModuleType]:
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
+def _version() -> str:
+    from speech_llm.doctor import versions_line
+
+    return versions_line()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speech-llm",
         description="Streaming speech recognition and translation with a group-streaming LLM.",
     )
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the toolkit's version and those of torch, torchaudio and transformers")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
     for mod in _command_modules():

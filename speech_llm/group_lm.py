@@ -57,7 +57,7 @@ class GroupStreamingLM(nn.Module):
 
     Args:
         causal_lm: a ``PreTrainedModel`` (or a peft model around one) taking ``inputs_embeds``,
-            ``position_ids``, a 4D float ``attention_mask``, ``past_key_values`` and ``logits_to_keep``.
+            ``position_ids``, a 4D float ``attention_mask``, ``cache`` (transformers >= 5.24) and ``logits_to_keep``.
         phi: position ID of the first target token (group start), an integer >= 0.
     """
 
@@ -338,12 +338,12 @@ class GroupStreamingSession:
             inputs_embeds=embeds,
             attention_mask=to_additive(mask, self.dtype),
             position_ids=pos,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
             logits_to_keep=keep,
             output_hidden_states=hidden,
         )
-        self.cache = out.past_key_values
+        self.cache = out.cache
         self.cache_valid = torch.cat([self.cache_valid, valid], dim=1)
         self.cache_is_source = torch.cat([self.cache_is_source, valid & is_source], dim=1)
         return out

@@ -1,23 +1,54 @@
 #!/usr/bin/env bash
 # Install what the toolkit needs on a Debian/Ubuntu machine: system packages (apt-get; through sudo when
-# not root) and the Python package itself (editable, with torch/torchaudio 2.11 pinned in setup.cfg).
+# not root) and the Python package itself (editable), with every Python dependency at the version of the
+# tested lock (requirements/lock.txt, used as pip constraints), then check the result (speech-llm doctor).
 #
-# Usage: bash recipes/common/install.sh [--dev]      (--dev adds the test and lint tools)
-# Environment: PYTHON (default python3). Use a virtual environment if the system Python is managed.
+# Usage: bash recipes/common/install.sh [--dev] [--venv DIR]
+#   --dev        also the test and lint tools (pytest, ruff)
+#   --venv DIR   create (or reuse) a virtual environment in DIR and install into it; without it the
+#                packages go into the active environment ($VIRTUAL_ENV, else $PYTHON / python3)
+# Environment: PYTHON (default python3).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 python=${PYTHON:-python3}
-extra=""; [ "${1:-}" = "--dev" ] && extra="[dev]"
+extra=""
+venv=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dev) extra="[dev]"; shift ;;
+    --venv) venv=${2:?--venv needs a directory}; shift 2 ;;
+    *) echo "install.sh: unknown option $1 (use --dev, --venv DIR)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(espeak-ng flite libsndfile1 libportaudio2 alsa-utils)
+strict=""
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   ${sudo} apt-get update -qq
   ${sudo} apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  strict="--strict"
 else
   echo "install.sh: no apt-get here; install these system packages yourself: ${packages[*]}" >&2
 fi
+
+if [ -n "${venv}" ]; then
+  [ -x "${venv}/bin/python" ] || "${python}" -m venv "${venv}"
+  python="${venv}/bin/python"
+elif [ -n "${VIRTUAL_ENV:-}" ]; then
+  python="${VIRTUAL_ENV}/bin/python"
+fi
+lock="${root}/requirements/lock.txt"
 "${python}" -m pip install -q --upgrade pip
-"${python}" -m pip install -q -e "${root}${extra}"
-echo "install.sh: installed speech-llm $("${python}" -c 'import speech_llm; print(speech_llm.__version__)')"
+# -c: the tested lock decides every version (torch/torchaudio as one matched pair); setup.cfg's ranges
+# must agree with it, or pip stops here with a resolution error.
+"${python}" -m pip install -q -c "${lock}" -e "${root}${extra}"
+bindir=$("${python}" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+if ! "${bindir}/speech-llm" doctor ${strict}; then
+  echo "install.sh: the environment is broken (see the FAIL lines above); nothing else will work until" \
+       "it is fixed. A torch/torchaudio mismatch: reinstall with" \
+       "'${python} -m pip install -c ${lock} -e ${root}'." >&2
+  exit 1
+fi
+echo "install.sh: installed speech-llm $("${python}" -c 'import speech_llm; print(speech_llm.__version__)') into ${bindir}"

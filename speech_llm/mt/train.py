@@ -47,10 +47,12 @@ def mt_loss(model: MTModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
 
 
 def _add_lora(llm, rank: int, alpha: int, targets: Sequence[str]):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
+
+    from speech_llm.build import wrap_peft
 
     try:
-        return get_peft_model(llm, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
+        return wrap_peft(llm, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
                                                target_modules=list(targets), bias="none"))
     except ValueError as e:
         raise UserError(f"train_mt: lora_targets {list(targets)}: {e}") from None

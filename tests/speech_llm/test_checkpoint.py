@@ -178,3 +178,22 @@ def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
     (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("  lr:", "  lrr:"))
     with pytest.raises(ConfigError, match=r"config.yaml: config key 'train.lrr': unknown key"):
         load_model(copy)
+
+
+def test_transcribe_prints_no_library_noise(trained):
+    """A normal `speech-llm transcribe` prints its transcript and nothing else: no transformers notices
+    (the new-token resize is not redone at load), no weight-loading bar, no FutureWarning /
+    DeprecationWarning from any layer."""
+    import os
+    import subprocess
+    import sys
+
+    exp, stage = trained
+    wav = stage.train_set.records[0]["audio"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+    proc = subprocess.run([sys.executable, "-m", "speech_llm.cli", "transcribe", "--exp-dir", str(exp), wav],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("Warning", "deprecated", "multivariate normal", "initialized", "Loading weights"):
+        assert noise not in proc.stderr and noise not in proc.stdout, proc.stderr
+    assert proc.stdout.strip(), "the final transcript line is printed"
