@@ -156,6 +156,13 @@ class ConformerEncoder(nn.Module):
         """Encoder frames for feature lengths (B,) or int."""
         return subsampled_lengths(feat_lens, self.subsampling_rate)
 
+    def make_frontend(self):
+        """A new streaming front end that gives this encoder's features: Kaldi fbank
+        (:class:`~encoders.frontend.StreamingFbank`; global CMVN, if any, is applied after it)."""
+        from encoders.frontend import StreamingFbank
+
+        return StreamingFbank()
+
     # ---------------------------------------------------------------- training / full forward
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
                 left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,8 +1,10 @@
-"""Encoders by name: ``build_encoder("conformer", input_dim=80, d_model=256, ...)``.
+"""Encoders by name: ``build_encoder("conformer", input_dim=80, d_model=256, ...)``,
+``build_encoder("whisper", path_or_name="openai/whisper-tiny.en")``.
 
 A registered builder is a class or function taking keyword config; the built module exposes
 ``output_dim``, ``subsampling_rate``, ``forward(feats, feat_lens, chunk_size, left_chunks)``,
-``init_states(...)`` and ``streaming_forward(...)`` (see :class:`encoders.conformer.ConformerEncoder`).
+``init_states(...)`` and ``streaming_forward(...)`` (see :class:`encoders.conformer.ConformerEncoder`), and
+``make_frontend()``, the streaming front end its features come from.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from torch import nn
 
 from encoders.conformer import ConformerEncoder
+from encoders.whisper import build_whisper_encoder
 from speech_llm.errors import UserError
 
 _ENCODERS: dict[str, Callable[..., nn.Module]] = {}
@@ -52,3 +55,4 @@ def build_encoder(name: str, **config) -> nn.Module:
 
 
 register_encoder("conformer", ConformerEncoder)
+register_encoder("whisper", build_whisper_encoder)

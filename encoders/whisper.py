@@ -1,0 +1,508 @@
+"""Whisper's encoder as a chunked streaming encoder: chunk attention masks and caches, each frame encoded
+once, with the Conformer's interface (:class:`encoders.conformer.ConformerEncoder`).
+
+The weights are an HF Whisper checkpoint's encoder (by hub name such as ``openai/whisper-tiny.en`` or by
+local path, e.g. a dir written by ``speech-llm convert-whisper``). Its modules are reused as they are
+(``embed.conv1``, ``embed.conv2``, ``embed_positions``, ``layers.i.self_attn.{q,k,v,out}_proj``,
+``layers.i.{self_attn_layer_norm,fc1,fc2,final_layer_norm}``, ``layer_norm``), so peft/LoRA targets them by
+their usual names; the forward is ours::
+
+    h = GELU(conv1(mel))            k3 s1 p1 over 10 ms log-mel frames (encoders.whisper_frontend)
+    x = GELU(conv2(h)) + pos        k3 s2 p1 -> 20 ms frames; learned (sinusoid-initialised) positions
+    x = x + MHSA(LN(x))             chunk attention mask (encoders.attention), q pre-scaled as in HF
+    x = x + FFN(LN(x))              fc1, GELU, fc2
+    out = LN(x)
+
+**Convolutions at the edges.** Encoder frame ``j`` depends on conv1 outputs ``2j-1, 2j, 2j+1``, i.e. on
+mel frames ``2j-2 .. 2j+2``: one conv1 output and one mel frame from before the chunk, two mel frames of
+look-ahead. Positions before the start and from the end on are zero padding (``h[-1] = 0``,
+``mel[-1] = 0``, ``mel[T] = 0``, ``h[T] = 0``), as in Whisper. Streaming keeps the last consumed mel frame
+and the last conv1 output as caches (both zeros at the start, which *is* the padding), so a chunk of ``c``
+frames needs ``2 (c - 1) + 3`` new mel frames and consumes ``2 c``: ``embed.stride = 2``,
+``embed.receptive_field = 3``. In a padded batch, features at and after each length are treated as zeros,
+so the padding of a short utterance is the same as its end; ``T`` mel frames give ``ceil(T / 2)`` encoder
+frames (1500 for Whisper's 3000).
+
+**Positions past 30 s.** Whisper has ``max_source_positions`` (1500) positions. Frame ``t`` gets position
+``min(t, 1499)`` (``long_positions="clamp"``, the default), or, with ``long_positions="extend"``,
+Whisper's sinusoid formula continued past the table (only for tables that are those sinusoids, which
+Whisper's are: it never trains them). Either way a frame's position depends on its index only, so
+streaming equals the masked forward at any length, but frames past 30 s are outside what Whisper was
+trained on: the Recognizer should cut input into segments of at most ~20-30 s by endpointing.
+
+Streaming states (:meth:`WhisperStreamingEncoder.init_states`), plain tensors; ``B`` streams, ``N`` layers,
+``H`` heads, ``Dh`` head dim:
+
+============  ======================  ==========================================================
+key           shape                   meaning
+============  ======================  ==========================================================
+feats         (B, L, F)               features received but not yet consumed
+offset        (B,)                    encoder frames emitted so far (position of the next)
+chunk_size    (B,)                    chunk size in encoder frames
+left_chunks   (B,)                    left context in chunks (-1 = unlimited)
+mel           (B, 1, F)               the last consumed mel frame (zeros at the start)
+conv          (B, D, 1)               the last conv1 output (zeros at the start)
+att_k, att_v  (N, B, H, C, Dh)        keys and values of the last C frames, right-aligned; the last
+                                      ``min(offset, C)`` slots are real. C = ``left_chunks *
+                                      chunk_size``, or grows with the stream when unlimited.
+============  ======================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.attention import padded_chunk_mask
+from encoders.constants import FRAME_SHIFT_MS
+from encoders.whisper_frontend import DEFAULT_CEILING, StreamingLogMel
+
+States = dict[str, torch.Tensor]
+_BATCH_DIM = {"feats": 0, "offset": 0, "chunk_size": 0, "left_chunks": 0, "mel": 0, "conv": 0,
+              "att_k": 1, "att_v": 1}
+LONG_POSITIONS = ("clamp", "extend")
+_SINUSOID_TOLERANCE = 1e-3  # fp16-stored tables differ from the formula by ~3e-4
+
+
+def output_lengths(feat_lens: torch.Tensor | int) -> torch.Tensor | int:
+    """Encoder frames for ``T`` mel frames: ``ceil(T / 2)`` ((B,) tensor or int)."""
+    if isinstance(feat_lens, torch.Tensor):
+        return (feat_lens.clamp_min(0) + 1) // 2
+    return (max(int(feat_lens), 0) + 1) // 2
+
+
+class WhisperConvEmbed(nn.Module):
+    """Whisper's two convolutions as a streaming input layer: (B, T, F) mel -> (B, ceil(T/2), D).
+
+    ``stride`` and ``receptive_field`` follow the Recognizer's arithmetic: a chunk of ``c`` frames needs
+    ``stride * (c - 1) + receptive_field`` features (with the caches) and consumes ``stride * c``.
+    """
+
+    stride = 2
+    receptive_field = 3
+
+    def __init__(self, conv1: nn.Conv1d, conv2: nn.Conv1d) -> None:
+        super().__init__()
+        if (conv1.kernel_size, conv1.stride, conv1.padding) != ((3,), (1,), (1,)) or \
+                (conv2.kernel_size, conv2.stride, conv2.padding) != ((3,), (2,), (1,)):
+            raise ValueError("expected Whisper's convolutions: conv1 k3 s1 p1, conv2 k3 s2 p1")
+        self.conv1, self.conv2 = conv1, conv2
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded batch: feats (B, T, F), feat_lens (B,) -> (B, ceil(T/2), D), lens (B,)."""
+        t = feats.size(1)
+        valid = torch.arange(t, device=feats.device).unsqueeze(0) < feat_lens.unsqueeze(1)  # (B, T)
+        x = feats.transpose(1, 2) * valid.unsqueeze(1).to(feats.dtype)  # (B, F, T)
+        h = F.gelu(self.conv1(x)) * valid.unsqueeze(1).to(feats.dtype)
+        return F.gelu(self.conv2(h)).transpose(1, 2), output_lengths(feat_lens)
+
+    def forward_chunk(self, feats: torch.Tensor, mel: torch.Tensor, conv: torch.Tensor, final: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One chunk against the caches.
+
+        Args:
+            feats: (B, n, F): ``n = 2c + 1`` for a whole chunk of c frames, or the last ``n <= 2c`` features
+                when ``final`` (zeros follow them).
+            mel: (B, 1, F) the mel frame before ``feats``; conv: (B, D, 1) the conv1 output before them.
+
+        Returns:
+            (B, c, D) frames (``c = ceil(n / 2)`` when final), the new mel and conv caches (those of the
+            ``2c`` consumed features; unchanged when final).
+        """
+        b, n, _ = feats.shape
+        if final and n == 0:
+            return feats.new_zeros(b, 0, self.conv2.out_channels), mel, conv
+        x = torch.cat([mel, feats], dim=1).transpose(1, 2)  # (B, F, n + 1)
+        if final:
+            x = F.pad(x, (0, 1))  # mel[T] = 0
+        h = F.gelu(F.conv1d(x, self.conv1.weight, self.conv1.bias))  # conv1 outputs of the n (n - 1) features
+        y = torch.cat([conv, h], dim=2)
+        if final:
+            y = F.pad(y, (0, 1))  # h[T] = 0
+        out = F.gelu(F.conv1d(y, self.conv2.weight, self.conv2.bias, stride=2)).transpose(1, 2)
+        if final:
+            return out, mel, conv
+        consumed = n - 1
+        return out, feats[:, consumed - 1:consumed], h[:, :, consumed - 1:consumed]
+
+
+def _whisper_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:
+    """Whisper's fixed position table, ``[sin(p / 10000^(i / (C/2 - 1))), cos(...)]``, for any positions
+    (..., ) -> (..., channels) float64."""
+    increment = math.log(10000.0) / (channels // 2 - 1)
+    inv = torch.exp(-increment * torch.arange(channels // 2, dtype=torch.float64, device=positions.device))
+    angles = positions.to(torch.float64).unsqueeze(-1) * inv
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class WhisperStreamingEncoder(nn.Module):
+    """Streaming Whisper encoder: (B, T, n_mels) log-mel -> (B, ceil(T/2), d_model).
+
+    Args:
+        encoder: an HF ``WhisperEncoder`` (its modules are taken over) or a ``WhisperConfig`` (random
+            weights, for tests); :meth:`from_pretrained` loads one by hub name or path.
+        dynamic_chunk: in training mode, ignore the ``chunk_size`` given to :meth:`forward` and draw one
+            per batch: full attention with probability ``full_attention_prob``, else uniform in
+            ``[1, max_dynamic_chunk]`` (WeNet's dynamic chunk training, as the Conformer).
+        dynamic_left_chunks: with ``dynamic_chunk``, also draw ``left_chunks`` in ``[0, max_left_chunks]``.
+        long_positions: ``"clamp"`` or ``"extend"``, positions past the table (see the module docstring).
+        log_mel_ceiling: the fixed normalisation ceiling of the front end :meth:`make_frontend` builds.
+    """
+
+    def __init__(self, encoder, dynamic_chunk: bool = False, max_dynamic_chunk: int = 25,
+                 full_attention_prob: float = 0.5, dynamic_left_chunks: bool = False, max_left_chunks: int = 8,
+                 long_positions: str = "clamp", log_mel_ceiling: float = DEFAULT_CEILING) -> None:
+        super().__init__()
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        if isinstance(encoder, WhisperConfig):
+            encoder = WhisperEncoder(encoder)
+        if not isinstance(encoder, WhisperEncoder):
+            raise TypeError(f"expected a WhisperEncoder or WhisperConfig, got {type(encoder).__name__}")
+        if long_positions not in LONG_POSITIONS:
+            raise ValueError(f"long_positions must be one of {LONG_POSITIONS}, got {long_positions!r}")
+        config = encoder.config
+        self.config = config
+        self.input_dim = config.num_mel_bins
+        self.output_dim = config.d_model
+        self.num_heads = config.encoder_attention_heads
+        self.subsampling_rate = WhisperConvEmbed.stride
+        self.embed = WhisperConvEmbed(encoder.conv1, encoder.conv2)
+        self.embed_positions = encoder.embed_positions.requires_grad_(False)  # fixed in Whisper (a buffer)
+        self.layers = encoder.layers
+        self.layer_norm = encoder.layer_norm
+        self.dropout = config.dropout
+        self.long_positions = long_positions
+        self.log_mel_ceiling = log_mel_ceiling
+        if long_positions == "extend":
+            self._check_sinusoid_table()
+        self.dynamic_chunk = dynamic_chunk
+        self.max_dynamic_chunk = max_dynamic_chunk
+        self.full_attention_prob = full_attention_prob
+        self.dynamic_left_chunks = dynamic_left_chunks
+        self.max_left_chunks = max_left_chunks
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str, dtype: torch.dtype = torch.float32,
+                        config_overrides: dict | None = None, **kwargs) -> WhisperStreamingEncoder:
+        """The encoder weights of an HF Whisper checkpoint (hub name or local dir); the decoder's are skipped.
+
+        Args:
+            path_or_name: e.g. ``openai/whisper-tiny.en`` or a dir from ``speech-llm convert-whisper``.
+            dtype: parameter dtype.
+            config_overrides: ``WhisperConfig`` fields to change, e.g. ``{"dropout": 0.1}``.
+            **kwargs: the constructor's options.
+
+        Raises:
+            ValueError: an encoder weight is missing from the checkpoint, or it holds unknown tensors.
+        """
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        with quiet_transformers():
+            encoder, info = WhisperEncoder.from_pretrained(
+                str(path_or_name), key_mapping={r"^model\.encoder\.": ""}, dtype=dtype, output_loading_info=True,
+                **(config_overrides or {}))
+        missing = sorted(info["missing_keys"])
+        unknown = sorted(k for k in info["unexpected_keys"]
+                         if not (k.startswith("model.decoder.") or k.startswith("proj_out.")))
+        mismatched = sorted(str(k) for k in info.get("mismatched_keys", []))
+        if missing or unknown or mismatched:
+            raise ValueError(f"{path_or_name}: not a Whisper checkpoint this encoder loads strictly: "
+                             f"missing {missing[:5]}, unexpected {unknown[:5]}, mismatched {mismatched[:5]}")
+        return cls(encoder, **kwargs)
+
+    @property
+    def frame_shift_s(self) -> float:
+        """Seconds between two encoder frames (0.02: 10 ms mel frames, ×2)."""
+        return self.subsampling_rate * FRAME_SHIFT_MS / 1000.0
+
+    @property
+    def max_positions(self) -> int:
+        return self.embed_positions.num_embeddings
+
+    def output_lengths(self, feat_lens: torch.Tensor | int) -> torch.Tensor | int:
+        """Encoder frames for feature lengths (B,) or int: ``ceil(T / 2)``."""
+        return output_lengths(feat_lens)
+
+    def make_frontend(self) -> StreamingLogMel:
+        """A new streaming front end that gives this encoder's features (Whisper log-mel, fixed ceiling)."""
+        return StreamingLogMel(n_mels=self.input_dim, ceiling=self.log_mel_ceiling)
+
+    # ---------------------------------------------------------------- layers
+    def position_embeddings(self, positions: torch.Tensor) -> torch.Tensor:
+        """(...,) long frame indices since the stream start -> (..., D) position embeddings."""
+        table = self.embed_positions.weight
+        last = self.max_positions - 1
+        out = table[positions.clamp_max(last)]
+        if self.long_positions == "extend" and bool((positions > last).any()):
+            extra = _whisper_sinusoids(positions, self.output_dim).to(table.dtype)
+            out = torch.where((positions > last).unsqueeze(-1), extra, out)
+        return out
+
+    def _check_sinusoid_table(self) -> None:
+        table = self.embed_positions.weight.detach()
+        formula = _whisper_sinusoids(torch.arange(table.size(0), device=table.device), table.size(1))
+        diff = float((table.double() - formula).abs().max())
+        if diff > _SINUSOID_TOLERANCE:
+            raise ValueError(f"long_positions='extend' needs Whisper's sinusoid position table; this one differs "
+                             f"from it by up to {diff:.3g}")
+
+    def _attention(self, layer, x: torch.Tensor, mask: torch.Tensor, k_cache: torch.Tensor | None,
+                   v_cache: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention of the T new frames over ``cache ++ new``: x (B, T, D), mask broadcastable to
+        (B, H, T, C + T) -> out (B, T, D), keys and values (B, H, C + T, Dh)."""
+        attn = layer.self_attn
+        b, t, _ = x.shape
+        heads = (b, t, attn.num_heads, attn.head_dim)
+        q = (attn.q_proj(x) * attn.scaling).view(heads).transpose(1, 2)
+        k = attn.k_proj(x).view(heads).transpose(1, 2)
+        v = attn.v_proj(x).view(heads).transpose(1, 2)
+        if k_cache is not None:
+            k, v = torch.cat([k_cache, k], dim=2), torch.cat([v_cache, v], dim=2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0,
+                                           dropout_p=attn.dropout if self.training else 0.0)
+        return attn.out_proj(y.transpose(1, 2).reshape(b, t, -1)), k, v
+
+    def _layer(self, layer, x: torch.Tensor, mask: torch.Tensor, k_cache: torch.Tensor | None = None,
+               v_cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pre-norm Whisper layer (as HF's WhisperEncoderLayer, with our mask and cache)."""
+        y, k, v = self._attention(layer, layer.self_attn_layer_norm(x), mask, k_cache, v_cache)
+        x = x + F.dropout(y, layer.dropout, self.training)
+        y = F.dropout(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))), layer.activation_dropout,
+                      self.training)
+        x = x + F.dropout(layer.fc2(y), layer.dropout, self.training)
+        if x.dtype == torch.float16:
+            bound = torch.finfo(x.dtype).max - 1000
+            x = x.clamp(-bound, bound)
+        return x, k, v
+
+    def _embed_frames(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = x + self.position_embeddings(positions).to(x.dtype)  # no embed_scale: HF's encoder has none
+        return F.dropout(x, self.dropout, self.training)
+
+    # ---------------------------------------------------------------- training / full forward
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
+                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked forward of a padded batch.
+
+        Args:
+            feats: (B, T, F) log-mel features, padded at the end (padding is treated as zeros).
+            feat_lens: (B,) real lengths.
+            chunk_size: chunk size in encoder frames; <= 0 is full attention.
+            left_chunks: left context in chunks; < 0 is unlimited.
+
+        Returns:
+            out (B, ceil(T/2), D) (padded frames set to 0) and out_lens (B,).
+        """
+        self._check_feats(feats)
+        if self.training and self.dynamic_chunk:
+            chunk_size, left_chunks = self._sample_chunk(left_chunks)
+        x, lens = self.embed(feats, feat_lens.to(feats.device))
+        num_frames = x.size(1)
+        if num_frames == 0:
+            return x, lens
+        x = self._embed_frames(x, torch.arange(num_frames, device=x.device))
+        mask = padded_chunk_mask(lens, num_frames, chunk_size, left_chunks)
+        for layer in self.layers:
+            x, _, _ = self._layer(layer, x, mask)
+        x = self.layer_norm(x)
+        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
+        return x * valid.unsqueeze(-1).to(x.dtype), lens
+
+    def _sample_chunk(self, left_chunks: int) -> tuple[int, int]:
+        if float(torch.rand(())) < self.full_attention_prob:
+            return 0, -1
+        chunk = int(torch.randint(1, self.max_dynamic_chunk + 1, ()))
+        if self.dynamic_left_chunks:
+            left_chunks = int(torch.randint(0, self.max_left_chunks + 1, ()))
+        return chunk, left_chunks
+
+    def _check_feats(self, feats: torch.Tensor) -> None:
+        if feats.dim() != 3 or feats.size(2) != self.input_dim:
+            raise ValueError(f"WhisperStreamingEncoder expects features (B, T, {self.input_dim}), "
+                             f"got shape {tuple(feats.shape)}")
+
+    # ---------------------------------------------------------------- streaming
+    def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
+        """Empty states of ``batch_size`` new streams (see the module docstring)."""
+        if chunk_size <= 0:
+            raise ValueError(f"streaming needs chunk_size >= 1 encoder frames, got {chunk_size}")
+        p = self.embed.conv1.weight
+        cache = left_chunks * chunk_size if left_chunks >= 0 else 0
+        n, h, dh = len(self.layers), self.num_heads, self.output_dim // self.num_heads
+        long = dict(dtype=torch.long, device=p.device)
+        return {
+            "feats": p.new_zeros(batch_size, 0, self.input_dim),
+            "offset": torch.zeros(batch_size, **long),
+            "chunk_size": torch.full((batch_size,), chunk_size, **long),
+            "left_chunks": torch.full((batch_size,), left_chunks, **long),
+            "mel": p.new_zeros(batch_size, 1, self.input_dim),
+            "conv": p.new_zeros(batch_size, self.output_dim, 1),
+            "att_k": p.new_zeros(n, batch_size, h, cache, dh),
+            "att_v": p.new_zeros(n, batch_size, h, cache, dh),
+        }
+
+    def streaming_forward(self, feats_block: torch.Tensor, states: States,
+                          final: bool = False) -> tuple[torch.Tensor, States]:
+        """Feed a block of features; get the encoder frames of every chunk that became complete.
+
+        Args:
+            feats_block: (B, t, F) new features of each stream (t may be 0 or anything).
+            states: from :meth:`init_states`, :func:`stack_states` or the previous call.
+            final: the input has ended: also encode the last partial chunk (zeros follow the features, as
+                in :meth:`forward`). The stream is then done; start a new one with :meth:`init_states`.
+
+        Returns:
+            out (B, t', D) with t' a multiple of the chunk size (any size when ``final``) and new states.
+        """
+        self._check_feats(feats_block)
+        chunk_size, left_chunks = _uniform(states, "chunk_size"), _uniform(states, "left_chunks")
+        if feats_block.size(0) != states["feats"].size(0):
+            raise ValueError(f"streaming_forward: feats_block has {feats_block.size(0)} streams, "
+                             f"states have {states['feats'].size(0)}")
+        states = dict(states)
+        buf = torch.cat([states["feats"], feats_block.to(states["feats"].dtype)], dim=1)
+        stride, field = self.embed.stride, self.embed.receptive_field
+        needed = stride * (chunk_size - 1) + field
+        outs = []
+        while buf.size(1) >= needed:
+            out, states = self._forward_chunk(buf[:, :needed], states, left_chunks, final=False)
+            outs.append(out)
+            buf = buf[:, stride * chunk_size:]
+        if final:
+            if buf.size(1):
+                out, states = self._forward_chunk(buf, states, left_chunks, final=True)
+                outs.append(out)
+            buf = buf[:, :0]
+        states["feats"] = buf
+        if not outs:
+            return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
+        return torch.cat(outs, dim=1), states
+
+    @staticmethod
+    def stack_states(states_list: list[States]) -> States:
+        """See :func:`stack_states`."""
+        return stack_states(states_list)
+
+    @staticmethod
+    def unstack_states(states: States) -> list[States]:
+        """See :func:`unstack_states`."""
+        return unstack_states(states)
+
+    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
+                       final: bool) -> tuple[torch.Tensor, States]:
+        """Encode one chunk (all its features present, or the last ones when ``final``) against the caches."""
+        x, mel, conv = self.embed.forward_chunk(feats, states["mel"], states["conv"], final)
+        b, c, _ = x.shape
+        offset = states["offset"]
+        x = self._embed_frames(x, offset.unsqueeze(1) + torch.arange(c, device=x.device))
+        cached = states["att_k"].size(3)
+        real = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - offset.clamp_max(cached)).unsqueeze(1)
+        mask = torch.cat([real, real.new_ones(b, c)], dim=1)[:, None, None, :]  # (B, 1, 1, C + c)
+        keys, values = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = self._layer(layer, x, mask, states["att_k"][i], states["att_v"][i])
+            if left_chunks >= 0:  # keep a fixed-size window
+                k, v = k[:, :, k.size(2) - cached:], v[:, :, v.size(2) - cached:]
+            keys.append(k)
+            values.append(v)
+        new = dict(states)
+        new["offset"] = offset + c
+        new["mel"], new["conv"] = mel, conv
+        if keys:
+            new["att_k"], new["att_v"] = torch.stack(keys), torch.stack(values)
+        return self.layer_norm(x), new
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers without progress bars and below-error log lines while loading, saving or generating
+    (the load report of the skipped decoder weights is expected; our commands print their own status)."""
+    from transformers.utils import logging as hf_logging
+
+    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def _uniform(states: States, key: str) -> int:
+    values = states[key]
+    if values.numel() == 0:
+        raise ValueError("streaming states hold no streams")
+    if not bool((values == values[0]).all()):
+        raise ValueError(f"streaming states: '{key}' differs between streams: {values.tolist()}")
+    return int(values[0])
+
+
+def stack_states(states_list: list[States]) -> States:
+    """Batch the states of several streams (same chunk_size, left_chunks and buffered feature count).
+
+    With unlimited left context the attention caches are left-padded to the longest; ``offset`` tells
+    which slots are real.
+    """
+    if not states_list:
+        raise ValueError("stack_states: empty list")
+    for key in ("chunk_size", "left_chunks"):
+        _uniform({key: torch.cat([s[key] for s in states_list])}, key)
+    lengths = {s["feats"].size(1) for s in states_list}
+    if len(lengths) > 1:
+        raise ValueError(f"stack_states: streams have different numbers of buffered feature frames "
+                         f"{sorted(lengths)}; feed them equal blocks before stacking")
+    cached = max(s["att_k"].size(3) for s in states_list)
+    out = {}
+    for key, dim in _BATCH_DIM.items():
+        parts = [s[key] for s in states_list]
+        if key in ("att_k", "att_v"):
+            parts = [F.pad(p, (0, 0, cached - p.size(3), 0)) for p in parts]
+        out[key] = torch.cat(parts, dim=dim)
+    return out
+
+
+def unstack_states(states: States) -> list[States]:
+    """Split batched states into one states dict per stream (unlimited caches trimmed to the stream)."""
+    streams = []
+    for b in range(states["offset"].numel()):
+        one = {key: states[key].narrow(dim, b, 1).clone() for key, dim in _BATCH_DIM.items()}
+        if int(one["left_chunks"][0]) < 0:
+            keep = min(int(one["offset"][0]), one["att_k"].size(3))
+            for key in ("att_k", "att_v"):
+                one[key] = one[key][:, :, :, one[key].size(3) - keep:].clone()
+        streams.append(one)
+    return streams
+
+
+def build_whisper_encoder(path_or_name: str, pretrained: bool = True, dropout: float | None = None,
+                          dynamic_chunk: bool = False, max_dynamic_chunk: int = 25, full_attention_prob: float = 0.5,
+                          dynamic_left_chunks: bool = False, max_left_chunks: int = 8,
+                          long_positions: str = "clamp",
+                          log_mel_ceiling: float = DEFAULT_CEILING) -> WhisperStreamingEncoder:
+    """The registry's ``"whisper"`` builder.
+
+    Args:
+        path_or_name: an HF Whisper checkpoint (hub name or local dir).
+        pretrained: load its weights; False builds the same architecture from its config alone with random
+            weights (for a checkpoint whose state dict is loaded next).
+        dropout: Whisper's residual dropout (None keeps the checkpoint's, 0.0 for OpenAI's models).
+        The rest: :class:`WhisperStreamingEncoder`'s options.
+    """
+    options = dict(dynamic_chunk=dynamic_chunk, max_dynamic_chunk=max_dynamic_chunk,
+                   full_attention_prob=full_attention_prob, dynamic_left_chunks=dynamic_left_chunks,
+                   max_left_chunks=max_left_chunks, long_positions=long_positions, log_mel_ceiling=log_mel_ceiling)
+    overrides = {} if dropout is None else {"dropout": dropout}
+    if pretrained:
+        return WhisperStreamingEncoder.from_pretrained(path_or_name, config_overrides=overrides, **options)
+    from transformers import WhisperConfig
+
+    config = WhisperConfig.from_pretrained(str(path_or_name), **overrides)
+    return WhisperStreamingEncoder(config, **options)
