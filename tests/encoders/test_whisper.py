@@ -277,6 +277,8 @@ def test_registry_builds_whisper_by_path(whisper_dir):
     random_init = build_encoder("whisper", path_or_name=str(whisper_dir), pretrained=False)
     assert not torch.equal(random_init.layers[0].fc1.bias, enc.layers[0].fc1.bias)  # not loaded
     random_init.load_state_dict(enc.state_dict())  # a checkpoint's state dict fits the rebuilt encoder
+    with_dropout = build_encoder("whisper", path_or_name=str(whisper_dir), dropout=0.2)
+    assert with_dropout.dropout == with_dropout.layers[1].dropout == 0.2 and enc.dropout == 0.0
     conformer = build_encoder("conformer", input_dim=80, d_model=32, num_layers=1, num_heads=4)
     assert conformer.output_dim == 32
 
