@@ -42,10 +42,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from encoders.constants import SAMPLE_RATE
 from encoders.frontend import num_frames
-from speech_llm.build import build_encoder_from_config, chunk_frames, new_cmvn, special_tokens
+from speech_llm.build import build_speech_llm, new_cmvn
 from speech_llm.config import load_config
-from speech_llm.model import SpeechLLM
-from speech_llm.projector import Projector
 from speech_llm.recognizer import DecodeOptions, Recognizer, Stream
 from speech_llm.tiny_llm import train_tokenizer
 
@@ -95,13 +93,13 @@ def build_recognizer(name: str, cfg_path: str, tok_dir: Path, exp_dir: str | Non
         tok = train_tokenizer(TEXTS, vocab_size=400, out_dir=tok_dir)
         tok.add_special_tokens({"additional_special_tokens": [cfg.llm.wait_token]})
         torch.manual_seed(0)
-        llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), max_position_embeddings=32768,
-                                           attn_implementation="sdpa", **LLMS[name])).eval()
-        enc = build_encoder_from_config(cfg.encoder).eval()
-        proj = Projector(enc.output_dim, llm.config.hidden_size, stack=cfg.projector.stack,
-                         hidden_dim=cfg.projector.hidden_dim)
-        model = SpeechLLM(enc, proj, llm, special_tokens(tok, cfg), chunk_frames=chunk_frames(cfg),
-                          left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=new_cmvn())
+        llm_dir = tok_dir / f"llm_{name}"       # a random LLM of the shape, saved so the real loader reads it
+        Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), max_position_embeddings=32768,
+                                     **LLMS[name])).save_pretrained(llm_dir)
+        tok.save_pretrained(llm_dir)
+        model, tok = build_speech_llm(cfg, cmvn=new_cmvn(), llm_path=llm_dir, adapters=False,
+                                      initialize_rows=False)
+        model.eval()
     banned = [model.tokens.wait_id, model.tokens.eos_id]
 
     def ban(_module, _inputs, logits):

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 class AudioError(UserError):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 CHUNK_BYTES = 1 << 20
 _ALGORITHMS = {32: "md5", 40: "sha1", 64: "sha256"}

@@ -34,7 +34,7 @@ from pathlib import Path
 from data_prep.audio import AudioError, audio_info, read_audio
 from data_prep.fileutil import atomic_write_files
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 MAX_LISTED_PROBLEMS = 30
 """At most this many problems are spelled out in one error message (the rest are counted)."""
@@ -311,3 +311,34 @@ def write_data_dir(data_dir: str | os.PathLike, utts: dict[str, Utterance] | Ite
         problems.add(f"records for {data_dir}", "no utterances to write")
     problems.raise_if_any(f"data dir {data_dir}")
     atomic_write_files(data_dir, format_data_dir(ordered))
+
+
+def read_text_file(path: str | os.PathLike, allow_empty: bool) -> dict[str, str]:
+    """``{utt: text}`` of a Kaldi ``text`` file (``<utt> <words...>``), in file order.
+
+    For a decode dir's ``text`` (hypotheses: possibly unsorted, possibly empty) or a data dir's references,
+    without the rest of a data dir. Blank lines are skipped.
+
+    Raises:
+        DataError: the file is missing, a key is duplicated, or a text is empty while ``allow_empty`` is
+            False.
+    """
+    path = Path(path)
+    problems = Problems()
+    if not path.is_file():
+        raise DataError(f"{path}", [f"{path}: file not found"], note="")
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.strip().split(maxsplit=1)
+            if not parts:
+                continue
+            key, text = parts[0], (parts[1] if len(parts) > 1 else "")
+            if key in out:
+                problems.add(path, "duplicated utterance", lineno, key)
+            elif not text and not allow_empty:
+                problems.add(path, "empty text", lineno, key)
+            else:
+                out[key] = text
+    problems.raise_if_any(f"{path}", note="")
+    return out

@@ -40,7 +40,7 @@ from data_prep.fileutil import atomic_write_text, replace_dir
 from data_prep.kaldi_dir import Problems, Utterance, write_data_dir
 from data_prep.manifest import utterance_to_record, write_manifest
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 OFFICIAL_URL = "https://www.openslr.org/resources/12"
 """OpenSLR resource 12; mirrors (e.g. https://us.openslr.org/resources/12) serve the same files."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from num2words import num2words
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 LANGUAGES = ("fr", "de")
 

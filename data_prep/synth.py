@@ -51,7 +51,7 @@ from data_prep.fileutil import staged_dir
 from data_prep.sentences import LANGUAGES, Sentence, generate_sentences
 from data_prep.voices import VOICES, Voice, check_engines, synthesize, trim_silence
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "dev": 0.1, "test": 0.1}
 INFO_FILE = "corpus.json"

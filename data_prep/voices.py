@@ -18,7 +18,7 @@ import soundfile as sf
 
 from data_prep.audio import resample
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 ENGINE_PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite"}
 

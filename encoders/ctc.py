@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 class AlignmentError(UserError, ValueError):

@@ -26,7 +26,7 @@ import torchaudio
 from torch import nn
 
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 WINDOW_SAMPLES = int(SAMPLE_RATE * FRAME_LENGTH_MS / 1000)  # 400
 SHIFT_SAMPLES = int(SAMPLE_RATE * FRAME_SHIFT_MS / 1000)  # 160

@@ -16,7 +16,7 @@ from torch import nn
 
 from encoders.conformer import ConformerEncoder
 from encoders.whisper import build_whisper_encoder
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 _ENCODERS: dict[str, Callable[..., nn.Module]] = {}
 

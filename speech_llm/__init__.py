@@ -18,7 +18,7 @@ training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_recognizer": "speech_llm.decode",
+    "load_recognizer": "speech_llm.recognizer",
     "Recognizer": "speech_llm.recognizer",
     "Stream": "speech_llm.recognizer",
     "DecodeOptions": "speech_llm.recognizer",

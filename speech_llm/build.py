@@ -1,19 +1,16 @@
 """Build the models of an experiment from its :class:`~speech_llm.config.ExperimentConfig`.
 
 * :class:`CTCModel` — CMVN -> chunked streaming encoder -> CTC head (the ``ctc`` stage's model).
-* :func:`build_speech_llm` — the ``llm`` stage's :class:`~speech_llm.model.SpeechLLM`: the encoder and
-  CMVN of a CTC model (frozen unless ``train.freeze_encoder`` is false), a fresh MLP projector, and the
+* :func:`build_speech_llm` — the one assembly of a :class:`~speech_llm.model.SpeechLLM` (training,
+  checkpoint loading, benches and tests): the encoder and CMVN (of a CTC model in the ``llm`` stage,
+  frozen unless ``train.llm.freeze_encoder`` is false), a fresh MLP projector, and the
   LLM loaded with ``AutoModelForCausalLM.from_pretrained(llm.path_or_name)`` (a local dir or a hub name)
   with the ``<|wait|>`` token added to its tokenizer, wrapped with a peft LoRA adapter
   (``llm.lora_rank/alpha/dropout/target_modules``) whose trainable token rows are the wait token's
   embedding and LM-head rows (one tied row for models that tie them, such as Qwen2.5; two rows for
   untied ones, such as Llama). With ``lora_rank: 0`` only those rows (and the projector) train.
-* :func:`special_tokens` — how the source and target are framed (the same for training and decoding):
-
-      source  [bos?] prompt tokens | audio tokens | eos        (eos = the source end marker)
-      target  input starts with bos (eos when the tokenizer has no bos), ends with eos
-
-  The prompt is ``llm.prompt.<llm.task>`` (``asr``: transcribe, ``st``: translate); a checkpoint's saved
+* :func:`special_tokens` — the framing tokens (:mod:`speech_llm.framing`), the same for training and
+  decoding. The prompt is ``llm.prompt.<llm.task>`` (``asr``: transcribe, ``st``: translate); a checkpoint's saved
   config carries ``llm.task``, so a rebuilt model frames its source with the prompt it was trained on.
 
 Everything that :mod:`speech_llm.checkpoint` needs to rebuild a trained model comes from these
@@ -29,9 +26,10 @@ import torch
 from torch import nn
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
+from speech_common.errors import UserError
 from speech_llm.config import EncoderConfig, ExperimentConfig, LLMConfig
-from speech_llm.errors import UserError
-from speech_llm.model import SpecialTokens, SpeechLLM
+from speech_llm.framing import SpecialTokens, make_tokens
+from speech_llm.model import SpeechLLM
 from speech_llm.projector import Projector
 
 ENCODER_ARCH_KEYS = ("name", "input_dim", "d_model", "num_layers", "num_heads", "ffn_dim", "conv_kernel",
@@ -44,13 +42,18 @@ ENCODER_ARCH_KEYS = ("name", "input_dim", "d_model", "num_layers", "num_heads", 
 # ---------------------------------------------------------------------------------------------------
 
 
-def build_encoder_from_config(enc: EncoderConfig) -> nn.Module:
-    """The streaming encoder of ``enc`` through the registry (:func:`encoders.build_encoder`)."""
+def build_encoder_from_config(enc: EncoderConfig, dynamic_chunk: bool | None = None) -> nn.Module:
+    """The streaming encoder of ``enc`` through the registry (:func:`encoders.build_encoder`).
+
+    ``dynamic_chunk``: draw a chunk size per training batch (WeNet U2); default ``enc.dynamic_chunk``
+    (the CTC stage). The speech LLM passes False: it runs the encoder with its own chunk.
+    """
     from encoders import build_encoder
 
     return build_encoder(enc.name, input_dim=enc.input_dim, d_model=enc.d_model, num_layers=enc.num_layers,
                          num_heads=enc.num_heads, subsampling=enc.subsampling, ffn_dim=enc.ffn_dim,
-                         conv_kernel=enc.conv_kernel, dropout=enc.dropout, dynamic_chunk=enc.dynamic_chunk)
+                         conv_kernel=enc.conv_kernel, dropout=enc.dropout,
+                         dynamic_chunk=enc.dynamic_chunk if dynamic_chunk is None else dynamic_chunk)
 
 
 def new_cmvn(dim: int = NUM_MEL_BINS) -> nn.Module:
@@ -95,9 +98,11 @@ class CTCModel(nn.Module):
         return self.ctc(enc), lens
 
 
-def build_ctc_model(cfg: ExperimentConfig, vocab_size: int, cmvn: nn.Module | None = None) -> CTCModel:
-    """A fresh :class:`CTCModel` for ``cfg.encoder`` over ``vocab_size`` units."""
-    return CTCModel(build_encoder_from_config(cfg.encoder), vocab_size, cmvn)
+def build_ctc_model(cfg: ExperimentConfig, vocab_size: int, cmvn: nn.Module | None = None,
+                    dynamic_chunk: bool | None = None) -> CTCModel:
+    """A fresh :class:`CTCModel` for ``cfg.encoder`` over ``vocab_size`` units (``dynamic_chunk``: see
+    :func:`build_encoder_from_config`)."""
+    return CTCModel(build_encoder_from_config(cfg.encoder, dynamic_chunk), vocab_size, cmvn)
 
 
 def check_same_encoder(cfg: EncoderConfig, other: EncoderConfig, where: str) -> None:
@@ -222,7 +227,7 @@ def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Modul
 
 
 def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) -> SpecialTokens:
-    """The framing tokens of source and target (see the module docstring).
+    """The framing tokens of source and target (:func:`speech_llm.framing.make_tokens`).
 
     ``task`` picks the prompt ``llm.prompt.<task>``; None = ``llm.task``, the task the model is trained
     for (and, read back from a checkpoint's config, decoded with).
@@ -231,13 +236,7 @@ def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) ->
     prompt = getattr(cfg.llm.prompt, task, None)
     if prompt is None:
         raise UserError(f"unknown task {task!r}: llm.prompt has {', '.join(vars(cfg.llm.prompt))}")
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(f"{cfg.llm.path_or_name}: the tokenizer has no eos token")
-    bos = tokenizer.bos_token_id
-    prompt_ids = ([bos] if bos is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return SpecialTokens(prompt_ids=prompt_ids, end_ids=[eos], bos_id=bos if bos is not None else eos,
-                         wait_id=tokenizer.convert_tokens_to_ids(cfg.llm.wait_token), eos_id=eos)
+    return make_tokens(tokenizer, prompt, cfg.llm.wait_token)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -253,16 +252,6 @@ def chunk_frames(cfg: ExperimentConfig, chunk_ms: int | None = None) -> int:
     if frames != int(frames) or frames < 1:
         raise UserError(f"chunk of {chunk_ms} ms is not a whole number of {frame_ms:g} ms encoder frames")
     return int(frames)
-
-
-def assemble_speech_llm(cfg: ExperimentConfig, encoder: nn.Module, cmvn: nn.Module | None, llm: nn.Module,
-                        tokenizer) -> SpeechLLM:
-    """Put the parts together with a fresh projector; ``llm`` may be a peft model."""
-    hidden = llm.config.hidden_size
-    projector = Projector(encoder.output_dim, hidden, stack=cfg.projector.stack,
-                          hidden_dim=cfg.projector.hidden_dim)
-    return SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),
-                     left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=cmvn)
 
 
 def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tokenizer=None,
@@ -292,18 +281,34 @@ def set_trainable(model: SpeechLLM, freeze_encoder: bool) -> None:
             p.requires_grad_(False)
 
 
-def build_speech_llm(cfg: ExperimentConfig, ctc_model: CTCModel, llm_path: str | Path | None = None,
-                     tokenizer=None) -> tuple[SpeechLLM, object]:
-    """The ``llm`` stage's model: ``ctc_model``'s encoder and CMVN + projector + LLM with adapters.
+def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None, cmvn: nn.Module | None = None,
+                     llm_path: str | Path | None = None, tokenizer=None, adapters: bool = True,
+                     initialize_rows: bool = True) -> tuple[SpeechLLM, object]:
+    """The one assembly of a speech LLM: training, checkpoint loading, the benches and the tests call it.
 
-    The encoder stops its dynamic chunk sampling (it always runs with the streaming chunk mask here).
-    ``llm_path`` defaults to ``cfg.llm.path_or_name``. Returns the model and the tokenizer (with the
-    wait token).
+    Args:
+        cfg: the experiment config (encoder, projector, llm, streaming sections).
+        encoder: the streaming encoder; default a fresh one from ``cfg.encoder``. It is built without
+            dynamic chunk sampling (:func:`build_encoder_from_config`), because the speech LLM always runs
+            it with the streaming chunk's mask; pass the encoder of a CTC checkpoint loaded the same way
+            (``load_ctc_model(..., dynamic_chunk=False)``).
+        cmvn: global CMVN module, or None.
+        llm_path: where the LLM loads from (default ``cfg.llm.path_or_name``).
+        tokenizer: the LLM's tokenizer, when it does not come from ``llm_path`` (a checkpoint's own copy).
+        adapters: wrap the LLM with peft (LoRA + the wait token's rows); False for a merged model.
+        initialize_rows: draw the new token rows (training); False when a checkpoint fills them.
+
+    Returns:
+        The model (with :func:`set_trainable` applied for ``train.llm.freeze_encoder``) and the tokenizer
+        (with the wait token).
     """
-    encoder = ctc_model.encoder
-    if hasattr(encoder, "dynamic_chunk"):
-        encoder.dynamic_chunk = False
-    llm, tokenizer = build_llm_with_adapters(cfg, llm_path or cfg.llm.path_or_name, tokenizer)
-    model = assemble_speech_llm(cfg, encoder, ctc_model.cmvn, llm, tokenizer)
-    set_trainable(model, cfg.train.freeze_encoder)
+    if encoder is None:
+        encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False)
+    llm, tokenizer = build_llm_with_adapters(cfg, llm_path or cfg.llm.path_or_name, tokenizer, adapters=adapters,
+                                             initialize_rows=initialize_rows)
+    projector = Projector(encoder.output_dim, llm.config.hidden_size, stack=cfg.projector.stack,
+                          hidden_dim=cfg.projector.hidden_dim)
+    model = SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),
+                      left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=cmvn)
+    set_trainable(model, cfg.train.llm.freeze_encoder)
     return model, tokenizer

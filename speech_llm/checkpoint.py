@@ -6,6 +6,7 @@ An experiment dir holds one dir per stage, each with its ``best`` and ``last`` c
     exp/mini/ctc/{best,last}/             the CTC encoder
     exp/mini/llm/{best,last}/             the speech LLM
     exp/mini/merged/                      ``speech-llm merge`` output (optional)
+    exp/mt/mt/{best,last}/                a text-translation LLM (stage ``mt``)
 
 A checkpoint dir::
 
@@ -13,12 +14,13 @@ A checkpoint dir::
     config.yaml        the resolved ExperimentConfig it was trained with
     model.pt           the trained tensors only (a state dict, loaded with weights_only=True)
     units.txt|.json    ctc: the CTC units
-    tokenizer/         llm: the LLM tokenizer with the <|wait|> token
+    tokenizer/         llm, mt: the LLM tokenizer (llm: with the <|wait|> token)
     training_state.pt  'last' only: optimizer, scheduler, progress, RNG states (for resuming)
 
 What ``model.pt`` holds: for ``ctc`` the whole CTC model (encoder, CTC head, CMVN stats); for ``llm``
 the projector, the LoRA weights, the wait-token rows and the CMVN stats — plus the encoder only when it
-was fine-tuned. References in ``meta.json`` name the rest: ``base_llm`` (the ``from_pretrained`` path or
+was fine-tuned; for ``mt`` the LoRA weights (or, with ``llm.lora_rank: 0``, every LLM weight: full
+fine-tuning). References in ``meta.json`` name the rest: ``base_llm`` (the ``from_pretrained`` path or
 hub name, with a path relative to the checkpoint for moved experiments) and ``encoder_checkpoint`` (the
 CTC checkpoint, with the sha256 of its ``model.pt`` so a changed encoder is detected). A merged dir
 (``meta.merged``) is standalone: ``llm/`` is a plain Hugging Face model dir with the adapter merged in and
@@ -48,10 +50,11 @@ import yaml
 from torch import nn
 
 from data_prep.fileutil import staged_dir
+from speech_common.errors import UserError
 from speech_llm.config import ConfigError, ExperimentConfig, config_from_dict, dump_yaml
-from speech_llm.errors import UserError
 
-FORMAT = 1
+FORMAT = 2
+"""2: per-stage training sections in config.yaml (``train.ctc``, ``train.llm``, ``train.mt``); stage ``mt``."""
 META, CONFIG, MODEL, TRAINING_STATE, TOKENIZER_DIR = (
     "meta.json", "config.yaml", "model.pt", "training_state.pt", "tokenizer")
 BEST, LAST = "best", "last"
@@ -99,7 +102,7 @@ def save_checkpoint(path: str | Path, *, stage: str, config: ExperimentConfig, m
     """Write a checkpoint dir atomically (see the module docstring); returns ``path``.
 
     Args:
-        stage: ``ctc`` or ``llm``.
+        stage: ``ctc``, ``llm`` or ``mt``.
         model_state: tensors for ``model.pt``.
         meta: extra ``meta.json`` entries (step, epoch, references, ...).
         training_state: saved as ``training_state.pt`` when given.
@@ -232,26 +235,28 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=path, meta=meta, config=config)
 
 
-def _expect_stage(ckpt: Checkpoint, stage: str) -> None:
+def expect_stage(ckpt: Checkpoint, stage: str) -> None:
     if ckpt.stage != stage:
         raise CheckpointError(f"{ckpt.path} is a {ckpt.stage!r} checkpoint, a {stage!r} one is needed here")
 
 
-def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the CTC model of a ``ctc`` checkpoint.
+def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu",
+                   dynamic_chunk: bool | None = None):
+    """Rebuild the CTC model of a ``ctc`` checkpoint (``dynamic_chunk``: see
+    :func:`speech_llm.build.build_encoder_from_config`; False for an encoder that a speech LLM runs).
 
     Returns ``(CTCModel in eval mode on device, Units, ExperimentConfig)``.
     """
     from speech_llm.build import build_ctc_model, new_cmvn
-    from speech_llm.train.units import load_units
+    from speech_llm.units import load_units
 
     ckpt = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "ctc"))
-    _expect_stage(ckpt, "ctc")
+    expect_stage(ckpt, "ctc")
     cfg = ckpt.config
     units = load_units(ckpt.path / ckpt.meta["units"], cfg.ctc.units)
     state = ckpt.state()
     cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
-    model = build_ctc_model(cfg, units.vocab_size, cmvn)
+    model = build_ctc_model(cfg, units.vocab_size, cmvn, dynamic_chunk=dynamic_chunk)
     load_trained_state(model, state, ckpt.path / MODEL)
     return model.to(device).eval(), units, cfg
 
@@ -293,16 +298,15 @@ def load_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "
     The streaming chunk is the trained one (``streaming.chunk_ms``).
     """
     from speech_llm.build import (
-        assemble_speech_llm,
         build_encoder_from_config,
-        build_llm_with_adapters,
+        build_speech_llm,
         check_same_encoder,
         load_tokenizer,
         new_cmvn,
     )
 
     ckpt = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "llm"))
-    _expect_stage(ckpt, "llm")
+    expect_stage(ckpt, "llm")
     cfg = ckpt.config
     state = ckpt.state()
     merged = bool(ckpt.meta.get("merged"))
@@ -313,17 +317,14 @@ def load_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "
         llm_path = base_llm_path(ckpt)
         tokenizer = load_tokenizer(ckpt.path / TOKENIZER_DIR)
     if any(k.startswith("encoder.") for k in state):
-        encoder = build_encoder_from_config(cfg.encoder)
+        encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False)
         cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
     else:
-        ctc_model, _, ctc_cfg = load_ctc_model(encoder_checkpoint(ckpt))
+        ctc_model, _, ctc_cfg = load_ctc_model(encoder_checkpoint(ckpt), dynamic_chunk=False)
         check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(ckpt.meta["encoder_checkpoint"]["path"]))
         encoder, cmvn = ctc_model.encoder, ctc_model.cmvn
-    if hasattr(encoder, "dynamic_chunk"):
-        encoder.dynamic_chunk = False
-    llm, tokenizer = build_llm_with_adapters(cfg, llm_path, tokenizer, adapters=not merged,
-                                              initialize_rows=False)
-    model = assemble_speech_llm(cfg, encoder, cmvn, llm, tokenizer)
+    model, tokenizer = build_speech_llm(cfg, encoder=encoder, cmvn=cmvn, llm_path=llm_path, tokenizer=tokenizer,
+                                        adapters=not merged, initialize_rows=False)
     load_trained_state(model, state, ckpt.path / MODEL)
     for p in model.parameters():
         p.requires_grad_(False)

@@ -13,7 +13,7 @@ automatically. A command module defines:
     def add_arguments(parser): ...    # fill an ``argparse.ArgumentParser``
     def run(args) -> int: ...         # the exit status
 
-Errors meant for the user are raised as :class:`speech_llm.errors.UserError` and printed
+Errors meant for the user are raised as :class:`speech_common.errors.UserError` and printed
 without a traceback (exit status 2).
 """
 
@@ -25,8 +25,8 @@ import pkgutil
 import sys
 from types import ModuleType
 
+from speech_common.errors import UserError
 from speech_llm import commands
-from speech_llm.errors import UserError
 
 
 def _command_modules() -> list[ModuleType]:

@@ -1,375 +1,35 @@
-"""Typed experiment configs: YAML files loaded into nested dataclasses, with dotted overrides.
+"""The project's experiment config: typed dataclass sections loaded from YAML, with dotted overrides.
 
 Usage:
     from speech_llm.config import load_config, save_config
-    cfg = load_config("conf/mini.yaml", ["train.lr=1e-4", "encoder.num_layers=2"])
+    cfg = load_config("conf/mini.yaml", ["train.llm.lr=1e-4", "encoder.num_layers=2"])
     cfg.encoder.d_model                      # typed attribute access
     save_config(cfg, "exp/mini/config.yaml") # the resolved config, loadable again
     state = {"config": config_to_dict(cfg)}  # plain dict, to store inside a checkpoint
     cfg2 = config_from_dict(state["config"]) # == cfg
 
-Rules (nanoGPT's GPTConfig / HF configs, made strict):
-- Every key in the YAML file or in an override must be a field of the schema; an unknown key is an
-  error naming the full dotted key (``encoder.d_modle``) and suggesting the closest known one.
-- Values are checked against the field's type annotation (int, float, str, bool, ``Optional[...]``,
-  ``list[...]``, ``dict[...]``, ``Literal[...]``, nested dataclasses); a mismatch is an error naming the
-  dotted key and the expected type. Ints are accepted for floats; bools are never accepted for numbers.
-  Strings such as ``1e-4`` (which YAML 1.1 reads as text) are accepted for float fields.
-- An override is ``dotted.key=value``; the value is parsed with ``yaml.safe_load`` (so ``[a, b]``,
-  ``true``, ``null`` work), except for string fields, which take the text as is
-  (``llm.prompt.asr=Transcribe: the audio``).
-- Missing keys take the dataclass defaults, which describe a tiny CPU setup.
-
-The generic machinery (:func:`from_dict`, :func:`to_dict`, :func:`apply_overrides`) works for any
-dataclass tree; the project's schema is :class:`ExperimentConfig`.
+Every key is checked (unknown keys and wrong types are errors naming the dotted key; the rules are in
+:mod:`speech_llm.typed_config`). Missing keys take the dataclass defaults, which describe a tiny CPU setup.
+Each training stage has its own section (``train.ctc``, ``train.llm``, ``train.mt``), so a recipe keeps
+every stage's hyperparameters in its YAML file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, TypeVar, Union
+from typing import Any, Literal, Optional
 
 import yaml
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
-from speech_llm.errors import UserError
+from speech_llm.typed_config import ConfigError, _describe, apply_overrides, dump_yaml, from_dict, to_dict
 
-T = TypeVar("T")
-
-
-class ConfigError(UserError):
-    """A bad config key or value. ``key`` is the full dotted key; ``source`` the file or override at fault."""
-
-    def __init__(self, key: str | None, problem: str, source: str | None = None):
-        self.key = key
-        self.problem = problem
-        self.source = source
-        where = f"{source}: " if source else ""
-        what = f"config key '{key}': " if key else "config: "
-        super().__init__(f"{where}{what}{problem}")
-
-    def under(self, prefix: str) -> ConfigError:
-        """The same error with ``prefix.`` put in front of its key."""
-        key = _join(prefix, self.key) if self.key else prefix
-        return ConfigError(key, self.problem, self.source)
-
-    def from_source(self, source: str) -> ConfigError:
-        return ConfigError(self.key, self.problem, source)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Generic machinery: any dataclass tree
-# ---------------------------------------------------------------------------------------------------
-
-
-def _join(prefix: str, key: str) -> str:
-    if not prefix:
-        return key
-    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """Field name -> resolved type annotation, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def _is_optional(tp: Any) -> bool:
-    return _is_union(tp) and type(None) in typing.get_args(tp)
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
-
-
-def type_name(tp: Any) -> str:
-    """A readable name for a type annotation: ``int``, ``list[str]``, ``one of 'char', 'bpe'``."""
-    if tp is type(None):
-        return "None"
-    if tp is Any:
-        return "any value"
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if _is_union(tp):
-        return " or ".join(type_name(a) for a in args)
-    if origin in (list, dict):
-        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]" if args else origin.__name__
-    if dataclasses.is_dataclass(tp):
-        return f"a mapping for {tp.__name__}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _mismatch(key: str, tp: Any, value: Any) -> ConfigError:
-    return ConfigError(key, f"expected {type_name(tp)}, got {_describe(value)}")
-
-
-def _coerce(value: Any, tp: Any, key: str, validate: bool = True) -> Any:
-    """``value`` checked (and, where harmless, converted) against annotation ``tp``; ``key`` names it."""
-    if tp is Any:
-        return value
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise _mismatch(key, tp, value)
-        return from_dict(tp, value, prefix=key, validate=validate)
-    if origin is Literal:
-        if any(value == a and type(value) is type(a) for a in args):
-            return value
-        raise _mismatch(key, tp, value)
-    if _is_union(tp):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise _mismatch(key, tp, value)
-        errors = []
-        for arm in args:
-            if arm is type(None):
-                continue
-            try:
-                return _coerce(value, arm, key, validate)
-            except ConfigError as e:
-                errors.append(e)
-        if len(errors) == 1 and errors[0].key != key:  # Optional[Section]: the inner error is more precise
-            raise errors[0]
-        raise _mismatch(key, tp, value)
-    if origin is list:
-        if not isinstance(value, list):
-            raise _mismatch(key, tp, value)
-        (item_tp,) = args or (Any,)
-        return [_coerce(v, item_tp, f"{key}[{i}]", validate) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise _mismatch(key, tp, value)
-        key_tp, val_tp = args or (Any, Any)
-        return {_coerce(k, key_tp, _join(key, f"<key {k!r}>")):
-                _coerce(v, val_tp, _join(key, str(k)), validate) for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _mismatch(key, tp, value)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _mismatch(key, tp, value)
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as text
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise _mismatch(key, tp, value)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _mismatch(key, tp, value)
-    raise ConfigError(key, f"the schema uses an unsupported type {type_name(tp)}")
-
-
-def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
-    known = list(_hints(cls))
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" (did you mean '{_join(prefix, close[0])}'?)" if close else ""
-    where = f"'{prefix}'" if prefix else "the top level"
-    return ConfigError(_join(prefix, key), f"unknown key{hint}; known keys in {where}: {', '.join(known)}")
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "", validate: bool = True) -> T:
-    """Build dataclass ``cls`` from a (nested) mapping, strictly; missing keys take the defaults.
-
-    Raises :class:`ConfigError` naming the full dotted key (``prefix`` + field) on an unknown key, a
-    value of the wrong type, or (when ``validate``) a value rejected by a dataclass's own ``validate()``.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise _mismatch(prefix or "<top level>", cls, data)
-    hints = _hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        if not isinstance(key, str) or key not in hints:
-            raise _unknown_key(cls, str(key), prefix)
-        kwargs[key] = _coerce(value, hints[key], _join(prefix, key), validate)
-    obj = cls(**kwargs)
-    check = getattr(obj, "validate", None)
-    if validate and callable(check):
-        try:
-            check()
-        except ConfigError as e:
-            if prefix:
-                raise e.under(prefix) from None
-            raise
-    return obj
-
-
-def to_dict(obj: Any) -> Any:
-    """A dataclass tree as plain dicts/lists/scalars (YAML- and ``torch.save``-safe), in field order."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def field_type(cls: type, dotted: str) -> Any:
-    """The annotation of field ``dotted`` (``encoder.d_model``) inside dataclass ``cls``.
-
-    Walks nested dataclasses and ``dict[str, X]`` fields (any key is valid inside a dict).
-    Raises :class:`ConfigError` naming the key if a part of the path does not exist.
-    """
-    tp: Any = cls
-    prefix = ""
-    for part in dotted.split("."):
-        if not part:
-            raise ConfigError(dotted, "empty part in dotted key")
-        while _is_optional(tp):  # Optional[Section] -> Section
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        if dataclasses.is_dataclass(tp):
-            hints = _hints(tp)
-            if part not in hints:
-                raise _unknown_key(tp, part, prefix)
-            tp = hints[part]
-        elif typing.get_origin(tp) is dict:
-            tp = (typing.get_args(tp) or (Any, Any))[1]
-        else:
-            raise ConfigError(_join(prefix, part), f"'{prefix}' is a {type_name(tp)}, it has no sub-keys")
-        prefix = _join(prefix, part)
-    return tp
-
-
-def _takes_text(tp: Any) -> bool:
-    """Whether an override value for ``tp`` is taken as raw text rather than parsed as YAML."""
-    if tp is str:
-        return True
-    if _is_union(tp):
-        arms = [a for a in typing.get_args(tp) if a is not type(None)]
-        return arms == [str]
-    return False
-
-
-_NULL_TEXT = ("null", "~", "None", "none", "")
-
-
-def parse_override(cls: type, text: str) -> tuple[str, Any]:
-    """``"train.lr=1e-4"`` -> ``("train.lr", <value>)``: the key checked against ``cls``, the value parsed.
-
-    String fields take the text after ``=`` verbatim (``Optional[str]`` fields read ``null``/``None``
-    as None); every other field parses it with ``yaml.safe_load``. Types are checked later, by
-    :func:`from_dict`.
-    """
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(None, f"override {text!r} is not of the form dotted.key=value")
-    tp = field_type(cls, key)
-    if _takes_text(tp):
-        if tp is not str and raw.strip() in _NULL_TEXT:
-            return key, None
-        return key, raw
-    if _is_optional(tp) and raw.strip() == "None":
-        return key, None
-    try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise ConfigError(key, f"cannot parse value {raw!r} as YAML: {e}") from None
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(cfg: T, overrides: Iterable[str], source: str | None = None) -> T:
-    """A new config: ``cfg`` with each ``dotted.key=value`` applied in order (``cfg`` is not changed).
-
-    Setting a section to a mapping (``llm.prompt={asr: Transcribe.}``) merges into it key by key.
-    Unknown keys and type errors name the override at fault; value checks (``validate()``) run once
-    all overrides are in, and name the last override of the key (or of its section) at fault, else
-    ``source`` (the file the config came from) and all overrides.
-    """
-    cls = type(cfg)
-    tree = to_dict(cfg)
-    applied: list[tuple[str, str]] = []
-    for text in overrides:
-        try:
-            key, value = parse_override(cls, text)
-            _set_dotted(tree, key, _merge(_get_dotted(tree, key), value))
-            from_dict(cls, tree, validate=False)  # type-check now, so the error names this override
-        except ConfigError as e:
-            raise e.from_source(f"override {text!r}") from None
-        applied.append((key, text))
-    try:
-        return from_dict(cls, tree)
-    except ConfigError as e:
-        raise e.from_source(_blame(e.key, applied, source)) from None
-
-
-def _blame(bad_key: str | None, applied: list[tuple[str, str]], source: str | None) -> str:
-    """Where a value error comes from: the last override of that key (or of its section), else the file."""
-    def inside(x: str, y: str) -> bool:
-        return x == y or x.startswith(y + ".") or x.startswith(y + "[")
-
-    if bad_key:
-        section = bad_key.rpartition(".")[0]
-        for related in (lambda k: inside(k, bad_key) or inside(bad_key, k),
-                        lambda k: bool(section) and k.rpartition(".")[0] == section):
-            culprits = [text for key, text in applied if related(key)]
-            if culprits:
-                return f"override {culprits[-1]!r}"
-    where = source or "config"
-    if applied:
-        where += " with overrides " + " ".join(repr(text) for _, text in applied)
-    return where
-
-
-def _get_dotted(tree: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _merge(old: Any, new: Any) -> Any:
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        merged = dict(old)
-        for k, v in new.items():
-            merged[k] = _merge(old.get(k), v)
-        return merged
-    return new
-
-
-def dump_yaml(obj: Any) -> str:
-    """A dataclass tree as YAML text (field order kept)."""
-    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True, default_flow_style=False)
+__all__ = ["ConfigError", "ExperimentConfig", "config_from_dict", "config_to_dict", "dump_yaml", "load_config",
+           "save_config"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -449,6 +109,8 @@ class PromptConfig:
 
     asr: str = "Transcribe the audio."
     st: str = "Translate the audio into French."
+    mt: str = "Translate the English text into French:\n"
+    """Text translation (stage ``mt``): the instruction in front of the source words."""
 
 
 @dataclass
@@ -511,7 +173,8 @@ class StreamingConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping, shared by the training stages."""
+    """Optimisation and bookkeeping of one training stage (each stage has its own section, see
+    :class:`TrainStages`)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -519,8 +182,6 @@ class TrainConfig:
     max_steps: int = 0
     """Stop after this many optimizer steps; 0 = run all epochs."""
     epochs: int = 10
-    max_frames_per_batch: int = 20000
-    """Batch budget in 10 ms fbank frames (padding included)."""
     grad_accum: int = 1
     grad_clip: float = 5.0
     """Max gradient norm; 0 = no clipping."""
@@ -531,22 +192,82 @@ class TrainConfig:
     valid_every: int = 0
     """Steps between validations; 0 = at the end of each epoch."""
     num_workers: int = 0
-    spec_augment: bool = True
-    freeze_encoder: bool = True
-    """LLM stage: keep the CTC-trained encoder frozen."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """'auto' = bf16 on a GPU that supports it, fp32 on CPU."""
-    silence_share: float = 0.0
-    """LLM stage: share of training samples whose audio is replaced by silence or noise of the same length,
-    with an empty transcript (so the model learns to write nothing when nobody speaks)."""
 
     def validate(self) -> None:
         _check(self.lr > 0.0 and math.isfinite(self.lr), "lr", f"must be positive, got {self.lr}")
-        _check(0.0 <= self.silence_share < 1.0, "silence_share", f"must be in [0, 1), got {self.silence_share}")
         for name in ("weight_decay", "warmup_steps", "max_steps", "grad_clip", "valid_every", "num_workers"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("epochs", "max_frames_per_batch", "grad_accum", "log_every", "save_every"):
+        for name in ("epochs", "grad_accum", "log_every", "save_every"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class SpeechTrainConfig(TrainConfig):
+    """A stage trained on audio: batches bucketed by duration."""
+
+    max_frames_per_batch: int = 20000
+    """Batch budget in 10 ms fbank frames (padding included)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.max_frames_per_batch > 0, "max_frames_per_batch",
+               f"must be positive, got {self.max_frames_per_batch}")
+
+
+@dataclass
+class CTCTrainConfig(SpeechTrainConfig):
+    """Stage ``ctc``: the streaming encoder with a CTC head (``align`` uses its batch budget)."""
+
+    spec_augment: bool = True
+
+
+@dataclass
+class LLMTrainConfig(SpeechTrainConfig):
+    """Stage ``llm``: projector + LoRA + the ``<wait>`` rows (speech recognition or translation)."""
+
+    freeze_encoder: bool = True
+    """Keep the CTC-trained encoder frozen."""
+    silence_share: float = 0.0
+    """Share of training samples whose audio is replaced by silence or noise of the same length, with an
+    empty transcript (so the model learns to write nothing when nobody speaks)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _check(0.0 <= self.silence_share < 1.0, "silence_share", f"must be in [0, 1), got {self.silence_share}")
+
+
+@dataclass
+class MTTrainConfig(TrainConfig):
+    """Stage ``mt``: simultaneous text translation (word-level wait-k) on the LLM alone."""
+
+    max_tokens_per_batch: int = 2048
+    """Batch budget in source + target tokens (padding included)."""
+    k: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    """Wait-k lags to train: each sentence pair draws one per step (one model for all of them)."""
+    batch_share: float = 0.2
+    """Share of sentence pairs trained in batch mode (the whole source visible)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.max_tokens_per_batch > 0, "max_tokens_per_batch",
+               f"must be positive, got {self.max_tokens_per_batch}")
+        _check(bool(self.k) and all(x >= 1 for x in self.k), "k", f"must be lags >= 1, got {self.k}")
+        _check(0.0 <= self.batch_share <= 1.0, "batch_share", f"must be in [0, 1], got {self.batch_share}")
+
+
+@dataclass
+class TrainStages:
+    """One training section per stage: ``train.ctc``, ``train.llm``, ``train.mt``."""
+
+    ctc: CTCTrainConfig = field(default_factory=CTCTrainConfig)
+    llm: LLMTrainConfig = field(default_factory=LLMTrainConfig)
+    mt: MTTrainConfig = field(default_factory=MTTrainConfig)
+
+    def of(self, stage: str) -> TrainConfig:
+        """The section of stage ``ctc`` / ``llm`` / ``mt`` (``align`` uses ``ctc``'s)."""
+        return getattr(self, "ctc" if stage == "align" else stage)
 
 
 @dataclass
@@ -585,7 +306,7 @@ class ExperimentConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainStages = field(default_factory=TrainStages)
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 

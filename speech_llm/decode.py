@@ -4,7 +4,8 @@ Output directory::
 
     text             hypotheses, Kaldi format ("<utt> <words...>")
     emissions.jsonl  per-utterance word emission times (format: speech_llm.metrics.emissions)
-    summary.json     mode, chunk, utterances, audio seconds, compute seconds, RTF
+    summary.json     task, mode, chunk, options, utterances, audio and compute seconds, RTF
+                     (:class:`speech_llm.metrics.decode_dir.DecodeSummary`)
     partial.jsonl    results so far; an interrupted run resumes from it (removed when complete)
 
 Streaming mode feeds each file in blocks of one chunk and decodes after each block, as a live stream
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,17 +29,9 @@ from data_prep.audio import read_audio
 from data_prep.fileutil import atomic_write_text
 from data_prep.kaldi_dir import read_data_dir
 from encoders.constants import SAMPLE_RATE
+from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
 from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record, write_emissions
-from speech_llm.recognizer import DecodeOptions, Recognizer, Result, Stream
-
-
-def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
-                    device: str = "cpu") -> Recognizer:
-    """Rebuild the model from a checkpoint (or the best one in an exp dir) and wrap it in a Recognizer."""
-    from speech_llm.checkpoint import load_model
-
-    model, tokenizer, _cfg = load_model(exp_dir_or_checkpoint, device=device)
-    return Recognizer(model, tokenizer, options)
+from speech_llm.recognizer import Recognizer, Result, Stream
 
 
 def decode_samples(rec: Recognizer, samples, block_s: float | None = None) -> tuple[Result, UttEmissions]:
@@ -136,18 +128,11 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
     write_emissions(out / "emissions.jsonl", emissions)
     audio_s = sum(e.duration or 0.0 for e in emissions)
     compute_s = sum(e.compute_s or 0.0 for e in emissions)
-    summary = {
-        **(info or {}),
-        "mode": rec.options.mode,
-        "chunk_ms": round(rec.chunk_s * 1000, 3),
-        "options": asdict(rec.options),
-        "num_utts": len(keys),
-        "audio_s": round(audio_s, 3),
-        "compute_s": round(compute_s, 3),
-        "rtf": round(compute_s / audio_s, 4) if audio_s else None,
-        "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    info = dict(info or {})
+    summary = write_summary(out, DecodeSummary(
+        task=info.pop("task", "asr"), mode=rec.options.mode, num_utts=len(keys), compute_s=round(compute_s, 3),
+        options=asdict(rec.options), chunk_ms=round(rec.chunk_s * 1000, 3) if streaming else None,
+        audio_s=round(audio_s, 3), info=info))
     partial_path.unlink()
     return summary
 

@@ -45,11 +45,14 @@ class WriteResult:
     pending: (B,) long, the last generated token of each stream, not yet fed to the model. Pass it as
         ``first_ids`` of the next greedy write (after the next ``read``), so its row sees the new source.
     stopped: (B,) bool, True where the stream ended on a stop token (False: the per-call cap was reached).
+    logits: with ``keep_logits``, the logits of every forward of the call, (B, V) each, in order (rows of
+        streams that took no part in a forward are whatever the model gave their padding).
     """
 
     tokens: list[list[int]]
     pending: torch.Tensor
     stopped: torch.Tensor
+    logits: list[torch.Tensor] | None = None
 
 
 class GroupStreamingLM(nn.Module):
@@ -265,7 +268,8 @@ class GroupStreamingSession:
     @torch.no_grad()
     def greedy_write(self, first_ids: torch.Tensor, stop_ids: Sequence[int] | Sequence[Sequence[int]],
                      max_tokens: int | Sequence[int], active: torch.Tensor | None = None,
-                     suppress_ids: Sequence[int] | Sequence[Sequence[int]] = ()) -> WriteResult:
+                     suppress_ids: Sequence[int] | Sequence[Sequence[int]] = (),
+                     stop_table: torch.Tensor | None = None, keep_logits: bool = False) -> WriteResult:
         """Feed ``first_ids`` (B,) and write greedily until a stop token or ``max_tokens`` per stream.
 
         Stop tokens (e.g. ``<wait>``, eos) and the token that hits the cap are returned but not fed: they
@@ -273,7 +277,9 @@ class GroupStreamingSession:
         Tokens in ``suppress_ids`` are never chosen (e.g. eos before the input has ended).
 
         ``stop_ids`` and ``suppress_ids`` are one list for every stream or B lists (one per stream);
-        ``max_tokens`` is one cap or B caps. Each step is one forward of the LLM for all active streams.
+        ``stop_table`` (V,) bool adds stop tokens by class (text translation: every token that starts a
+        word); ``max_tokens`` is one cap or B caps. Each step is one forward of the LLM for all active
+        streams. ``keep_logits`` returns every step's logits (tests compare them with a training forward).
         """
         b = self.batch_size
         if first_ids.shape != (b,):
@@ -290,8 +296,12 @@ class GroupStreamingSession:
         stopped = torch.zeros_like(active)
         count = torch.zeros(b, dtype=torch.long, device=self.device)
         tokens: list[list[int]] = [[] for _ in range(b)]
+        kept: list[torch.Tensor] | None = [] if keep_logits else None
+        table = None if stop_table is None else stop_table.to(self.device).bool()
         while active.any():
             logits = self.write(pending.unsqueeze(1), lens=active.long())[:, -1]
+            if kept is not None:
+                kept.append(logits.float().cpu())
             if suppress.numel():
                 banned = torch.zeros_like(logits, dtype=torch.bool)
                 rows = torch.arange(b, device=self.device).unsqueeze(1).expand_as(suppress)
@@ -303,10 +313,12 @@ class GroupStreamingSession:
                 tokens[i].append(int(nxt[i]))
             pending = torch.where(active, nxt, pending)
             hit = active & (nxt.unsqueeze(1) == stop).any(1)
+            if table is not None:
+                hit |= active & table[nxt]
             stopped |= hit
             count += active.long()
             active &= ~hit & (count < caps)
-        return WriteResult(tokens=tokens, pending=pending, stopped=stopped)
+        return WriteResult(tokens=tokens, pending=pending, stopped=stopped, logits=kept)
 
     def _ids_per_stream(self, ids, name: str) -> torch.Tensor:
         """Token ids for all streams or one list per stream -> (B, K) long, padded with -1."""

@@ -50,8 +50,8 @@ from typing import TextIO
 
 import numpy as np
 
+from speech_common.errors import UserError
 from speech_llm.display import TranscriptLine
-from speech_llm.errors import UserError
 from speech_llm.recognizer import Recognizer, Result, Word
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds

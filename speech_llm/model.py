@@ -1,7 +1,8 @@
 """SpeechLLM: chunked streaming encoder -> MLP projector -> group-streaming LLM (DESIGN.md §2).
 
-The source group of an utterance is ``[prompt tokens][audio tokens][end marker tokens]`` and the target
-is built by :mod:`speech_llm.targets`. The encoder always runs with the chunk mask of the streaming chunk
+The source of an utterance is ``[prompt tokens][audio tokens][end marker tokens]`` (the framing of
+:mod:`speech_llm.framing`, audio chunks as its units) and the target is built by
+:mod:`speech_llm.targets`. The encoder always runs with the chunk mask of the streaming chunk
 (``chunk_frames`` encoder frames, ``left_chunks`` of left context), so the audio tokens seen in training are
 exactly those produced chunk by chunk at inference; each chunk gives ``chunk_frames / stack`` LLM tokens.
 
@@ -11,33 +12,17 @@ returns the cross-entropy on target tokens only. Inference lives in :mod:`speech
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from speech_llm.framing import SpecialTokens, source_group_ends
 from speech_llm.group_lm import GroupStreamingLM
 from speech_llm.masks import lengths_to_valid
 from speech_llm.projector import Projector
-
-
-@dataclass
-class SpecialTokens:
-    """Token ids framing the source and target.
-
-    prompt_ids: instruction at the start of the source group.
-    end_ids: source end marker, appended once the input is finished.
-    bos_id: first target input token.
-    wait_id: the ``<wait>`` boundary token (read the next chunk).
-    eos_id: end of the target.
-    """
-
-    prompt_ids: list[int]
-    end_ids: list[int]
-    bos_id: int
-    wait_id: int
-    eos_id: int
 
 
 @dataclass
@@ -91,10 +76,10 @@ class SpeechLLM(nn.Module):
         enc, enc_lens = self.encoder(feats, feat_lens, self.chunk_frames, self.left_chunks)
         return self.projector(enc, enc_lens)
 
-    def token_embeds(self, ids: list[int], batch: int = 1) -> torch.Tensor:
+    def token_embeds(self, ids: Sequence[int], batch: int = 1) -> torch.Tensor:
         """Token ids -> (batch, len(ids), D_llm) embeddings."""
         dev = next(self.glm.lm.parameters()).device
-        return self.glm.embed(torch.tensor([ids], device=dev)).expand(batch, -1, -1)
+        return self.glm.embed(torch.tensor([list(ids)], device=dev)).expand(batch, -1, -1)
 
     def source_batch(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[prompt][audio][end]`` per utterance, right-padded: (B, S, D), source lengths (B,)."""
@@ -109,10 +94,11 @@ class SpeechLLM(nn.Module):
         return src, self.prompt_len + audio_lens + n_end
 
     def chunk_source_ends(self, num_audio_tokens: int) -> list[int]:
-        """Source tokens visible after each chunk (prompt included) for one utterance."""
+        """Source tokens visible after each chunk (prompt included) for one utterance
+        (:func:`speech_llm.framing.source_group_ends` without the prompt's and the end marker's groups)."""
         k = self.tokens_per_chunk
-        n_chunks = -(-num_audio_tokens // k)
-        return [self.prompt_len + min((i + 1) * k, num_audio_tokens) for i in range(n_chunks)]
+        chunks = [min(k, num_audio_tokens - i) for i in range(0, num_audio_tokens, k)]
+        return source_group_ends(self.prompt_len, chunks, len(self.tokens.end_ids))[1:-1]
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                 target_lens: torch.Tensor, source_visible: torch.Tensor) -> SpeechLLMOutput:

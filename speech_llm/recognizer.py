@@ -56,6 +56,7 @@ Input conversions (documented): integer PCM is scaled to [-1, 1] (int16 by 1/327
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -209,7 +210,28 @@ class Recognizer:
         options: :class:`DecodeOptions`.
     """
 
+    @classmethod
+    def from_checkpoint(cls, exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
+                        device: str = "cpu") -> Recognizer:
+        """Rebuild the model from a checkpoint (or the best one in an exp dir) alone and wrap it.
+
+        ``options`` None: the checkpoint config's ``decode`` section (mode and token caps). The config is
+        kept as :attr:`config`.
+        """
+        from speech_llm.checkpoint import load_model
+
+        model, tokenizer, cfg = load_model(exp_dir_or_checkpoint, device=device)
+        if options is None:
+            d = cfg.decode
+            options = DecodeOptions(mode=d.mode, max_tokens_per_read=d.max_tokens_per_read,
+                                    max_total_tokens=d.max_total_tokens)
+        rec = cls(model, tokenizer, options)
+        rec.config = cfg
+        return rec
+
     def __init__(self, model: SpeechLLM, tokenizer, options: DecodeOptions | None = None):
+        self.config = None
+        """The experiment config the model was trained with, when built by :meth:`from_checkpoint`."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.options = options or DecodeOptions()
@@ -433,6 +455,12 @@ class Recognizer:
             if self._starts_word(toks[i]):
                 return i
         return 0
+
+
+def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
+                    device: str = "cpu") -> Recognizer:
+    """:meth:`Recognizer.from_checkpoint` (exported as ``speech_llm.load_recognizer``)."""
+    return Recognizer.from_checkpoint(exp_dir_or_checkpoint, options, device)
 
 
 def _to_mono_float(samples) -> torch.Tensor:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from tqdm import tqdm
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast

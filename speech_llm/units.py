@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from data_prep.fileutil import atomic_write_text
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 BLANK = "<blank>"
 UNK = "<unk>"

@@ -54,7 +54,7 @@ config_value() {
 import sys
 
 from speech_llm.config import load_config
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 config, key, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 try:
@@ -79,7 +79,7 @@ import sys
 from pathlib import Path
 
 from data_prep.manifest import manifest_to_data_dir, read_manifest, write_manifest
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 out, inputs = Path(sys.argv[1]), sys.argv[2:]
 try:

@@ -17,7 +17,7 @@ import argparse
 import inspect
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NAME = "build-llm"
 HELP = "build a tiny local LLM (tokenizer + Qwen2/Llama) for tests and CPU recipes"

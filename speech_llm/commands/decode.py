@@ -7,8 +7,9 @@ Usage:
 
 Speech (asr, st): --exp-dir is a trained speech-LLM experiment or checkpoint; it transcribes (asr) or
 translates (st) the audio in wav.scp, whichever task the checkpoint was trained for (--task, when given,
-must match it). Text (mt): --exp-dir is an MT model dir (``speech_llm.mt.train_mt``); the source sentences
-are the data dir's ``text`` and the policy is word-level wait-k (--k) or batch (--mode batch).
+must match it). Text (mt): --exp-dir is a text-translation experiment (``speech-llm train --stage mt``);
+the source sentences are the data dir's ``text`` and the policy is word-level wait-k (--k) or batch
+(--mode batch).
 
 Writes ``text`` (hypotheses), ``emissions.jsonl`` (word emission times) and ``summary.json`` to --out;
 an interrupted run resumes where it stopped. Score with ``speech-llm score --ref DATADIR --hyp OUT``.
@@ -55,9 +56,9 @@ def _device(name: str | None) -> str:
 
 
 def run(args) -> int:
+    from speech_common.errors import UserError
     from speech_llm.checkpoint import load_model
     from speech_llm.decode import decode_data_dir
-    from speech_llm.errors import UserError
     from speech_llm.recognizer import DecodeOptions, Recognizer
 
     if args.task == "mt":
@@ -89,8 +90,8 @@ def _run_mt(args) -> int:
     """``--task mt``: wait-k (or batch) text translation of the data dir's ``text``."""
     from pathlib import Path
 
-    from speech_llm.commands.translate import read_sources
-    from speech_llm.errors import UserError
+    from data_prep.kaldi_dir import read_text_file
+    from speech_common.errors import UserError
     from speech_llm.mt import decode_mt_data
 
     text = Path(args.data) / "text"
@@ -99,7 +100,7 @@ def _run_mt(args) -> int:
     batch = args.mode == "batch"
     if not batch and args.k < 1:
         raise UserError(f"--k must be >= 1, got {args.k}")
-    sources = read_sources(str(text), kaldi=True)
+    sources = read_text_file(text, allow_empty=False)
     summary = decode_mt_data(args.exp_dir, None, sources, None if batch else args.k, args.out, batch=batch,
                              device=_device(args.device), progress=not args.no_progress)
     print(json.dumps(summary, indent=2))

@@ -53,8 +53,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import soundfile as sf
 
+    from speech_common.errors import UserError
     from speech_llm import live
-    from speech_llm.errors import UserError
 
     if args.list_devices:
         sys.stdout.write(live.format_devices(live.query_devices(), live.default_input_index()))
@@ -95,9 +95,8 @@ def run(args) -> int:
 
 
 def _load(args):
-    from speech_llm.decode import load_recognizer
-    from speech_llm.errors import UserError
-    from speech_llm.recognizer import DecodeOptions
+    from speech_common.errors import UserError
+    from speech_llm.recognizer import DecodeOptions, load_recognizer
 
     try:
         return load_recognizer(args.exp_dir, DecodeOptions(chunk_ms=args.chunk_ms), device=args.compute_device)
@@ -109,7 +108,7 @@ def _open_output(option: str, path: str, opener):
     """Open an output file (its parent dir is created); a clear error names the option and the path."""
     import soundfile as sf
 
-    from speech_llm.errors import UserError
+    from speech_common.errors import UserError
 
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NAME = "merge"
 HELP = "merge a checkpoint's LoRA adapter into a standalone model dir"

@@ -1,13 +1,18 @@
-"""Prepare corpora: LibriSpeech (download or local copy) and the synthetic LibriSpeech-format corpus.
+"""Prepare corpora: LibriSpeech (download or local copy), the synthetic LibriSpeech-format corpora (template
+words and whole sentences) and the Asterisk prompts (real recorded speech).
 
 Usage:
     speech-llm prepare librispeech --parts dev-clean,test-clean --download-dir downloads --out data
     speech-llm prepare librispeech --parts dev-clean --corpus-dir /corpora/LibriSpeech --out data
     speech-llm prepare synth --out corpora/synth --num-utts 2000 --seed 0 [--noise-snr 20] [--data-out data]
+    speech-llm prepare sentences --out corpora/sentences --num-utts 2000 --seed 0 --engines espeak,flite,piper \
+        [--heldout-voice slt] [--exclude-text data/asterisk/text] [--data-out data]
+    speech-llm prepare asterisk --out data/asterisk
 
-Both write Kaldi data dirs ``<out>/<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}`` plus
-``<out>/<split>/manifest.jsonl`` (``synth`` only when ``--data-out`` is given). Bad input stops the run
-before anything is written; every problem is listed with its file, line and utterance.
+All write Kaldi data dirs ``<out>/<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}`` plus
+``<out>/<split>/manifest.jsonl`` (``synth`` and ``sentences`` only when ``--data-out`` is given; ``asterisk``
+writes one data dir, ``<out>`` itself). Bad input stops the run before anything is written; every problem
+is listed with its file, line and utterance.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NAME = "prepare"
-HELP = "prepare corpora (LibriSpeech, synthetic speech) as Kaldi data dirs and JSONL manifests"
+HELP = "prepare corpora (LibriSpeech, synthetic speech, Asterisk prompts) as Kaldi data dirs and JSONL manifests"
 ORDER = 10
 
 
@@ -60,6 +65,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sy.add_argument("--num-workers", type=int, default=2, help="synthesis processes (default 2)")
     sy.add_argument("--data-out", type=Path, default=None,
                     help="also prepare data dirs + manifests here (as prepare librispeech would)")
+    _add_sentences(sub)
+    _add_asterisk(sub)
+
+
+def _add_sentences(sub) -> None:
+    se = sub.add_parser("sentences", help="real English sentences spoken whole by espeak-ng, flite and piper",
+                        description="Select WordNet example sentences (Debian wordnet-base), normalise them the "
+                                    "LibriSpeech way and synthesize each in one call, in LibriSpeech layout "
+                                    "(train/dev/test, plus test-heldout with --heldout-voice). Resumable.")
+    se.add_argument("--out", type=Path, required=True, help="corpus root to create (or finish)")
+    se.add_argument("--num-utts", type=int, required=True, help="number of utterances in all splits")
+    se.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    se.add_argument("--engines", default="espeak,flite,piper", help="comma-separated: espeak, flite, piper")
+    se.add_argument("--heldout-voice", default=None, metavar="NAME",
+                    help="speak this voice (e.g. slt, joe, en-us+m3, or a speaker id) only in test-heldout")
+    se.add_argument("--exclude-text", type=Path, action="append", default=[], metavar="TEXT",
+                    help="Kaldi text file whose sentences must not be spoken (repeatable), e.g. data/asterisk/text")
+    se.add_argument("--noise-snr", type=float, default=None, metavar="DB", help="add white noise at this SNR")
+    se.add_argument("--num-workers", type=int, default=2, help="synthesis processes (default 2)")
+    se.add_argument("--data-out", type=Path, default=None, help="also prepare data dirs + manifests here")
+
+
+def _add_asterisk(sub) -> None:
+    ast = sub.add_parser("asterisk", help="real recorded speech: Asterisk's English prompts as a test set",
+                         description="Write Debian's asterisk-core-sounds-en(-wav) prompts (one voice, 8 kHz, "
+                                     "CC-BY-SA-3.0) as a Kaldi data dir with normalised transcripts.")
+    ast.add_argument("--out", type=Path, required=True, help="the data dir to write (e.g. data/asterisk)")
+    ast.add_argument("--sounds-dir", type=Path, default=None, help="the recordings (default: the package's)")
+    ast.add_argument("--transcripts", type=Path, default=None, help="core-sounds-en.txt(.gz) (default: the package's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +113,24 @@ def run(args: argparse.Namespace) -> int:
                 args.parts, args.download_dir, base_url=args.base_url or librispeech.OFFICIAL_URL,
                 checksums=checksums, retries=args.retries)
         dirs = librispeech.prepare_librispeech(corpus_dir, args.parts, args.out, verify_audio=args.verify_audio)
+    elif args.corpus == "asterisk":
+        from data_prep.asterisk import prepare_asterisk
+
+        print(prepare_asterisk(args.out, args.sounds_dir, args.transcripts).summary())
+        return 0
+    elif args.corpus == "sentences":
+        from data_prep.sentence_corpus import generate_sentence_corpus, split_names
+        from data_prep.text_corpus import read_exclusions
+        from data_prep.tts import parse_engines
+
+        exclude = [t for path in args.exclude_text for t in read_exclusions(path)]
+        corpus = generate_sentence_corpus(args.out, args.num_utts, args.seed, engines=parse_engines(args.engines),
+                                          heldout_voice=args.heldout_voice, exclude=exclude,
+                                          noise_snr_db=args.noise_snr, num_workers=args.num_workers)
+        print(f"sentence corpus in {corpus}")
+        if args.data_out is None:
+            return 0
+        dirs = librispeech.prepare_librispeech(corpus, split_names(corpus), args.data_out)
     else:
         from data_prep.synth import DEFAULT_SPLITS, generate_corpus
 

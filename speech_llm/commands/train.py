@@ -1,17 +1,20 @@
-"""Train one stage of the speech LLM: the CTC encoder, word alignments, or the LLM adapter.
+"""Train one stage: the CTC encoder, word alignments, the speech LLM adapter, or a text-translation LLM.
 
 Usage:
     speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage ctc [KEY=VALUE ...]
     speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage align [--manifest M] [--out O]
-    speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage llm train.lr=1e-4 train.max_steps=2000
+    speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage llm train.llm.lr=1e-4 train.llm.max_steps=2000
+    speech-llm train --exp-dir exp/mt --stage mt llm.path_or_name=exp/tiny_llm data.train_manifest=M llm.lora_rank=0
     accelerate launch -m speech_llm train --config ... --stage llm        # several GPUs
 
 Stages (DESIGN.md §2):
     ctc    chunked streaming encoder + CTC head       -> EXP/ctc/{best,last}
     align  CTC forced alignment -> "words" with start/end times in the manifests (in place)
     llm    projector + LoRA + <wait> token rows on the frozen encoder -> EXP/llm/{best,last}
+    mt     word-level wait-k text translation (LoRA, or the whole LLM with llm.lora_rank=0) on the
+           manifests' text -> translation[llm.target_lang] pairs     -> EXP/mt/{best,last}
 
-Trailing KEY=VALUE arguments override config keys (``train.lr=1e-4 encoder.num_layers=2``); unknown keys
+Trailing KEY=VALUE arguments override config keys (``train.llm.lr=1e-4 encoder.num_layers=2``); unknown keys
 and values of the wrong type are errors naming the key. The resolved config is written to
 EXP/config.yaml (and EXP/<stage>/config.yaml). A stage resumes from EXP/<stage>/last when that
 checkpoint holds a training state (model, optimizer, scheduler, step, RNG, data position); --restart
@@ -23,12 +26,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NAME = "train"
-HELP = "train a stage: ctc (encoder), align (word times), llm (projector + LoRA)"
+HELP = "train a stage: ctc (encoder), align (word times), llm (projector + LoRA), mt (text translation)"
 ORDER = 20
-STAGES = ("ctc", "align", "llm")
+STAGES = ("ctc", "align", "llm", "mt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exp-dir", type=Path, required=True, metavar="DIR", help="experiment dir")
     parser.add_argument("--stage", choices=STAGES, required=True)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. train.lr=1e-4")
+                        help="config overrides, e.g. train.llm.lr=1e-4")
     parser.add_argument("--restart", action="store_true",
-                        help="ctc/llm: train from scratch, removing EXP/<stage>/{best,last}")
+                        help="ctc/llm/mt: train from scratch, removing EXP/<stage>/{best,last}")
     parser.add_argument("--encoder-checkpoint", type=Path, default=None, metavar="DIR",
                         help="align/llm: the CTC checkpoint to use (default: EXP/ctc, best else last)")
     parser.add_argument("--manifest", action="append", default=None, metavar="JSONL",
@@ -77,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         from speech_llm.train.ctc import run_ctc_stage
 
         run_ctc_stage(cfg, exp, resume=not args.restart, cpu=args.cpu, progress_bar=progress)
+    elif args.stage == "mt":
+        from speech_llm.mt.train import run_mt_stage
+
+        run_mt_stage(cfg, exp, resume=not args.restart, cpu=args.cpu, progress_bar=progress)
     else:
         from speech_llm.train.llm import run_llm_stage
 

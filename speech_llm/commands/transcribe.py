@@ -29,10 +29,9 @@ def run(args) -> int:
     import soundfile as sf
 
     from data_prep.audio import AudioError
-    from speech_llm.decode import load_recognizer
+    from speech_common.errors import UserError
     from speech_llm.display import TranscriptLine
-    from speech_llm.errors import UserError
-    from speech_llm.recognizer import DecodeOptions
+    from speech_llm.recognizer import DecodeOptions, load_recognizer
 
     try:
         rec = load_recognizer(args.exp_dir, DecodeOptions(chunk_ms=args.chunk_ms), device=args.device)

@@ -6,7 +6,7 @@ Usage:
     speech-llm translate --model exp/mt --k 3 --input data/test/text --kaldi-text --out exp/mt/decode_k3
     speech-llm score --ref data/test --hyp exp/mt/decode_k3 --task mt --lang fr
 
---model is a model dir written by ``speech_llm.mt.train_mt`` (a Hugging Face model dir plus mt.json).
+--model is a text-translation experiment or checkpoint (``speech-llm train --stage mt``).
 Each input line is one source sentence (with --kaldi-text: ``<key> <sentence>``, e.g. a data dir's
 ``text``). The translations are printed one per line (``<key> <translation>`` with --kaldi-text; with
 --show-delays each word is followed by the number of source words read when it was written, ``la@3``).
@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NAME = "translate"
 HELP = "simultaneous text translation with word-level wait-k (or batch)"
@@ -27,7 +27,8 @@ ORDER = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="DIR", help="MT model dir (see speech_llm.mt.train_mt)")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="text-translation experiment or checkpoint (speech-llm train --stage mt)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--k", type=int, default=3, help="wait-k lag in source words (default: %(default)s)")
     mode.add_argument("--batch", action="store_true", help="read each whole sentence, then translate")

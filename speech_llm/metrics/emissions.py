@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 class WordEmission(NamedTuple):

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 @dataclass
@@ -72,10 +72,12 @@ def read_row(decode_dir: str | Path) -> Row:
         res = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: invalid JSON ({e.msg}, line {e.lineno})") from None
-    summary = res.get("decode_summary") or {}
-    opts = summary.get("options") or {}
-    row = Row(name=Path(decode_dir).name, task=res.get("task", "asr"), mode=opts.get("mode"),
-              chunk_ms=_ms(summary.get("chunk_ms")) if opts.get("mode") == "streaming" else None,
+    summary = res.get("decode_summary") or {}          # speech_llm.metrics.decode_dir.DecodeSummary
+    mode = summary.get("mode")
+    if mode == "wait-k" and summary.get("k") is not None:
+        mode = f"wait-{summary['k']}"
+    row = Row(name=Path(decode_dir).name, task=res.get("task", "asr"), mode=mode,
+              chunk_ms=_ms(summary.get("chunk_ms")) if mode == "streaming" else None,
               num_utts=int(res.get("num_utts", 0)))
     if row.task == "asr":
         pct = _get(res, "wer", "percent")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import jiwer
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 NORMALIZE_STEPS = ("unicode", "case", "punct", "apostrophe")
 DEFAULT_NORMALIZE = "unicode,case,punct"

@@ -2,17 +2,17 @@
 
 * :mod:`~speech_llm.mt.framing` — source word groups, target words, the word-start rule;
 * :mod:`~speech_llm.mt.targets` — wait-k training targets (input ids, labels, per-row source visibility);
-* :mod:`~speech_llm.mt.model` — :class:`MTModel`, saving and loading a model dir;
+* :mod:`~speech_llm.mt.model` — :class:`MTModel`, its assembly and loading from an ``mt`` checkpoint;
 * :mod:`~speech_llm.mt.decode` — the incremental wait-k decoder, emissions, :func:`decode_mt_data`;
-* :mod:`~speech_llm.mt.train` — :func:`train_mt`, a plain torch loop (LoRA or full fine-tuning).
+* :mod:`~speech_llm.mt.train` — the ``mt`` training stage on the shared trainer (LoRA or full fine-tuning).
 
-The command line: ``speech-llm translate --model DIR --k 3``.
+The command line: ``speech-llm train --stage mt``, ``speech-llm translate --model EXP --k 3``,
+``speech-llm decode --task mt``.
 """
 
 from speech_llm.mt.decode import MTResult, decode_mt_data, translate
 from speech_llm.mt.framing import (
     DEFAULT_PROMPT,
-    MTFraming,
     SourceGroups,
     make_framing,
     source_groups,
@@ -20,13 +20,13 @@ from speech_llm.mt.framing import (
     target_word_tokens,
     word_start_table,
 )
-from speech_llm.mt.model import MTModel, load_mt_model, save_mt_model, wrap_model
+from speech_llm.mt.model import MTModel, build_mt_model, load_mt_model, wrap_model
 from speech_llm.mt.targets import check_k, collate_targets, wait_k_target, words_read
-from speech_llm.mt.train import mt_loss, read_parallel_data, train_mt
+from speech_llm.mt.train import MTStage, mt_loss, read_parallel_data, run_mt_stage
 
 __all__ = [
-    "DEFAULT_PROMPT", "MTFraming", "MTModel", "MTResult", "SourceGroups", "check_k", "collate_targets",
-    "decode_mt_data", "load_mt_model", "make_framing", "mt_loss", "read_parallel_data", "save_mt_model",
-    "source_groups", "split_words", "target_word_tokens", "train_mt", "translate", "wait_k_target",
+    "DEFAULT_PROMPT", "MTModel", "MTResult", "MTStage", "SourceGroups", "build_mt_model", "check_k",
+    "collate_targets", "decode_mt_data", "load_mt_model", "make_framing", "mt_loss", "read_parallel_data",
+    "run_mt_stage", "source_groups", "split_words", "target_word_tokens", "translate", "wait_k_target",
     "word_start_table", "words_read", "wrap_model",
 ]

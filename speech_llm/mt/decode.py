@@ -29,7 +29,6 @@ Usage:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speech_llm.errors import UserError
+from data_prep.fileutil import atomic_write_text
+from speech_common.errors import UserError
+from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
 from speech_llm.metrics.emissions import UttEmissions, WordEmission, write_emissions
 from speech_llm.mt.framing import source_groups
 from speech_llm.mt.model import MTModel, load_mt_model, wrap_model
@@ -88,6 +89,8 @@ def translate(model: MTModel, text: str, k: int | None, *, max_tokens: int | Non
     """Translate one sentence with word-level wait-k (``k = None``: batch mode). See the module docstring.
 
     ``max_tokens`` caps the written tokens (eos included); default ``4 x`` the source word tokens + 16.
+    The writing is :meth:`~speech_llm.group_lm.GroupStreamingSession.greedy_write` with every word-start
+    token as a stop: the token that starts word ``j + 1`` stays pending while one more source word is read.
     """
     check_k(k)
     src = source_groups(model.tokenizer, model.framing, text)
@@ -96,10 +99,9 @@ def translate(model: MTModel, text: str, k: int | None, *, max_tokens: int | Non
     if budget < 1:
         raise ValueError(f"max_tokens must be >= 1, got {budget}")
     glm, dev = model.glm, model.device
-    eos, starts_word = model.framing.eos_id, model.starts_word.to(dev)
+    eos = model.framing.eos_id
     embeds = glm.embed(torch.tensor([src.ids], device=dev))          # (1, S, D)
     sess = glm.start(1)
-
     read = 0
 
     def read_to(m: int) -> None:
@@ -120,34 +122,32 @@ def translate(model: MTModel, text: str, k: int | None, *, max_tokens: int | Non
     visible: list[int] = []
     rows: list[torch.Tensor] = []
     finished = False
-
-    def commit() -> None:
-        if word:
+    while len(fed) < budget and not finished:
+        first = not word      # the output's first token belongs to word 1, whatever it starts with
+        res = sess.greedy_write(torch.tensor([pending], device=dev), [eos], 1 if first else budget - len(fed),
+                                suppress_ids=[eos] if read < n else [],
+                                stop_table=None if first else model.starts_word, keep_logits=return_logits)
+        toks = res.tokens[0]
+        fed += [pending, *toks[:-1]]
+        visible += [ends[read]] * len(toks)
+        rows += [r[0] for r in res.logits or []]
+        word += toks[:-1]
+        last = toks[-1]
+        if last == eos:
+            finished = True
+        elif bool(res.stopped[0]):                                   # a word start: word complete
             units.append(word)
             unit_src.append(read)
             unit_wall.append(time.perf_counter() - t0)
-
-    for _ in range(budget):
-        logits = sess.write(torch.tensor([[pending]], device=dev))[0, -1]
-        fed.append(pending)
-        visible.append(ends[read])
-        if return_logits:
-            rows.append(logits.float().cpu())
-        if read < n:
-            logits = logits.clone()
-            logits[eos] = float("-inf")
-        nxt = int(logits.argmax())
-        if nxt == eos:
-            finished = True
-            break
-        if word and bool(starts_word[nxt]):                          # word complete: read, then feed nxt
-            commit()
-            word = [nxt]
+            word = [last]
             read_to(min(read + 1, n))
-        else:
-            word = word + [nxt]
-        pending = nxt
-    commit()
+        else:                                                        # the token budget (or the first token)
+            word.append(last)
+        pending = last
+    if word:
+        units.append(word)
+        unit_src.append(read)
+        unit_wall.append(time.perf_counter() - t0)
 
     words = _words(model.tokenizer, units, unit_src, unit_wall)
     tokens = [t for u in units for t in u]
@@ -219,10 +219,10 @@ def decode_mt_data(model: str | Path | MTModel | nn.Module, tokenizer, sources: 
         lines.append(f"{key} {r.text}".rstrip() + "\n")
         emissions.append(UttEmissions(key=key, words=r.words, wall_time=round(r.wall_time, 6),
                                       compute_s=round(elapsed, 6), src_len=r.src_len))
-    (out_dir / "text").write_text("".join(lines), encoding="utf-8")
+    atomic_write_text(out_dir / "text", "".join(lines))
     write_emissions(out_dir / "emissions.jsonl", emissions)
-    summary = {"task": "mt", "mode": "batch" if k is None else "wait-k", "k": k, "num_utts": len(lines),
-               "tokens_written": written, "compute_s": round(compute, 3),
-               "model": mt.info.get("path")}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary = write_summary(out_dir, DecodeSummary(
+        task="mt", mode="batch" if k is None else "wait-k", num_utts=len(lines), compute_s=round(compute, 3),
+        options={"k": k, "max_tokens": max_tokens}, k=k,
+        info={"model": mt.info.get("path"), "tokens_written": written}))
     return summary

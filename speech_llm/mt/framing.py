@@ -24,40 +24,18 @@ from dataclasses import dataclass
 
 import torch
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
+from speech_llm.config import PromptConfig
+from speech_llm.framing import SpecialTokens, make_tokens, source_group_ends
 
-DEFAULT_PROMPT = "Translate the English text into French:\n"
-"""Instruction in front of the source words (group 0)."""
-
-
-@dataclass(frozen=True)
-class MTFraming:
-    """Token ids framing source and target.
-
-    prompt_ids: group 0 (the instruction, ``bos`` first when the tokenizer has one).
-    end_ids: source end marker, read together with the last source word.
-    bos_id: first target input token (``eos`` when the tokenizer has no bos, as in Qwen2.5).
-    eos_id: end of the target.
-    """
-
-    prompt_ids: tuple[int, ...]
-    end_ids: tuple[int, ...]
-    bos_id: int
-    eos_id: int
+DEFAULT_PROMPT = PromptConfig().mt
+"""Instruction in front of the source words (group 0): the config's default ``llm.prompt.mt``."""
 
 
-def make_framing(tokenizer, prompt: str = DEFAULT_PROMPT) -> MTFraming:
-    """The framing of ``tokenizer`` with instruction ``prompt``."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: the tokenizer has no eos token")
-    bos = tokenizer.bos_token_id
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    prompt_ids = ([bos] if bos is not None else []) + ids
-    if not prompt_ids:
-        raise UserError("the MT prompt is empty and the tokenizer has no bos: the source group 0 needs a token")
-    return MTFraming(prompt_ids=tuple(prompt_ids), end_ids=(eos,), bos_id=bos if bos is not None else eos,
-                     eos_id=eos)
+def make_framing(tokenizer, prompt: str = DEFAULT_PROMPT) -> SpecialTokens:
+    """The framing of ``tokenizer`` with instruction ``prompt`` (:func:`speech_llm.framing.make_tokens`;
+    text translation has no ``<wait>`` token: a word start is its boundary)."""
+    return make_tokens(tokenizer, prompt)
 
 
 @dataclass
@@ -84,18 +62,15 @@ def _word_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
     return [tokenizer((" " if i else "") + w, add_special_tokens=False)["input_ids"] for i, w in enumerate(words)]
 
 
-def source_groups(tokenizer, framing: MTFraming, text: str) -> SourceGroups:
+def source_groups(tokenizer, framing: SpecialTokens, text: str) -> SourceGroups:
     """Tokenize a source sentence into word groups (see the module docstring). ``text`` must have a word."""
     words = text.split()
     if not words:
         raise UserError("empty source sentence: there is nothing to translate")
-    ids = list(framing.prompt_ids)
-    ends = [len(ids)]
-    for i, w_ids in enumerate(_word_ids(tokenizer, words)):
-        ids += w_ids
-        if i == len(words) - 1:
-            ids += framing.end_ids
-        ends.append(len(ids))
+    word_ids = _word_ids(tokenizer, words)
+    ids = [*framing.prompt_ids, *(t for w in word_ids for t in w), *framing.end_ids]
+    ends = source_group_ends(framing.prompt_len, [len(w) for w in word_ids], len(framing.end_ids),
+                             end_with_last=True)
     return SourceGroups(ids=ids, ends=ends, words=words)
 
 

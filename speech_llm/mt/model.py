@@ -1,33 +1,31 @@
-"""A text-translation model: a causal LM run as a :class:`~speech_llm.group_lm.GroupStreamingLM`, its
-tokenizer and framing, saved as a plain Hugging Face model dir plus ``mt.json``.
+"""A text-translation model: a causal LM run as a :class:`~speech_llm.group_lm.GroupStreamingLM`, with its
+tokenizer, framing and word-start table; built from an experiment config and saved as a checkpoint of
+stage ``mt`` in the toolkit's one checkpoint format (:mod:`speech_llm.checkpoint`).
 
-A model dir holds what ``save_pretrained`` writes for the model and the tokenizer (LoRA adapters are merged
-before saving, so any tool loads it with ``AutoModelForCausalLM.from_pretrained``) and ``mt.json``::
-
-    {"format": 1, "prompt": "Translate the English text into French:\\n", "phi": 0,
-     "train": {...}}                     # how it was trained (informative)
+A checkpoint of stage ``mt`` (``exp/mt/mt/{best,last}``) holds ``config.yaml`` (``llm.*`` says which base
+LLM, LoRA and prompt ``llm.prompt.mt``), ``tokenizer/``, ``meta.json`` with the ``base_llm`` reference, and
+``model.pt`` with what was trained: the LoRA weights, or every LLM weight when ``llm.lora_rank`` is 0
+(full fine-tuning, the usual choice for a tiny LLM).
 
 Usage:
     from speech_llm.mt import load_mt_model, translate
-    model = load_mt_model("exp/mt")
+    model = load_mt_model("exp/mt")                 # exp dir -> mt/best (else mt/last)
     translate(model, "TURN ON THE LIGHT", k=3).text
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
+from speech_llm.config import ExperimentConfig
+from speech_llm.framing import SpecialTokens
 from speech_llm.group_lm import GroupStreamingLM
-from speech_llm.mt.framing import DEFAULT_PROMPT, MTFraming, make_framing, word_start_table
-
-MT_JSON = "mt.json"
-FORMAT = 1
+from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing, word_start_table
 
 
 @dataclass
@@ -36,7 +34,7 @@ class MTModel:
 
     glm: GroupStreamingLM
     tokenizer: object
-    framing: MTFraming
+    framing: SpecialTokens
     starts_word: torch.Tensor          # (V,) bool, see speech_llm.mt.framing.word_start_table
     info: dict = field(default_factory=dict)
 
@@ -61,44 +59,46 @@ def wrap_model(llm: nn.Module, tokenizer, prompt: str = DEFAULT_PROMPT, phi: int
                    info=info)
 
 
-def save_mt_model(model: MTModel, out_dir: str | Path) -> Path:
-    """Save the LM (a peft model has its adapters merged first), the tokenizer and ``mt.json``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lm = model.glm.lm
-    from peft import PeftModel
+def build_mt_model(cfg: ExperimentConfig, llm_path: str | Path | None = None, tokenizer=None) -> MTModel:
+    """The one assembly of a text-translation model (training and :func:`load_mt_model`): the causal LM of
+    ``llm_path`` (default ``cfg.llm.path_or_name``), with a LoRA adapter when ``llm.lora_rank > 0`` (only
+    the adapter trains), else every weight trainable; prompt ``llm.prompt.mt``, target start ``llm.phi``."""
+    from peft import LoraConfig
 
-    if isinstance(lm, PeftModel):   # save the merged weights: a plain HF model dir
-        lm = lm.merge_and_unload()
-        model.glm.lm = lm
-    lm.save_pretrained(out_dir)
-    model.tokenizer.save_pretrained(out_dir)
-    prompt = model.info.get("prompt", DEFAULT_PROMPT)
-    meta = {"format": FORMAT, "prompt": prompt, "phi": model.glm.phi, "train": model.info.get("train", {})}
-    (out_dir / MT_JSON).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return out_dir
+    from speech_llm.build import load_causal_lm, load_tokenizer, wrap_peft
+
+    path = llm_path or cfg.llm.path_or_name
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
+    llm = load_causal_lm(path, cfg.llm)
+    if cfg.llm.lora_rank > 0:
+        try:
+            llm = wrap_peft(llm, LoraConfig(r=cfg.llm.lora_rank, lora_alpha=cfg.llm.lora_alpha,
+                                            lora_dropout=cfg.llm.lora_dropout,
+                                            target_modules=list(cfg.llm.lora_target_modules), bias="none"))
+        except ValueError as e:
+            raise UserError(f"llm.lora_target_modules {cfg.llm.lora_target_modules}: {e}") from None
+    return wrap_model(llm, tokenizer, prompt=cfg.llm.prompt.mt, phi=cfg.llm.phi, info={"path": str(path)})
 
 
-def load_mt_model(model_dir: str | Path, device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32) -> MTModel:
-    """Load a model dir written by :func:`save_mt_model` (or by :func:`speech_llm.mt.train.train_mt`)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_mt_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> MTModel:
+    """Rebuild the model of an ``mt`` checkpoint (or the best one of an exp dir) for decoding."""
+    from speech_llm.build import load_tokenizer
+    from speech_llm.checkpoint import (
+        MODEL,
+        TOKENIZER_DIR,
+        base_llm_path,
+        expect_stage,
+        find_checkpoint,
+        load_trained_state,
+        read_checkpoint,
+    )
 
-    model_dir = Path(model_dir)
-    meta_path = model_dir / MT_JSON
-    if not meta_path.is_file():
-        raise UserError(f"{model_dir}: not a text-translation model dir (no {MT_JSON}; train one with "
-                        f"speech_llm.mt.train_mt)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{meta_path}: invalid JSON ({e.msg}, line {e.lineno})") from None
-    if meta.get("format") != FORMAT or not isinstance(meta.get("prompt"), str):
-        raise UserError(f"{meta_path}: want format {FORMAT} with a 'prompt' string, got {meta!r}")
-    phi = meta.get("phi", 0)
-    if isinstance(phi, bool) or not isinstance(phi, int) or phi < 0:
-        raise UserError(f"{meta_path}: 'phi' must be an integer >= 0, got {phi!r}")
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    llm = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(device).eval()
-    return wrap_model(llm, tokenizer, prompt=meta["prompt"], phi=phi,
-                      info={"train": meta.get("train", {}), "path": str(model_dir)})
+    ckpt = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "mt"))
+    expect_stage(ckpt, "mt")
+    model = build_mt_model(ckpt.config, base_llm_path(ckpt), load_tokenizer(ckpt.path / TOKENIZER_DIR))
+    load_trained_state(model.glm, ckpt.state(), ckpt.path / MODEL)
+    for p in model.glm.parameters():
+        p.requires_grad_(False)
+    model.glm.to(device).eval()
+    model.info.update(path=str(ckpt.path), step=ckpt.meta.get("step"))
+    return model

@@ -1,44 +1,53 @@
-"""A small trainer for simultaneous text translation: wait-k fine-tuning of a causal LM (LoRA or full).
+"""Stage ``mt``: simultaneous text translation, wait-k fine-tuning of a causal LM on the shared trainer.
 
-Each step draws ``batch_size`` sentence pairs; each pair gets its own lag ``k`` drawn from ``k`` (several
-lags train one model for all of them, as in multi-path wait-k), or batch mode with probability
-``batch_share``; the wait-k visibility of :mod:`speech_llm.mt.targets` goes into one masked forward of
-the :class:`~speech_llm.group_lm.GroupStreamingLM`; the loss is the mean cross-entropy over target tokens
-(eos included). AdamW, linear warm-up then cosine decay to 10 %, gradient clipping. The result is saved
-with :func:`~speech_llm.mt.model.save_mt_model` (LoRA merged), ready for ``speech-llm translate``.
+The stage runs on :class:`speech_llm.train.trainer.Trainer` like the speech stages (accelerate, AdamW,
+warm-up + cosine schedule, clipping, ``best``/``last`` checkpoints, exact resume) with its own section
+``train.mt``:
 
-This is deliberately a plain torch loop for text MT; speech training lives in :mod:`speech_llm.train`.
+* data: sentence pairs, the source from a manifest's ``text`` and the target from its
+  ``translation[llm.target_lang]`` (``data.train_manifest`` / ``data.valid_manifest``), or given in
+  memory; batches are bucketed by tokens under ``train.mt.max_tokens_per_batch``;
+* each pair of a training batch draws its lag from ``train.mt.k`` (several lags train one model for all of
+  them, as in multi-path wait-k), or batch mode with probability ``train.mt.batch_share``, from the global
+  torch RNG (so a resumed run draws the same); validation fixes the draw per key;
+* the wait-k visibility of :mod:`speech_llm.mt.targets` goes into one masked forward of the
+  :class:`~speech_llm.group_lm.GroupStreamingLM`; the loss is the mean cross-entropy over target tokens
+  (eos included);
+* the model is :func:`~speech_llm.mt.model.build_mt_model`: LoRA when ``llm.lora_rank > 0``, else full
+  fine-tuning; the checkpoint (stage ``mt``) holds what trained, the tokenizer and the base LLM reference.
 
 Usage:
-    from data_prep.sentences import generate_sentences
-    from speech_llm.mt import train_mt
-    pairs = [(s.text, s.translation["fr"]) for s in generate_sentences(500, seed=0)]
-    losses = train_mt("exp/tiny_llm", pairs, "exp/mt", k=(1, 2, 3, 4, 5), steps=500, lora_rank=0)
+    speech-llm train --config conf/mt.yaml --exp-dir exp/mt --stage mt llm.path_or_name=exp/tiny_llm
+    from speech_llm.mt.train import run_mt_stage
+    run_mt_stage(cfg, "exp/mt", pairs=[("TURN ON THE LIGHT", "ALLUME LA LUMIÈRE")])   # in-memory pairs
 """
 
 from __future__ import annotations
 
-import random
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
-from speech_llm.errors import UserError
-from speech_llm.mt.framing import DEFAULT_PROMPT, source_groups, target_word_tokens
-from speech_llm.mt.model import MTModel, save_mt_model, wrap_model
-from speech_llm.mt.targets import check_k, collate_targets, wait_k_target
+from speech_common.errors import UserError
+from speech_llm.checkpoint import TOKENIZER_DIR, llm_reference, trained_state
+from speech_llm.config import ExperimentConfig
+from speech_llm.mt.framing import source_groups, target_word_tokens
+from speech_llm.mt.model import MTModel, build_mt_model
+from speech_llm.mt.targets import collate_targets, wait_k_target
+from speech_llm.train.trainer import Stage, Trainer, TrainResult, clear_stage, main_process_first, seed_everything
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
-
-def mt_loss(model: MTModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+def mt_loss(glm, batch: dict[str, torch.Tensor], embed=None) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the target tokens of a collated batch
-    (:func:`~speech_llm.mt.targets.collate_targets`) and the number of those tokens."""
-    glm = model.glm
-    src = glm.embed(batch["source_ids"])                                  # (B, S, D)
+    (:func:`~speech_llm.mt.targets.collate_targets`) and the number of those tokens.
+
+    ``glm`` is a :class:`~speech_llm.group_lm.GroupStreamingLM` (or the trainer's wrapper around one, then
+    ``embed`` is the unwrapped model's ``embed``)."""
+    src = (embed or glm.embed)(batch["source_ids"])                      # (B, S, D)
     logits = glm(src, batch["source_lens"], batch["input_ids"], batch["target_lens"],
                  batch["source_visible"]).logits                          # (B, T, V)
     labels = batch["labels"]
@@ -46,134 +55,146 @@ def mt_loss(model: MTModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tenso
     return loss, int((labels != -100).sum())
 
 
-def _add_lora(llm, rank: int, alpha: int, targets: Sequence[str]):
-    from peft import LoraConfig
+class PairDataset(Dataset):
+    """Tokenized sentence pairs; ``records[i]`` is ``{"key", "source": SourceGroups, "words": [[ids]]}``."""
 
-    from speech_llm.build import wrap_peft
+    def __init__(self, model: MTModel, pairs: Sequence[tuple[str, str, str]], source: str):
+        self.source = source
+        self.records = []
+        for i, pair in enumerate(pairs):
+            if len(pair) != 3 or not all(isinstance(x, str) for x in pair):
+                raise UserError(f"{source}: pair {i} must be (key, source, target) strings, got {pair!r}")
+            key, src, tgt = pair
+            if not src.split() or not tgt.split():
+                raise UserError(f"{source}: {key}: empty source or target: {(src, tgt)!r}")
+            try:
+                words = target_word_tokens(model.tokenizer, tgt, model.starts_word)
+            except UserError as e:
+                raise UserError(f"{source}: {key}: {e}") from None
+            self.records.append({"key": key, "source": source_groups(model.tokenizer, model.framing, src),
+                                 "words": words})
+        if not self.records:
+            raise UserError(f"{source}: no sentence pairs to train on")
 
-    try:
-        return wrap_peft(llm, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
-                                               target_modules=list(targets), bias="none"))
-    except ValueError as e:
-        raise UserError(f"train_mt: lora_targets {list(targets)}: {e}") from None
+    def __len__(self) -> int:
+        return len(self.records)
 
-
-def _tokenize_pairs(model: MTModel, pairs: Sequence[tuple[str, str]]):
-    data = []
-    for i, pair in enumerate(pairs):
-        if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
-            raise UserError(f"train_mt: pair {i} must be (source, target) strings, got {pair!r}")
-        src, tgt = pair
-        if not src.split() or not tgt.split():
-            raise UserError(f"train_mt: pair {i} has an empty source or target: {pair!r}")
-        try:
-            words = target_word_tokens(model.tokenizer, tgt, model.starts_word)
-        except UserError as e:
-            raise UserError(f"train_mt: pair {i}: {e}") from None
-        data.append((source_groups(model.tokenizer, model.framing, src), words))
-    if not data:
-        raise UserError("train_mt: no sentence pairs to train on")
-    return data
+    def __getitem__(self, index: int) -> dict:
+        return self.records[index]
 
 
-def train_mt(model_dir: str | Path, pairs: Sequence[tuple[str, str]], out_dir: str | Path, *,
-             k: int | Sequence[int] = (1, 2, 3, 4, 5), batch_share: float = 0.2, steps: int = 200,
-             batch_size: int = 8, lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int | None = None,
-             grad_clip: float = 1.0, lora_rank: int = 0, lora_alpha: int = 16,
-             lora_targets: Sequence[str] = LORA_TARGETS, prompt: str = DEFAULT_PROMPT, phi: int = 0,
-             seed: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> list[float]:
-    """Fine-tune the causal LM in ``model_dir`` on (source, target) sentence pairs with wait-k visibility.
+def pairs_from_manifest(path: str | Path, lang: str, what: str) -> list[tuple[str, str, str]]:
+    """``(key, text, translation[lang])`` of every record of a manifest; a record without it is an error."""
+    from data_prep.manifest import read_manifest
+
+    records = read_manifest(path)
+    lacking = [r["key"] for r in records if not str((r.get("translation") or {}).get(lang) or "").strip()]
+    if lacking:
+        raise UserError(f"{what} {path}: {len(lacking)} of {len(records)} record(s) have no translation "
+                        f"{lang!r}, e.g. {', '.join(lacking[:3])} (set llm.target_lang)")
+    return [(r["key"], r["text"], r["translation"][lang]) for r in records]
+
+
+def _fixed_lag(key: str, lags: Sequence[int], share: float) -> int | None:
+    """Validation: a lag (or batch mode) fixed per key, in the training proportions."""
+    h = zlib.crc32(key.encode("utf-8"))
+    return None if h % 10000 < share * 10000 else lags[(h // 10000) % len(lags)]
+
+
+class MTStage(Stage):
+    """The ``mt`` stage for the trainer (see the module docstring).
 
     Args:
-        model_dir: a Hugging Face model dir with its tokenizer (e.g. from ``speech-llm build-llm``).
-        pairs: (source sentence, target sentence).
-        out_dir: where the trained model dir goes (:func:`~speech_llm.mt.model.save_mt_model`).
-        k: a lag, or lags to draw from uniformly, one per pair and step.
-        batch_share: probability that a pair is trained in batch mode (whole source visible).
-        lora_rank: 0 = full fine-tuning; > 0 = LoRA on ``lora_targets`` (merged into the saved weights).
-        prompt, phi: instruction text (source group 0) and target position start (DESIGN.md §2).
-
-    Returns:
-        The training loss of every step.
+        cfg: the experiment config (``llm``, ``train.mt``, ``data``).
+        pairs, valid_pairs: ``(source, target)`` or ``(key, source, target)`` in memory; None = from the
+            config's manifests (``valid_pairs`` None and no ``data.valid_manifest``: no validation).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_with_min_lr_schedule_with_warmup
 
-    lags = [k] if isinstance(k, int) else list(k)
-    if not lags:
-        raise UserError("train_mt: k must name at least one lag")
-    for lag in lags:
-        try:
-            check_k(lag)
-        except ValueError as e:
-            raise UserError(f"train_mt: {e}") from None
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if value <= 0:
-            raise UserError(f"train_mt: {name} must be positive, got {value}")
-    if not 0.0 <= batch_share <= 1.0:
-        raise UserError(f"train_mt: batch_share must be in [0, 1], got {batch_share}")
-    if lora_rank < 0:
-        raise UserError(f"train_mt: lora_rank must be >= 0, got {lora_rank}")
-    if not (Path(model_dir) / "config.json").is_file():
-        raise UserError(f"train_mt: {model_dir}: no model here (expected config.json)")
+    name = "mt"
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    llm = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
-    if lora_rank > 0:
-        llm = _add_lora(llm, lora_rank, lora_alpha, lora_targets)
-    model = wrap_model(llm, tokenizer, prompt=prompt, phi=phi)
-    data = _tokenize_pairs(model, pairs)
-    params = [p for p in model.glm.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
-    warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
-    scheduler = get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=0.1)
-    rng = random.Random(seed)
+    def __init__(self, cfg: ExperimentConfig, pairs=None, valid_pairs=None):
+        self.cfg, self.tc = cfg, cfg.train.mt
+        self.mt = build_mt_model(cfg)
+        self.model = self.mt.glm
+        if cfg.llm.lora_rank == 0:
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+        lang = cfg.llm.target_lang
+        if pairs is None:
+            if not cfg.data.train_manifest:
+                raise UserError("stage mt: no training pairs (set data.train_manifest)")
+            pairs = pairs_from_manifest(cfg.data.train_manifest, lang, "data.train_manifest")
+            if valid_pairs is None and cfg.data.valid_manifest:
+                valid_pairs = pairs_from_manifest(cfg.data.valid_manifest, lang, "data.valid_manifest")
+        self.train_set = PairDataset(self.mt, _keyed(pairs, "train"), "training pairs")
+        self.valid_set = None if not valid_pairs else PairDataset(self.mt, _keyed(valid_pairs, "valid"),
+                                                                  "validation pairs")
 
-    model.glm.train()
-    losses: list[float] = []
-    bar = tqdm(range(steps), desc="train MT", unit="step", disable=not progress)
-    for _ in bar:
-        chosen = [data[rng.randrange(len(data))] for _ in range(batch_size)]
-        sources, targets = [], []
-        for src, words in chosen:
-            lag = None if rng.random() < batch_share else rng.choice(lags)
-            sources.append(src)
-            targets.append(wait_k_target(src, words, lag, bos_id=model.framing.bos_id,
-                                         eos_id=model.framing.eos_id))
-        loss, _ = mt_loss(model, collate_targets(sources, targets, device))
-        loss.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.glm.eval()
+    # ------------------------------------------------------------------ data hooks
+    def item_costs(self, dataset: PairDataset) -> list[int]:
+        return [len(r["source"].ids) + sum(len(w) for w in r["words"]) + 1 for r in dataset.records]
 
-    model.info["train"] = {"base": str(model_dir), "k": lags, "batch_share": batch_share, "steps": steps,
-                           "batch_size": batch_size, "lr": lr, "lora_rank": lora_rank, "num_pairs": len(data),
-                           "final_loss": round(losses[-1], 4)}
-    save_mt_model(model, out_dir)
-    return losses
+    def batch_budget(self, tc) -> int:
+        return tc.max_tokens_per_batch
+
+    def collate(self, items: list[dict]) -> dict:
+        return {"keys": [it["key"] for it in items], "items": items}
+
+    def batch_audio_s(self, batch: dict) -> float:
+        return 0.0
+
+    # ------------------------------------------------------------------ losses
+    def _loss(self, model, items: list[dict], lags: list[int | None]) -> tuple[torch.Tensor, int]:
+        fr = self.mt.framing
+        targets = [wait_k_target(it["source"], it["words"], lag, bos_id=fr.bos_id, eos_id=fr.eos_id)
+                   for it, lag in zip(items, lags)]
+        dev = next(self.model.parameters()).device
+        batch = collate_targets([it["source"] for it in items], targets, dev)
+        return mt_loss(model, batch, embed=self.model.embed)
+
+    def train_loss(self, model, batch: dict) -> torch.Tensor:
+        lags = [None if float(torch.rand(())) < self.tc.batch_share
+                else self.tc.k[int(torch.randint(len(self.tc.k), ()))] for _ in batch["items"]]
+        return self._loss(model, batch["items"], lags)[0]
+
+    def valid_loss(self, model, batch: dict) -> tuple[float, float]:
+        lags = [_fixed_lag(k, self.tc.k, self.tc.batch_share) for k in batch["keys"]]
+        loss, n = self._loss(model, batch["items"], lags)
+        return float(loss) * n, float(n)
+
+    def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:
+        meta = {"base_llm": llm_reference(self.cfg.llm.path_or_name, out_dir),
+                "train_pairs": len(self.train_set)}
+        return trained_state(self.model), meta, {TOKENIZER_DIR: self.mt.tokenizer.save_pretrained}
+
+
+def _keyed(pairs, split: str) -> list[tuple[str, str, str]]:
+    return [p if len(p) == 3 else (f"{split}{i:06d}", *p) for i, p in enumerate(pairs)]
+
+
+def run_mt_stage(cfg: ExperimentConfig, exp_dir: str | Path, pairs=None, valid_pairs=None, resume: bool = True,
+                 cpu: bool = False, stop_after: int | None = None, progress_bar: bool = True) -> TrainResult:
+    """Train the text-translation model into ``<exp_dir>/mt`` (resumes from ``mt/last`` when ``resume``)."""
+    stage_dir = Path(exp_dir) / "mt"
+    with main_process_first(cpu):
+        if not resume:
+            clear_stage(stage_dir)
+        seed_everything(cfg.train.mt.seed)
+        stage = MTStage(cfg, pairs, valid_pairs)
+    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
+    return trainer.fit(resume=resume, stop_after=stop_after)
 
 
 def read_parallel_data(data_dir: str | Path, lang: str = "fr") -> dict[str, tuple[str, str]]:
     """``{key: (source, translation)}`` of a data dir: the source from ``text``, the translation from
     ``manifest.jsonl``'s ``"translation"[lang]`` (the layout ``speech-llm score --task mt`` reads)."""
-    from data_prep.manifest import read_manifest
-    from speech_llm.commands.score import read_text
+    from data_prep.kaldi_dir import read_text_file
 
     data_dir = Path(data_dir)
-    texts = read_text(data_dir / "text", allow_empty=False)
-    records = {r["key"]: r for r in read_manifest(data_dir / "manifest.jsonl")}
-    out, lacking = {}, []
-    for key, text in texts.items():
-        tr = (records.get(key, {}).get("translation") or {}).get(lang)
-        if tr is None:
-            lacking.append(key)
-        else:
-            out[key] = (text, tr)
-    if lacking:
-        raise UserError(f"{data_dir / 'manifest.jsonl'}: no 'translation' {lang!r} for {len(lacking)} "
-                        f"utterances, e.g. {lacking[0]}")
-    return out
+    texts = read_text_file(data_dir / "text", allow_empty=False)
+    pairs = {k: (src, tgt) for k, src, tgt in pairs_from_manifest(data_dir / "manifest.jsonl", lang, "manifest")}
+    missing = [k for k in texts if k not in pairs]
+    if missing:
+        raise UserError(f"{data_dir / 'manifest.jsonl'}: no record for {len(missing)} utterances of "
+                        f"{data_dir / 'text'}, e.g. {missing[0]}")
+    return {k: (texts[k], pairs[k][1]) for k in texts}

@@ -27,9 +27,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_prep.manifest import write_manifest
+from speech_common.errors import UserError
 from speech_llm.checkpoint import find_checkpoint, load_ctc_model
 from speech_llm.config import ExperimentConfig
-from speech_llm.errors import UserError
 from speech_llm.train.ctc import usable
 from speech_llm.train.data import BucketBatchSampler, FbankDataset, collate, load_manifest, record_frames
 
@@ -122,7 +122,7 @@ def run_align_stage(cfg: ExperimentConfig, exp_dir: str | Path, manifests: list[
     ckpt = encoder_checkpoint or Path(exp_dir) / "ctc"
     reports = []
     for m in manifests:
-        report = align_manifest(ckpt, m, out, device, cfg.train.max_frames_per_batch, progress)
+        report = align_manifest(ckpt, m, out, device, cfg.train.ctc.max_frames_per_batch, progress)
         reports.append(report)
         if progress:
             print(f"[align] {report.manifest}: {report.aligned} utterance(s) aligned, "

@@ -35,7 +35,7 @@ from speech_llm.train.trainer import (
     main_process_first,
     seed_everything,
 )
-from speech_llm.train.units import Units, build_units, load_units, units_file_name
+from speech_llm.units import Units, build_units, load_units, units_file_name
 
 CMVN_UTTS = 500
 """Utterances used to estimate CMVN statistics when ``data.cmvn_path`` does not exist yet."""
@@ -106,11 +106,11 @@ class CTCStage(Stage):
         self.cfg = cfg
         self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
         self.units = prepare_units(cfg, [r["text"] for r in self.train_set.records], resume_from)
-        cmvn = prepare_cmvn(cfg, self.train_set, cfg.train.seed)
+        cmvn = prepare_cmvn(cfg, self.train_set, cfg.train.ctc.seed)
         self.targets = {id(ds): [self.units.encode(r["text"]) for r in ds.records]
                         for ds in (self.train_set, self.valid_set) if ds is not None}
         self.model = build_ctc_model(cfg, self.units.vocab_size, cmvn)
-        self.model.spec_augment = SpecAugment() if cfg.train.spec_augment else None
+        self.model.spec_augment = SpecAugment() if cfg.train.ctc.spec_augment else None
         self._hyps: list[tuple[str, str]] = []
 
     def _targets(self, batch: dict, dataset: FbankDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +161,7 @@ def run_ctc_stage(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = Tru
     with main_process_first(cpu):
         if not resume:
             clear_stage(stage_dir)
-        seed_everything(cfg.train.seed)
+        seed_everything(cfg.train.ctc.seed)
         stage = CTCStage(cfg, stage_dir / LAST)
     if stage.dropped and progress_bar:
         print(f"[ctc] skipping {len(stage.dropped)} utterance(s) too short for the encoder: "

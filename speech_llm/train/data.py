@@ -3,7 +3,7 @@
 * :func:`load_manifest` reads a JSONL manifest (DESIGN.md §5) named by a config key, with errors naming
   that key and the file.
 * :class:`FbankDataset` reads one utterance's audio and computes its fbank ``(T, 80)`` when asked; a
-  missing or corrupt audio file raises a :class:`~speech_llm.errors.UserError` naming the manifest, the
+  missing or corrupt audio file raises a :class:`~speech_common.errors.UserError` naming the manifest, the
   utterance and the file. Small data sets (all features under ``cache_mb``) keep the features in memory
   after the first epoch (in the main process only: with loader workers nothing is cached).
 * :class:`BucketBatchSampler` groups utterances of similar duration into batches under a frame budget
@@ -27,7 +27,7 @@ from data_prep.audio import read_audio
 from data_prep.manifest import read_manifest
 from encoders.constants import NUM_MEL_BINS, SAMPLE_RATE
 from encoders.frontend import compute_fbank, num_frames
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 CACHE_MB = 512
 """Default memory budget for caching the features of a small data set (float32 fbank)."""

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from speech_common.errors import UserError
 from speech_llm.build import build_speech_llm, check_same_encoder
 from speech_llm.checkpoint import (
     LAST,
@@ -48,7 +49,6 @@ from speech_llm.checkpoint import (
     trained_state,
 )
 from speech_llm.config import ExperimentConfig, LLMConfig
-from speech_llm.errors import UserError
 from speech_llm.targets import (
     Target,
     assign_words_to_chunks,
@@ -153,17 +153,20 @@ class LLMStage(Stage):
     name = "llm"
 
     def __init__(self, cfg: ExperimentConfig, ctc_checkpoint: str | Path, resume_from: Path | None = None):
+        if cfg.llm.task not in ("asr", "st"):
+            raise UserError(f"llm.task={cfg.llm.task}: the llm stage trains speech recognition (asr) or speech "
+                            "translation (st); text translation is `speech-llm train --stage mt`")
         self.cfg = cfg
         self.ctc_path = find_checkpoint(ctc_checkpoint, "ctc")
         self.ctc_digest = file_digest(self.ctc_path / MODEL)
         if resume_from is not None and is_checkpoint(resume_from):
             ref = read_checkpoint(resume_from).meta.get("encoder_checkpoint") or {}
-            if cfg.train.freeze_encoder and ref.get("sha256") not in (None, self.ctc_digest):
+            if cfg.train.llm.freeze_encoder and ref.get("sha256") not in (None, self.ctc_digest):
                 raise UserError(f"cannot resume {resume_from}: the encoder checkpoint {self.ctc_path} "
                                 "changed since that run started (restart the llm stage)")
-        ctc_model, _, ctc_cfg = load_ctc_model(self.ctc_path)
+        ctc_model, _, ctc_cfg = load_ctc_model(self.ctc_path, dynamic_chunk=False)
         check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(self.ctc_path))
-        self.model, self.tokenizer = build_speech_llm(cfg, ctc_model)
+        self.model, self.tokenizer = build_speech_llm(cfg, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)
         share = cfg.streaming.batch_mode_share
         self.chunk_s = cfg.streaming.chunk_ms / 1000.0
         self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
@@ -210,7 +213,7 @@ class LLMStage(Stage):
     # ------------------------------------------------------------------ stage interface
     def set_train_mode(self) -> None:
         self.model.train()
-        if self.cfg.train.freeze_encoder:
+        if self.cfg.train.llm.freeze_encoder:
             self.model.encoder.eval()
 
     def _loss(self, model, batch: dict, dataset: FbankDataset, batch_mode: list[bool],
@@ -223,8 +226,8 @@ class LLMStage(Stage):
         share = self.cfg.streaming.batch_mode_share
         batch_mode = (torch.rand(len(batch["keys"])) < share).tolist()
         silent = None
-        if self.cfg.train.silence_share > 0:
-            silent = (torch.rand(len(batch["keys"])) < self.cfg.train.silence_share).tolist()
+        if self.cfg.train.llm.silence_share > 0:
+            silent = (torch.rand(len(batch["keys"])) < self.cfg.train.llm.silence_share).tolist()
             if any(silent):
                 batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent)}
         return self._loss(model, batch, self.train_set, batch_mode, silent).loss
@@ -235,7 +238,7 @@ class LLMStage(Stage):
         return float(out.loss) * out.num_tokens, float(out.num_tokens)
 
     def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:
-        frozen = self.cfg.train.freeze_encoder
+        frozen = self.cfg.train.llm.freeze_encoder
         state = trained_state(self.model, prefixes=("cmvn.",) if frozen else ("cmvn.", "encoder."))
         meta = {"base_llm": llm_reference(self.cfg.llm.path_or_name, out_dir),
                 "encoder_checkpoint": {**path_reference(self.ctc_path, out_dir), "sha256": self.ctc_digest},
@@ -252,7 +255,7 @@ def run_llm_stage(cfg: ExperimentConfig, exp_dir: str | Path, encoder_checkpoint
     with main_process_first(cpu):
         if not resume:
             clear_stage(stage_dir)
-        seed_everything(cfg.train.seed)
+        seed_everything(cfg.train.llm.seed)
         stage = LLMStage(cfg, encoder_checkpoint or Path(exp_dir) / "ctc", resume_from=stage_dir / LAST)
     if stage.dropped and progress_bar:
         print(f"[llm] skipping {len(stage.dropped)} utterance(s) too short for the encoder: "

@@ -27,8 +27,9 @@ TOY_OVERRIDES = (
     "projector.stack=2", "projector.hidden_dim=32",
     "streaming.chunk_ms=160", "decode.chunk_ms=160", "streaming.batch_mode_share=0.3",
     "llm.lora_rank=4", "llm.lora_alpha=8", "llm.lora_dropout=0.0", "llm.lora_target_modules=[q_proj, v_proj]",
-    "train.lr=3e-3", "train.warmup_steps=3", "train.max_steps=30", "train.epochs=100",
-    "train.max_frames_per_batch=2000", "train.log_every=5", "train.save_every=10", "train.precision=fp32",
+    *(f"train.{stage}.{kv}" for stage in ("ctc", "llm") for kv in (
+        "lr=3e-3", "warmup_steps=3", "max_steps=30", "epochs=100", "max_frames_per_batch=2000", "log_every=5",
+        "save_every=10", "precision=fp32")),
 )
 """A 2-layer 32-dim Conformer, 160 ms chunks of 2 LLM tokens, LoRA rank 4 on q/v, 30 steps."""
 

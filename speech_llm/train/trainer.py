@@ -6,13 +6,13 @@ does the rest:
 * devices and precision through ``accelerate`` (bf16 autocast on a GPU that supports it, fp32 on CPU;
   ``accelerate launch`` for several GPUs: each process takes its share of the batches);
 * AdamW (no weight decay on biases, norms and token rows), linear warm-up then cosine decay to 10 % of
-  ``train.lr``, gradient accumulation over ``train.grad_accum`` batches, clipping at ``train.grad_clip``;
+  ``train.<stage>.lr``, gradient accumulation over ``grad_accum`` batches, clipping at ``grad_clip``;
 * a tqdm bar with loss, learning rate and throughput (audio seconds per wall second), and
   ``<out>/train_log.jsonl`` (one JSON record per log interval and per validation);
-* validation loss every ``train.valid_every`` steps or at each epoch end; ``<out>/best`` holds the best
+* validation loss every ``valid_every`` steps or at each epoch end; ``<out>/best`` holds the best
   model so far, ``<out>/last`` the latest one plus everything needed to resume: optimizer, scheduler,
   step, epoch, the position inside the epoch (batches consumed) and the RNG states (python, numpy,
-  torch, CUDA). ``last`` is written every ``train.save_every`` steps and at each epoch end.
+  torch, CUDA). ``last`` is written every ``save_every`` steps and at each epoch end.
 
 Resuming from ``last`` after an interruption continues exactly where that checkpoint was taken: on CPU
 with a fixed seed the parameters after N steps are the same as without the interruption. (The data
@@ -26,6 +26,7 @@ Usage:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -38,10 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from encoders.constants import FRAME_SHIFT_MS
+from speech_common.errors import UserError
 from speech_llm.checkpoint import (
     BEST,
     LAST,
@@ -51,14 +53,22 @@ from speech_llm.checkpoint import (
     save_checkpoint,
 )
 from speech_llm.config import ExperimentConfig, config_to_dict
-from speech_llm.errors import UserError
-from speech_llm.train.data import BucketBatchSampler, FbankDataset, collate, record_frames
+from speech_llm.train.data import BucketBatchSampler, collate, record_frames
 
 LOG_FILE = "train_log.jsonl"
 MIN_LR_RATIO = 0.1
-RESUMABLE_KEYS = ("train.epochs", "train.max_steps", "train.log_every", "train.save_every",
-                  "train.valid_every", "train.num_workers", "decode.")
-"""Config keys that may change between an interrupted run and its resumption."""
+RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "save_every", "valid_every", "num_workers")
+"""Fields of a stage's ``train.<stage>`` section that may change between an interrupted run and its
+resumption (besides the ``decode`` section and the other stages' sections)."""
+
+
+def resumable_keys(stage: str) -> tuple[str, ...]:
+    """Config key prefixes a resumed ``stage`` ignores (see :data:`RESUMABLE_FIELDS`)."""
+    from speech_llm.config import TrainStages
+
+    own = "ctc" if stage == "align" else stage
+    others = tuple(f"train.{f.name}." for f in dataclasses.fields(TrainStages) if f.name != own)
+    return (*(f"train.{own}.{k}" for k in RESUMABLE_FIELDS), "decode.", *others)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -70,15 +80,34 @@ class Stage:
     """One training stage. Subclasses set the attributes and implement :meth:`train_loss`.
 
     Attributes:
-        name: ``ctc`` or ``llm`` (the checkpoint's stage).
+        name: ``ctc``, ``llm`` or ``mt`` (the checkpoint's stage; its config section is ``train.<name>``).
         model: the (unwrapped) model; parameters with ``requires_grad`` are trained.
-        train_set, valid_set: :class:`~speech_llm.train.data.FbankDataset` (valid may be None).
+        train_set, valid_set: datasets with a ``records`` list (valid may be None); speech stages use
+            :class:`~speech_llm.train.data.FbankDataset`.
+
+    The data hooks (:meth:`item_costs`, :meth:`batch_budget`, :meth:`collate`, :meth:`batch_audio_s`)
+    default to audio: items cost their fbank frames, batches are bounded by ``max_frames_per_batch``.
     """
 
     name: str = ""
     model: nn.Module
-    train_set: FbankDataset
-    valid_set: FbankDataset | None = None
+    train_set: Dataset
+    valid_set: Dataset | None = None
+
+    def item_costs(self, dataset: Dataset) -> list[int]:
+        """The padded size of each item, for bucketing batches under :meth:`batch_budget`."""
+        return [record_frames(r) for r in dataset.records]
+
+    def batch_budget(self, tc) -> int:
+        """Largest batch (``len * longest`` in :meth:`item_costs` units) for the stage's train section."""
+        return tc.max_frames_per_batch
+
+    def collate(self, items: list) -> dict:
+        return collate(items)
+
+    def batch_audio_s(self, batch: dict) -> float:
+        """Seconds of audio in a batch (the throughput shown while training; 0 for text)."""
+        return float(batch["feat_lens"].sum()) * FRAME_SHIFT_MS / 1000
 
     def train_loss(self, model: Callable, batch: dict) -> torch.Tensor:
         """Scalar training loss of a batch; ``model`` is the (possibly wrapped) model to call."""
@@ -223,7 +252,7 @@ def mixed_precision(precision: str, cpu: bool) -> str:
 
 
 class Trainer:
-    """Runs a :class:`Stage` with the ``train`` section of ``cfg``; checkpoints go to ``out_dir``.
+    """Runs a :class:`Stage` with its ``train.<stage>`` section of ``cfg``; checkpoints go to ``out_dir``.
 
     Args:
         stage: the stage (model, data, loss).
@@ -237,20 +266,20 @@ class Trainer:
                  progress_bar: bool = True):
         from accelerate import Accelerator
 
-        self.stage, self.cfg, self.tc = stage, cfg, cfg.train
+        self.stage, self.cfg, self.tc = stage, cfg, cfg.train.of(stage.name)
         self.out_dir = Path(out_dir)
         self.progress_bar = progress_bar
         self.acc = Accelerator(mixed_precision=mixed_precision(self.tc.precision, cpu), cpu=cpu)
-        self.sampler = BucketBatchSampler([record_frames(r) for r in stage.train_set.records],
-                                          self.tc.max_frames_per_batch, shuffle=True, seed=self.tc.seed,
-                                          num_replicas=self.acc.num_processes, rank=self.acc.process_index)
+        budget = stage.batch_budget(self.tc)
+        self.sampler = BucketBatchSampler(stage.item_costs(stage.train_set), budget, shuffle=True,
+                                          seed=self.tc.seed, num_replicas=self.acc.num_processes,
+                                          rank=self.acc.process_index)
         if not self.sampler.batches(0):
-            raise UserError("no training batches: the training manifest holds no usable utterance")
+            raise UserError("no training batches: the training data holds no usable item")
         self.loader = self._loader(stage.train_set, self.sampler)
         self.valid_loader = None
         if stage.valid_set is not None and len(stage.valid_set):
-            valid_sampler = BucketBatchSampler([record_frames(r) for r in stage.valid_set.records],
-                                               self.tc.max_frames_per_batch, shuffle=False,
+            valid_sampler = BucketBatchSampler(stage.item_costs(stage.valid_set), budget, shuffle=False,
                                                num_replicas=self.acc.num_processes,
                                                rank=self.acc.process_index)
             self.valid_loader = self._loader(stage.valid_set, valid_sampler)
@@ -268,9 +297,10 @@ class Trainer:
         self.model, self.optimizer = self.acc.prepare(stage.model, optimizer)
 
     # ------------------------------------------------------------------ setup
-    def _loader(self, dataset: FbankDataset, sampler: BucketBatchSampler) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: BucketBatchSampler) -> DataLoader:
         # A private generator: creating the loader's iterator must not draw from the global RNG.
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.tc.num_workers,
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.stage.collate,
+                          num_workers=self.tc.num_workers,
                           generator=torch.Generator().manual_seed(self.tc.seed))
 
     @property
@@ -308,7 +338,7 @@ class Trainer:
         state = ckpt.training_state()
         if state is None:
             return False
-        diff = config_differences(self.cfg, ckpt.config, ignore=RESUMABLE_KEYS)
+        diff = config_differences(self.cfg, ckpt.config, ignore=resumable_keys(self.stage.name))
         if diff:
             raise UserError(f"cannot resume from {path}: the config differs from the one it was trained with "
                             "(restart the stage to train with the new config):\n  " + "\n  ".join(diff))
@@ -398,7 +428,7 @@ class Trainer:
         return grad_norm
 
     def fit(self, resume: bool = True, stop_after: int | None = None) -> TrainResult:
-        """Train until ``train.max_steps`` or ``train.epochs``; resume from ``last`` first when ``resume``.
+        """Train until ``max_steps`` or ``epochs`` (of ``train.<stage>``); resume from ``last`` first when ``resume``.
 
         ``stop_after``: stop (without saving) once this global step is reached, as if the process were
         killed there; for tests of resuming.
@@ -407,7 +437,7 @@ class Trainer:
             p = self.progress
             if self.finished():
                 self._say(f"[{self.stage.name}] {self.out_dir / LAST} has finished training (step {p.step}); "
-                          "raise train.max_steps or train.epochs to train on")
+                          f"raise train.{self.stage.name}.max_steps or .epochs to train on")
                 return TrainResult(progress=p)
             self._say(f"[{self.stage.name}] resumed from {self.out_dir / LAST} at step {p.step} "
                       f"(epoch {p.epoch}, batch {p.batch_in_epoch})")
@@ -428,7 +458,7 @@ class Trainer:
                     p.batch_in_epoch += 1
                     sync = p.batch_in_epoch % tc.grad_accum == 0 or p.batch_in_epoch == num_batches
                     micro_losses.append(self._backward(batch, sync))
-                    audio = float(batch["feat_lens"].sum()) * FRAME_SHIFT_MS / 1000 * self.acc.num_processes
+                    audio = self.stage.batch_audio_s(batch) * self.acc.num_processes
                     result.audio_s += audio
                     window.audio_s += audio
                     if not sync:

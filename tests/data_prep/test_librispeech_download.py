@@ -16,8 +16,8 @@ from data_prep_testutil import make_tiny_corpus
 from data_prep.download import DownloadError
 from data_prep.kaldi_dir import validate_data_dir
 from data_prep.librispeech import SHA256, download_librispeech, prepare_librispeech
+from speech_common.errors import UserError
 from speech_llm.cli import main
-from speech_llm.errors import UserError
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -17,7 +17,7 @@ from data_prep.sentences import generate_sentences, number_words, vocabulary
 from data_prep.synth import generate_corpus, plan_corpus, render
 from data_prep.voices import VOICES
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 SPLITS = ["train", "dev", "test"]
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from encoders.ctc import AlignmentError, CTCHead, align_words, greedy_decode, min_frames
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 SHIFT = 0.04
 

@@ -9,7 +9,7 @@ import torchaudio
 
 from encoders.constants import NUM_MEL_BINS, SAMPLE_RATE
 from encoders.frontend import GlobalCMVN, SpecAugment, StreamingFbank, compute_fbank, num_frames
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 def _audio(num_samples: int, seed: int) -> torch.Tensor:

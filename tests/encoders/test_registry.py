@@ -13,7 +13,7 @@ import torch
 from encoders import registry
 from encoders.conformer import ConformerEncoder
 from encoders.registry import build_encoder, list_encoders, register_encoder
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 
 def test_build_conformer_by_name():

@@ -23,15 +23,15 @@ from speech_llm.train.llm import LLMStage
 from speech_llm.train.toy import make_toy_experiment
 from speech_llm.train.trainer import Trainer, seed_everything
 
-STEPS = ["train.max_steps=4", "train.lr=1e-2", "data.valid_manifest=null"]
+STEPS = ["train.llm.max_steps=4", "train.llm.lr=1e-2", "data.valid_manifest=null"]
 
 
 def _train(root, exp, arch="qwen2"):
     """A few CTC and LLM steps; returns the LLM stage (holding the trained model)."""
     cfg = make_toy_experiment(root, arch=arch, overrides=STEPS)
-    run_ctc_stage(make_toy_experiment(root, overrides=["train.max_steps=2", "data.valid_manifest=null"]), exp,
+    run_ctc_stage(make_toy_experiment(root, overrides=["train.ctc.max_steps=2", "data.valid_manifest=null"]), exp,
                   resume=False, cpu=True, progress_bar=False)
-    seed_everything(cfg.train.seed)
+    seed_everything(cfg.train.llm.seed)
     stage = LLMStage(cfg, exp / "ctc")
     Trainer(stage, cfg, exp / "llm", cpu=True, progress_bar=False).fit(resume=False)
     stage.model.eval()
@@ -176,7 +176,7 @@ def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
     copy = tmp_path / "ckpt"
     shutil.copytree(exp / "llm" / "last", copy)
     (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("  lr:", "  lrr:"))
-    with pytest.raises(ConfigError, match=r"config.yaml: config key 'train.lrr': unknown key"):
+    with pytest.raises(ConfigError, match=r"config.yaml: config key 'train.ctc.lrr': unknown key"):
         load_model(copy)
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from speech_common.errors import UserError
 from speech_llm.config import (
     ConfigError,
     ExperimentConfig,
@@ -21,7 +22,6 @@ from speech_llm.config import (
     save_config,
     to_dict,
 )
-from speech_llm.errors import UserError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -38,7 +38,7 @@ def write_yaml(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("name", ["mini.yaml", "librispeech_qwen2.5_0.5b.yaml"])
 def test_shipped_configs_load_with_typed_values(name):
     cfg = load_config(CONF / name)
-    assert isinstance(cfg.train.lr, float)  # "1.0e-3" in YAML
+    assert isinstance(cfg.train.llm.lr, float) and isinstance(cfg.train.ctc.lr, float)  # "1.0e-3" in YAML
     assert isinstance(cfg.encoder.d_model, int)
     assert cfg.streaming.chunk_ms == 640
     assert cfg.encoder.d_model % cfg.encoder.num_heads == 0
@@ -50,13 +50,14 @@ def test_realistic_config_values():
     assert cfg.llm.path_or_name == "Qwen/Qwen2.5-0.5B-Instruct"
     assert cfg.llm.lora_rank == 16
     assert cfg.llm.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
-    assert (cfg.llm.dtype, cfg.train.precision) == ("bfloat16", "bf16")
+    assert (cfg.llm.dtype, cfg.train.llm.precision, cfg.train.ctc.precision) == ("bfloat16", "bf16", "bf16")
 
 
 def test_partial_yaml_keeps_defaults(tmp_path):
-    cfg = load_config(write_yaml(tmp_path, "encoder:\n  d_model: 96\n  num_heads: 4\ntrain:\n  lr: 2e-4\n"))
+    cfg = load_config(write_yaml(tmp_path, "encoder:\n  d_model: 96\n  num_heads: 4\ntrain:\n  llm:\n    lr: 2e-4\n"))
     assert cfg.encoder.d_model == 96
-    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.train.llm.lr == pytest.approx(2e-4)
+    assert cfg.train.ctc == ExperimentConfig().train.ctc
     assert cfg.encoder.num_layers == ExperimentConfig().encoder.num_layers
     assert cfg.llm == ExperimentConfig().llm
 
@@ -72,32 +73,32 @@ def test_empty_yaml_and_no_file_give_defaults(tmp_path):
 def test_dotted_overrides_of_nested_typed_fields():
     base = load_config(CONF / "mini.yaml")
     cfg = apply_overrides(base, [
-        "train.lr=1e-4",
+        "train.llm.lr=1e-4",
         "encoder.d_model=256",
         "encoder.dropout=0",
-        "train.spec_augment=false",
+        "train.ctc.spec_augment=false",
         "llm.lora_target_modules=[q_proj, v_proj]",
         "data.cmvn_path=null",
         "ctc.units=bpe",
         "llm.prompt.asr=Transcribe: the audio, please.",
         "data.train_manifest=123",
     ])
-    assert cfg.train.lr == pytest.approx(1e-4) and isinstance(cfg.train.lr, float)
+    assert cfg.train.llm.lr == pytest.approx(1e-4) and isinstance(cfg.train.llm.lr, float)
     assert cfg.encoder.d_model == 256
     assert cfg.encoder.dropout == 0.0 and isinstance(cfg.encoder.dropout, float)
-    assert cfg.train.spec_augment is False
+    assert cfg.train.ctc.spec_augment is False
     assert cfg.llm.lora_target_modules == ["q_proj", "v_proj"]
     assert cfg.data.cmvn_path is None
     assert cfg.ctc.units == "bpe"
     assert cfg.llm.prompt.asr == "Transcribe: the audio, please."  # text fields are not parsed as YAML
     assert cfg.data.train_manifest == "123"
     # the base config is untouched
-    assert base.train.lr == pytest.approx(3e-3) and base.encoder.d_model == 144
+    assert base.train.llm.lr == pytest.approx(2e-3) and base.encoder.d_model == 144
 
 
 def test_load_config_applies_overrides_in_order():
-    cfg = load_config(CONF / "mini.yaml", ["train.epochs=3", "train.epochs=5", "encoder.num_layers=2"])
-    assert cfg.train.epochs == 5
+    cfg = load_config(CONF / "mini.yaml", ["train.llm.epochs=3", "train.llm.epochs=5", "encoder.num_layers=2"])
+    assert cfg.train.llm.epochs == 5
     assert cfg.encoder.num_layers == 2
 
 
@@ -135,7 +136,7 @@ def test_unknown_section_in_yaml(tmp_path):
 
 def test_unknown_key_in_override_names_key():
     with pytest.raises(ConfigError) as info:
-        load_config(CONF / "mini.yaml", ["train.lr=1e-4", "llm.lora.rank=4"])
+        load_config(CONF / "mini.yaml", ["train.llm.lr=1e-4", "llm.lora.rank=4"])
     assert info.value.key == "llm.lora"
     assert "override 'llm.lora.rank=4'" in str(info.value)
     with pytest.raises(ConfigError, match="'encoder.extra'"):
@@ -143,21 +144,22 @@ def test_unknown_key_in_override_names_key():
 
 
 def test_override_below_a_scalar_is_an_error():
-    with pytest.raises(ConfigError, match="'train.lr' is a float, it has no sub-keys"):
-        apply_overrides(ExperimentConfig(), ["train.lr.x=1"])
+    with pytest.raises(ConfigError, match="'train.ctc.lr' is a float, it has no sub-keys"):
+        apply_overrides(ExperimentConfig(), ["train.ctc.lr.x=1"])
 
 
 def test_override_syntax_error():
     with pytest.raises(ConfigError, match="not of the form dotted.key=value"):
-        apply_overrides(ExperimentConfig(), ["train.lr"])
+        apply_overrides(ExperimentConfig(), ["train.ctc.lr"])
 
 
 @pytest.mark.parametrize("yaml_text, key, expected", [
     ("encoder:\n  num_layers: four\n", "encoder.num_layers", "expected int, got str 'four'"),
     ("encoder:\n  num_layers: 4.5\n", "encoder.num_layers", "expected int, got float"),
     ("encoder:\n  num_layers: true\n", "encoder.num_layers", "expected int, got bool"),
-    ("train:\n  lr: fast\n", "train.lr", "expected float"),
-    ("train:\n  spec_augment: 1\n", "train.spec_augment", "expected bool, got int"),
+    ("train:\n  llm:\n    lr: fast\n", "train.llm.lr", "expected float"),
+    ("train:\n  ctc:\n    spec_augment: 1\n", "train.ctc.spec_augment", "expected bool, got int"),
+    ("train:\n  lr: 1e-3\n", "train.lr", "unknown key"),             # the sections are per stage
     ("ctc:\n  units: word\n", "ctc.units", "expected one of 'char', 'bpe'"),
     ("llm:\n  lora_target_modules: q_proj\n", "llm.lora_target_modules", "expected list[str]"),
     ("llm:\n  lora_target_modules: [q_proj, 3]\n", "llm.lora_target_modules[1]", "expected str, got int"),
@@ -174,9 +176,9 @@ def test_wrong_type_in_yaml_names_key_and_type(tmp_path, yaml_text, key, expecte
 
 def test_wrong_type_in_override_names_key_and_type():
     with pytest.raises(ConfigError) as info:
-        apply_overrides(ExperimentConfig(), ["train.spec_augment=maybe"])
-    assert "'train.spec_augment'" in str(info.value) and "expected bool" in str(info.value)
-    assert "override 'train.spec_augment=maybe'" in str(info.value)
+        apply_overrides(ExperimentConfig(), ["train.ctc.spec_augment=maybe"])
+    assert "'train.ctc.spec_augment'" in str(info.value) and "expected bool" in str(info.value)
+    assert "override 'train.ctc.spec_augment=maybe'" in str(info.value)
 
 
 @pytest.mark.parametrize("override, key", [
@@ -184,11 +186,12 @@ def test_wrong_type_in_override_names_key_and_type():
     ("encoder.num_layers=0", "encoder.num_layers"),
     ("streaming.batch_mode_share=1.5", "streaming.batch_mode_share"),
     ("streaming.chunk_ms=600", "streaming.chunk_ms"),     # not a whole number of 160 ms LLM tokens
-    ("train.lr=0", "train.lr"),
+    ("train.llm.lr=0", "train.llm.lr"),
+    ("train.mt.k=[0, 2]", "train.mt.k"),
 ])
 def test_bad_values_name_the_key_and_the_override(override, key):
     with pytest.raises(ConfigError) as info:
-        apply_overrides(ExperimentConfig(), ["train.epochs=2", override])
+        apply_overrides(ExperimentConfig(), ["train.llm.epochs=2", override])
     assert info.value.key == key
     assert str(info.value).startswith(f"override {override!r}: config key '{key}'")
 
@@ -215,7 +218,7 @@ def test_config_error_is_a_user_error(tmp_path):
 
 def non_default_config() -> ExperimentConfig:
     return load_config(CONF / "mini.yaml", [
-        "train.lr=3e-4", "llm.lora_target_modules=[q_proj]", "data.cmvn_path=null",
+        "train.llm.lr=3e-4", "llm.lora_target_modules=[q_proj]", "data.cmvn_path=null",
         "llm.prompt.st=Traduis: « l'audio »", "decode.mode=batch", "encoder.left_chunks=4",
     ])
 

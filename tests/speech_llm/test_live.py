@@ -288,7 +288,7 @@ def test_cli_live_from_alsa_file_device(rec, tmp_path, monkeypatch, capsys):
     a, rate = espeak("the quick brown fox jumps over the lazy dog", tmp_path / "a.wav")
     b, _ = espeak("turn on the light in the kitchen please", tmp_path / "b.wav")
     pcm = np.concatenate([a, np.zeros(int(1.5 * rate), np.int16), b])
-    monkeypatch.setattr("speech_llm.decode.load_recognizer", lambda *args, **kw: rec)
+    monkeypatch.setattr("speech_llm.recognizer.load_recognizer", lambda *args, **kw: rec)
     wav, tsv = tmp_path / "out" / "session.wav", tmp_path / "out" / "session.tsv"
     with file_capture_device(tmp_path / "alsa", pcm) as name:
         rc = main(["live", "--exp-dir", str(tmp_path / "exp"), "--device", name, "--samplerate", str(rate),

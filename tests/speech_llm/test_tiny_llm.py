@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from speech_common.errors import UserError
 from speech_llm.cli import main
-from speech_llm.errors import UserError
 from speech_llm.tiny_llm import (
     CHAT_TOKENS,
     EOS_TOKEN,

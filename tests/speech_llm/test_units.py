@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from speech_llm.errors import UserError
-from speech_llm.train.units import BLANK_ID, UNK_ID, build_units, load_units, units_file_name
+from speech_common.errors import UserError
+from speech_llm.units import BLANK_ID, UNK_ID, build_units, load_units, units_file_name
 
 TEXTS = ["HELLO WORLD", "THE CAT SAT ON THE MAT", "A DOG AND A CAT"]
 

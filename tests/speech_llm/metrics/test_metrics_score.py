@@ -159,6 +159,6 @@ def test_emissions_round_trip_and_errors(tmp_path):
     assert back[U1].words == [WordEmission("a", 0.5, 0.1)] and back[U1].realtime and back[U1].compute_s == 0.1
     (tmp_path / "bad.jsonl").write_text(json.dumps({"key": U1, "words": [{"word": "a", "wall_s": 0.1}],
                                                     "duration": 1.0, "wall_time": 0.2}) + "\n")
-    from speech_llm.errors import UserError
+    from speech_common.errors import UserError
     with pytest.raises(UserError, match=r"bad.jsonl:1 .*'audio_s'"):
         read_emissions(tmp_path / "bad.jsonl")

@@ -3,7 +3,7 @@
 import jiwer
 import pytest
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 from speech_llm.metrics.wer import Normalizer, align_words, compute_wer, format_details
 
 REFS = {"u1": "THE QUICK BROWN FOX JUMPS", "u2": "HELLO WORLD", "u3": "A B C"}

@@ -4,23 +4,13 @@ import json
 
 import pytest
 import torch
+from mt_testutil import PAIRS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_prep.sentences import generate_sentences
 from speech_llm.metrics.emissions import read_emissions
-from speech_llm.mt import (
-    decode_mt_data,
-    load_mt_model,
-    source_groups,
-    split_words,
-    train_mt,
-    translate,
-    wait_k_target,
-    wrap_model,
-)
+from speech_llm.mt import decode_mt_data, source_groups, split_words, translate, wait_k_target, wrap_model
 from speech_llm.train.toy import make_toy_llm
 
-PAIRS = [(s.text, s.translation["fr"]) for s in generate_sentences(40, seed=3)]
 SOURCES = [PAIRS[0][0], PAIRS[1][0], "ONE", "TURN ON THE LIGHT IN THE KITCHEN PLEASE NOW"]
 BUDGET = 40   # written tokens per sentence: keeps random-weight decoding short
 _DECODED: dict = {}
@@ -34,28 +24,14 @@ def decode(model, text, k):
     return _DECODED[key]
 
 
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mt_decode")
-    make_toy_llm(root / "base", [x for pair in PAIRS for x in pair])   # tokenizer + tiny Qwen2 in base/
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(base_dir):
-    """The tiny Qwen2 after 40 wait-k training steps (writes word-like text)."""
-    train_mt(base_dir / "base", PAIRS, base_dir / "mt", steps=40, batch_size=8, lr=3e-3, progress=False)
-    return load_mt_model(base_dir / "mt")
-
-
 @pytest.fixture(scope="module", params=["trained-qwen2", "random-llama-phi7"])
-def model(request, base_dir):
-    """The trained Qwen2, and a random-weight Llama with target positions starting at phi = 7."""
+def model(request, mt_root):
+    """The trained Qwen2 (conftest.py), and a random-weight Llama with target positions starting at phi = 7."""
     if request.param == "trained-qwen2":
         return request.getfixturevalue("trained")
-    make_toy_llm(base_dir / "llama", [x for pair in PAIRS for x in pair], arch="llama", seed=1)
-    llm = AutoModelForCausalLM.from_pretrained(base_dir / "llama").eval()
-    return wrap_model(llm, AutoTokenizer.from_pretrained(base_dir / "llama"), phi=7)
+    make_toy_llm(mt_root / "llama", [x for pair in PAIRS for x in pair], arch="llama", seed=1)
+    llm = AutoModelForCausalLM.from_pretrained(mt_root / "llama").eval()
+    return wrap_model(llm, AutoTokenizer.from_pretrained(mt_root / "llama"), phi=7)
 
 
 def _replay(model, text, r, k):
@@ -155,17 +131,18 @@ def test_decode_mt_data_writes_a_scorable_decode_dir(model, tmp_path):
         assert [w.word for w in ems[key].words] == hyp.split()
         assert ems[key].text_input or not ems[key].words
     assert summary == json.loads((tmp_path / "dec" / "summary.json").read_text())
-    assert summary["mode"] == "wait-k" and summary["k"] == 2 and summary["num_utts"] == 3
+    assert summary["task"] == "mt" and summary["mode"] == "wait-k" and summary["k"] == 2
+    assert summary["num_utts"] == 3 and summary["options"]["k"] == 2
     batch = decode_mt_data(model, None, sources, 2, tmp_path / "bat", batch=True, max_tokens=BUDGET)
     assert batch["mode"] == "batch" and batch["k"] is None
     for em in read_emissions(tmp_path / "bat" / "emissions.jsonl").values():
         assert all(w.src_words == em.src_len for w in em.words)
 
 
-def test_lm_head_with_more_rows_than_the_tokenizer(base_dir, trained):
+def test_lm_head_with_more_rows_than_the_tokenizer(mt_root, trained):
     """Qwen2.5 pads its vocabulary: ids the tokenizer does not know never start a word, and decoding runs."""
     tok = trained.tokenizer
-    llm = AutoModelForCausalLM.from_pretrained(base_dir / "base").eval()
+    llm = AutoModelForCausalLM.from_pretrained(mt_root / "base").eval()
     llm.resize_token_embeddings(len(tok) + 6)
     padded = wrap_model(llm, tok)
     assert padded.starts_word.numel() == len(tok) + 6 and not padded.starts_word[len(tok):].any()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 from speech_llm.mt import (
     SourceGroups,
     collate_targets,

@@ -1,77 +1,77 @@
-"""Wait-k MT training (full and LoRA), the saved model dir, and ``speech-llm translate`` + ``score --task mt``."""
+"""The ``mt`` stage on the shared trainer (full fine-tuning and LoRA, resume, the checkpoint format),
+and ``speech-llm train --stage mt`` / ``translate`` / ``decode --task mt`` / ``score --task mt``."""
 
 import io
 import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from mt_testutil import PAIRS, STEPS, TEST, mt_config
 
-from data_prep.sentences import generate_sentences
+from speech_common.errors import UserError
+from speech_llm.checkpoint import read_checkpoint
 from speech_llm.cli import main
-from speech_llm.errors import UserError
 from speech_llm.metrics.emissions import read_emissions
-from speech_llm.mt import load_mt_model, read_parallel_data, train_mt, translate
-from speech_llm.train.toy import make_toy_llm
-
-SENTENCES = generate_sentences(56, seed=11)
-PAIRS = [(s.text, s.translation["fr"]) for s in SENTENCES[:50]]
-TEST = SENTENCES[50:]
+from speech_llm.mt import load_mt_model, read_parallel_data, translate
+from speech_llm.mt.train import MTStage, run_mt_stage
 
 
 def _mean(xs):
     return sum(xs) / len(xs)
 
 
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mt_train")
-    make_toy_llm(root / "base", [x for pair in PAIRS for x in pair])   # tokenizer + tiny Qwen2 in base/
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(base_dir):
-    """Full fine-tuning for 60 steps on 50 English -> French pairs; returns (model dir, losses)."""
-    losses = train_mt(base_dir / "base", PAIRS, base_dir / "mt", k=(1, 2, 3), steps=60, batch_size=8, lr=3e-3,
-                      progress=False)
-    return base_dir / "mt", losses
-
-
-def test_full_fine_tuning_clearly_reduces_the_loss(trained):
-    out, losses = trained
-    assert len(losses) == 60
+def test_full_fine_tuning_clearly_reduces_the_loss(trained_run):
+    exp, result = trained_run
+    losses = result.losses
+    assert len(losses) == STEPS
     assert _mean(losses[-5:]) < 0.75 * _mean(losses[:5])
-    meta = json.loads((out / "mt.json").read_text())
-    assert meta["format"] == 1 and meta["phi"] == 0 and meta["prompt"].startswith("Translate")
-    assert meta["train"]["k"] == [1, 2, 3] and meta["train"]["num_pairs"] == 50 and meta["train"]["lora_rank"] == 0
-    r = translate(load_mt_model(out), TEST[0].text, 2)            # the saved dir loads and translates
+    ckpt = read_checkpoint(exp / "mt" / "last")                      # the shared checkpoint format
+    assert ckpt.stage == "mt" and ckpt.meta["step"] == STEPS and ckpt.meta["train_pairs"] == 50
+    assert ckpt.config.train.mt.k == [1, 2, 3] and ckpt.config.llm.lora_rank == 0
+    assert (ckpt.path / "tokenizer").is_dir() and ckpt.meta["base_llm"]["name"].endswith("base")
+    r = translate(load_mt_model(exp), TEST[0].text, 2)               # the exp dir alone loads and translates
     assert r.tokens and r.unit_src_words[0] == 2
 
 
-def test_lora_trains_only_the_adapter_and_saves_merged_weights(trained, base_dir):
-    """LoRA on top of the fully fine-tuned model (LoRA adapts a model that already knows the language)."""
-    start, _ = trained
-    base = AutoModelForCausalLM.from_pretrained(start)
-    losses = train_mt(start, PAIRS, base_dir / "mt_lora", k=2, steps=20, batch_size=8, lr=1e-2, lora_rank=4,
-                      progress=False)
-    assert _mean(losses[-5:]) < _mean(losses[:5])
-    assert not (base_dir / "mt_lora" / "adapter_config.json").exists()   # a plain HF model dir
-    merged = AutoModelForCausalLM.from_pretrained(base_dir / "mt_lora")
-    b, m = base.state_dict(), merged.state_dict()
-    assert set(b) == set(m)
-    changed = {name for name in b if not torch.equal(b[name], m[name])}
-    assert changed and all(any(t in name for t in ("q_proj", "k_proj", "v_proj", "o_proj")) for name in changed)
-    assert load_mt_model(base_dir / "mt_lora").info["train"]["lora_rank"] == 4
+def test_lora_trains_only_the_adapter(mt_root, trained_run):
+    """LoRA on the base: only the adapter trains, the checkpoint holds only it, and the rebuilt model
+    gives the trained logits."""
+    cfg = mt_config(mt_root / "base", "llm.lora_rank=4", "llm.lora_alpha=8", "llm.lora_dropout=0.0",
+                    "train.mt.max_steps=20", "train.mt.lr=1e-2", "train.mt.k=[2]")
+    stage = MTStage(cfg, PAIRS)
+    trained = {n for n, p in stage.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n for n in trained)
+    result = run_mt_stage(cfg, mt_root / "exp_lora", pairs=PAIRS, resume=False, cpu=True, progress_bar=False)
+    assert _mean(result.losses[-5:]) < _mean(result.losses[:5])
+    state = read_checkpoint(mt_root / "exp_lora" / "mt" / "last").state()
+    assert state and all("lora_" in k for k in state)
+    model = load_mt_model(mt_root / "exp_lora")
+    assert not any(p.requires_grad for p in model.glm.parameters())
+    assert translate(model, TEST[1].text, 2).units
 
 
-def test_train_mt_rejects_bad_arguments(base_dir):
-    with pytest.raises(UserError, match="k must be"):
-        train_mt(base_dir / "base", PAIRS, base_dir / "bad", k=0, steps=1, progress=False)
-    with pytest.raises(UserError, match="pair 1 has an empty"):
-        train_mt(base_dir / "base", [PAIRS[0], ("A B", " ")], base_dir / "bad", steps=1, progress=False)
-    with pytest.raises(UserError, match="no model here"):
-        train_mt(base_dir / "nowhere", PAIRS, base_dir / "bad", steps=1, progress=False)
+def test_an_interrupted_mt_run_resumes_to_the_same_weights(mt_root):
+    cfg = mt_config(mt_root / "base", "train.mt.max_steps=6", "train.mt.save_every=3")
+    full = run_mt_stage(cfg, mt_root / "exp_full", pairs=PAIRS, resume=False, cpu=True, progress_bar=False)
+    first = run_mt_stage(cfg, mt_root / "exp_cut", pairs=PAIRS, resume=False, cpu=True, progress_bar=False,
+                         stop_after=3)
+    assert first.interrupted and len(first.losses) == 3
+    rest = run_mt_stage(cfg, mt_root / "exp_cut", pairs=PAIRS, cpu=True, progress_bar=False)
+    assert first.losses + rest.losses == pytest.approx(full.losses, abs=1e-6)
+    a = read_checkpoint(mt_root / "exp_full" / "mt" / "last").state()
+    b = read_checkpoint(mt_root / "exp_cut" / "mt" / "last").state()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_mt_stage_rejects_bad_input(mt_root):
+    with pytest.raises(UserError, match="train.mt.k"):
+        mt_config(mt_root / "base", "train.mt.k=[0]")
+    with pytest.raises(UserError, match="empty source or target"):
+        MTStage(mt_config(mt_root / "base"), [PAIRS[0], ("A B", " ")])
+    with pytest.raises(UserError, match="cannot load"):
+        MTStage(mt_config(mt_root / "nowhere"), PAIRS)
+    with pytest.raises(UserError, match="set data.train_manifest"):
+        MTStage(mt_config(mt_root / "base"))
 
 
 def _write_ref(d, sentences):
@@ -85,8 +85,8 @@ def _write_ref(d, sentences):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def test_translate_cli_end_to_end_then_score(trained, tmp_path, capsys):
-    model_dir, _ = trained
+def test_translate_cli_end_to_end_then_score(trained_run, tmp_path, capsys):
+    model_dir, _ = trained_run
     _write_ref(tmp_path / "ref", TEST)
     assert read_parallel_data(tmp_path / "ref")["utt000"] == (TEST[0].text, TEST[0].translation["fr"])
     hyp = tmp_path / "hyp"
@@ -110,8 +110,8 @@ def test_translate_cli_end_to_end_then_score(trained, tmp_path, capsys):
     assert res["decode_summary"]["k"] == 2 and res["decode_summary"]["mode"] == "wait-k"
 
 
-def test_translate_cli_reads_stdin_and_batch_equals_large_k(trained, monkeypatch, capsys):
-    model_dir, _ = trained
+def test_translate_cli_reads_stdin_and_batch_equals_large_k(trained_run, monkeypatch, capsys):
+    model_dir, _ = trained_run
     text = "\n".join(s.text for s in TEST[:3]) + "\n\n"
     outs = []
     for mode in (["--batch"], ["--k", "50"]):
@@ -121,21 +121,22 @@ def test_translate_cli_reads_stdin_and_batch_equals_large_k(trained, monkeypatch
     assert outs[0] == outs[1] and len(outs[0]) == 3
 
 
-def test_translate_cli_errors(base_dir, tmp_path, capsys):
+def test_translate_cli_errors(mt_root, trained_run, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("HELLO\n")
-    assert main(["translate", "--model", str(base_dir / "base"), "--input", str(tmp_path / "in.txt")]) == 2
-    assert "no mt.json" in capsys.readouterr().err
-    assert main(["translate", "--model", str(base_dir / "base"), "--input", str(tmp_path / "nope.txt")]) == 2
+    assert main(["translate", "--model", str(mt_root / "base"), "--input", str(tmp_path / "in.txt")]) == 2
+    assert "no mt checkpoint" in capsys.readouterr().err
+    model_dir, _ = trained_run
+    assert main(["translate", "--model", str(model_dir), "--input", str(tmp_path / "nope.txt")]) == 2
     assert "cannot read" in capsys.readouterr().err
     (tmp_path / "bad.txt").write_text("onlykey\n")
-    assert main(["translate", "--model", str(base_dir / "base"), "--input", str(tmp_path / "bad.txt"),
+    assert main(["translate", "--model", str(model_dir), "--input", str(tmp_path / "bad.txt"),
                  "--kaldi-text"]) == 2
     assert "want '<key> <sentence>'" in capsys.readouterr().err
 
 
-def test_decode_task_mt_equals_translate_and_scores(trained, tmp_path, capsys):
+def test_decode_task_mt_equals_translate_and_scores(trained_run, tmp_path, capsys):
     """``speech-llm decode --task mt`` translates a data dir's text exactly as ``translate --out`` does."""
-    model_dir, _ = trained
+    model_dir, _ = trained_run
     _write_ref(tmp_path / "ref", TEST)
     ref = str(tmp_path / "ref")
     assert main(["decode", "--task", "mt", "--exp-dir", str(model_dir), "--data", ref, "--k", "2",
@@ -152,3 +153,16 @@ def test_decode_task_mt_equals_translate_and_scores(trained, tmp_path, capsys):
     assert main(["decode", "--task", "mt", "--exp-dir", str(model_dir), "--data", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "no 'text' file" in capsys.readouterr().err
+
+
+def test_train_stage_mt_from_the_command_line(mt_root, tmp_path):
+    """``speech-llm train --stage mt`` trains on a manifest's text -> translation pairs; a rerun resumes."""
+    _write_ref(tmp_path / "data", TEST)
+    exp = tmp_path / "exp"
+    args = ["train", "--exp-dir", str(exp), "--stage", "mt", "--no-progress", f"llm.path_or_name={mt_root / 'base'}",
+            f"data.train_manifest={tmp_path / 'data' / 'manifest.jsonl'}", "llm.lora_rank=0",
+            "train.mt.max_steps=2", "train.mt.precision=fp32"]
+    assert main(args) == 0
+    assert read_checkpoint(exp / "mt" / "last").meta["step"] == 2
+    assert main([*args[:-2], "train.mt.max_steps=3", "train.mt.precision=fp32"]) == 0   # resumes: 1 more step
+    assert read_checkpoint(exp / "mt" / "last").meta["step"] == 3

@@ -6,7 +6,7 @@ import pytest
 
 from speech_llm.train.toy import make_toy_experiment
 
-LLM_LR = "train.lr=1e-2"
+LLM_LR = "train.llm.lr=1e-2"
 """The tiny random LLM stage learns fast at a higher rate than the toy default."""
 
 

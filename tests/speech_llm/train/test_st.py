@@ -17,15 +17,15 @@ import pytest
 
 from data_prep.manifest import read_manifest
 from data_prep.sentences import random_sentence, vocabulary
+from speech_common.errors import UserError
 from speech_llm.build import special_tokens
 from speech_llm.checkpoint import load_model, read_checkpoint
 from speech_llm.cli import main
 from speech_llm.config import ConfigError, load_config, save_config
-from speech_llm.errors import UserError
 from speech_llm.train.llm import LLMStage, target_words_of
 from speech_llm.train.toy import make_toy_experiment
 
-ST = ("llm.task=st", "llm.target_lang=fr", "train.lr=1e-2", "train.max_steps=80", "train.log_every=5",
+ST = ("llm.task=st", "llm.target_lang=fr", "train.llm.lr=1e-2", "train.llm.max_steps=80", "train.llm.log_every=5",
       "streaming.chunk_ms=640", "decode.chunk_ms=640")
 LLM = {"translations": ["fr"], "pretrain_steps": 300, "llm_hidden_size": 64}
 """A tiny LLM whose tokenizer saw the French text and that was pre-trained on English and French."""
@@ -57,13 +57,16 @@ def st_exp(ctc_run, st_cfg, tmp_path_factory):
 
 def test_task_is_validated_and_picks_the_prompt(st_cfg):
     assert load_config(None).llm.task == "asr" and load_config(None).llm.target_lang == "fr"
-    with pytest.raises(ConfigError, match=r"llm\.task.*unknown task 'translate'; known: asr, st"):
+    with pytest.raises(ConfigError, match=r"llm\.task.*unknown task 'translate'; known: asr, st, mt"):
         load_config(None, ["llm.task=translate"])
     with pytest.raises(ConfigError, match=r"llm\.target_lang"):
         load_config(None, ["llm.target_lang=f r"])
-    from speech_llm.build import load_tokenizer
+    from speech_llm.build import add_wait_token, load_tokenizer
 
     tok = load_tokenizer(st_cfg.llm.path_or_name)
+    with pytest.raises(UserError, match=r"no '<\|wait\|>' token"):     # the framing needs the boundary token
+        special_tokens(tok, st_cfg)
+    add_wait_token(tok, st_cfg.llm.wait_token)
     prompt = special_tokens(tok, st_cfg).prompt_ids
     assert prompt == special_tokens(tok, st_cfg, "st").prompt_ids != special_tokens(tok, st_cfg, "asr").prompt_ids
     assert tok.decode(prompt).endswith(st_cfg.llm.prompt.st)

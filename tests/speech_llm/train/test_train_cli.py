@@ -26,16 +26,16 @@ def _train(conf, exp, stage, *args):
 def test_unknown_key_and_wrong_type_name_the_key(toy_root, tmp_path, capsys):
     conf = _config_file(toy_root, tmp_path)
     assert main(["train", "--config", str(conf), "--exp-dir", str(tmp_path / "e"), "--stage", "ctc",
-                 "train.lrr=1e-4"]) == 2
-    assert "train.lrr" in capsys.readouterr().err
+                 "train.ctc.lrr=1e-4"]) == 2
+    assert "train.ctc.lrr" in capsys.readouterr().err
     assert main(["train", "--config", str(conf), "--exp-dir", str(tmp_path / "e"), "--stage", "ctc",
                  "encoder.num_layers=two"]) == 2
     err = capsys.readouterr().err
     assert "encoder.num_layers" in err and "expected int" in err
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train:\n  lr: 1e-3\n  warmup: 5\n")
+    bad.write_text("train:\n  ctc:\n    lr: 1e-3\n    warmup: 5\n")
     assert main(["train", "--config", str(bad), "--exp-dir", str(tmp_path / "e"), "--stage", "ctc"]) == 2
-    assert "train.warmup" in capsys.readouterr().err
+    assert "train.ctc.warmup" in capsys.readouterr().err
     assert _train(conf, tmp_path / "e", "ctc", "oops") == 2
     assert "KEY=VALUE" in capsys.readouterr().err
 
@@ -61,16 +61,16 @@ def test_stages_from_the_command_line(toy_root, ctc_run, tmp_path, capsys):
     exp = tmp_path / "exp"
     shutil.copytree(ctc_run[0] / "ctc", exp / "ctc")  # a trained encoder to start from
     conf = _config_file(toy_root, tmp_path)
-    assert _train(conf, exp, "ctc", "--restart", "train.max_steps=2", "train.lr=2e-3") == 0
+    assert _train(conf, exp, "ctc", "--restart", "train.ctc.max_steps=2", "train.ctc.lr=2e-3") == 0
     saved = yaml.safe_load((exp / "config.yaml").read_text())
-    assert saved["train"]["lr"] == 2e-3 and saved["train"]["max_steps"] == 2
+    assert saved["train"]["ctc"]["lr"] == 2e-3 and saved["train"]["ctc"]["max_steps"] == 2
     assert json.loads((exp / "ctc" / "last" / "meta.json").read_text())["step"] == 2
 
-    assert _train(conf, exp, "llm", "train.max_steps=2") == 0
+    assert _train(conf, exp, "llm", "train.llm.max_steps=2") == 0
     assert (exp / "llm" / "config.yaml").is_file() and (exp / "llm" / "best" / "model.pt").is_file()
     # running it again finds the stage finished and changes nothing
     before = (exp / "llm" / "last" / "model.pt").stat().st_mtime_ns
-    assert _train(conf, exp, "llm", "train.max_steps=2") == 0
+    assert _train(conf, exp, "llm", "train.llm.max_steps=2") == 0
     assert (exp / "llm" / "last" / "model.pt").stat().st_mtime_ns == before
 
     assert main(["merge", "--checkpoint", str(exp), "--out", str(exp / "merged")]) == 0

@@ -53,8 +53,8 @@ def _params(path):
 
 
 def test_ctc_kill_and_resume_matches_an_uninterrupted_run(toy_root, tmp_path):
-    cfg = make_toy_experiment(toy_root, overrides=["train.max_steps=6", "train.save_every=2",
-                                                   "train.grad_accum=2",
+    cfg = make_toy_experiment(toy_root, overrides=["train.ctc.max_steps=6", "train.ctc.save_every=2",
+                                                   "train.ctc.grad_accum=2",
                                                    f"data.units_path={tmp_path / 'units.txt'}"])
     run_ctc_stage(cfg, tmp_path / "a", resume=False, cpu=True, progress_bar=False)
     assert (tmp_path / "units.txt").is_file()  # learned units written where the config says

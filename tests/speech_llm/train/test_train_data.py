@@ -10,7 +10,7 @@ import torch
 
 from data_prep.audio import write_audio
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 from speech_llm.train.data import BucketBatchSampler, FbankDataset, collate, load_manifest, make_batches
 
 FRAMES = [120, 300, 80, 410, 250, 260, 90, 500, 330, 150, 220, 400, 180, 610, 70, 280]

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import LLM_LR
 
+from speech_common.errors import UserError
 from speech_llm.checkpoint import MODEL, load_model, read_checkpoint
-from speech_llm.errors import UserError
 from speech_llm.train.data import collate
 from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, silence_like, word_token_ids
 from speech_llm.train.toy import make_toy_experiment
@@ -116,12 +116,12 @@ def test_llm_checkpoint_holds_only_what_was_trained(llm_run):
     assert not any(k.endswith("q_proj.base_layer.weight") or "embed_tokens.weight" in k for k in keys)
     assert ckpt.meta["encoder_checkpoint"]["sha256"] and ckpt.meta["base_llm"]["relpath"]
     assert (ckpt.path / "tokenizer" / "tokenizer.json").is_file()
-    assert ckpt.config.train.lr == 1e-2
+    assert ckpt.config.train.llm.lr == 1e-2
 
 
 def test_llm_kill_and_resume_matches_an_uninterrupted_run(ctc_run, toy_root, tmp_path):
     exp, _ = ctc_run
-    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.max_steps=6", "train.save_every=2"])
+    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.llm.max_steps=6", "train.llm.save_every=2"])
     enc = exp / "ctc" / "last"
     run_llm_stage(cfg, tmp_path / "a", encoder_checkpoint=enc, resume=False, cpu=True, progress_bar=False)
     killed = run_llm_stage(cfg, tmp_path / "b", encoder_checkpoint=enc, resume=False, cpu=True,
@@ -138,10 +138,10 @@ def test_llm_kill_and_resume_matches_an_uninterrupted_run(ctc_run, toy_root, tmp
 
 def test_resume_refuses_a_changed_config(ctc_run, toy_root, tmp_path):
     exp, _ = ctc_run
-    cfg = make_toy_experiment(toy_root, overrides=["train.max_steps=2", "train.save_every=1"])
+    cfg = make_toy_experiment(toy_root, overrides=["train.llm.max_steps=2", "train.llm.save_every=1"])
     run_llm_stage(cfg, tmp_path, encoder_checkpoint=exp / "ctc" / "last", cpu=True, progress_bar=False,
                   stop_after=1)
-    changed = make_toy_experiment(toy_root, overrides=["train.max_steps=2", "projector.hidden_dim=48"])
+    changed = make_toy_experiment(toy_root, overrides=["train.llm.max_steps=2", "projector.hidden_dim=48"])
     with pytest.raises(UserError, match=r"(?s)cannot resume .*projector.hidden_dim: 32 -> 48"):
         run_llm_stage(changed, tmp_path, encoder_checkpoint=exp / "ctc" / "last", cpu=True,
                       progress_bar=False)
@@ -149,7 +149,7 @@ def test_resume_refuses_a_changed_config(ctc_run, toy_root, tmp_path):
 
 def test_fine_tuned_encoder_is_saved_and_rebuilt(ctc_run, toy_root, tmp_path):
     exp, _ = ctc_run
-    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.max_steps=2", "train.freeze_encoder=false"])
+    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.llm.max_steps=2", "train.llm.freeze_encoder=false"])
     run_llm_stage(cfg, tmp_path, encoder_checkpoint=exp / "ctc" / "last", resume=False, cpu=True,
                   progress_bar=False)
     state = read_checkpoint(tmp_path / "llm" / "last").state()
@@ -165,13 +165,13 @@ def test_adapter_choices_decide_what_trains(ctc_run, toy_root):
     from speech_llm.checkpoint import load_ctc_model
 
     exp, _ = ctc_run
-    ctc_model, _, _ = load_ctc_model(exp)
+    ctc_model, _, _ = load_ctc_model(exp, dynamic_chunk=False)
     cfg = make_toy_experiment(toy_root, overrides=["llm.lora_rank=0"])
-    model, _ = build_speech_llm(cfg, ctc_model)
+    model, _ = build_speech_llm(cfg, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)
     trained = {n.split(".")[0] if n.startswith("projector") else n for n, p in model.named_parameters()
                if p.requires_grad}
     rows = "glm.lm.base_model.model.model.embed_tokens.trainable_tokens_delta.default"
     assert trained == {"projector", rows}  # no LoRA; the tied wait row is the only LLM parameter
     bad = make_toy_experiment(toy_root, overrides=["llm.lora_target_modules=[qq_proj]"])
     with pytest.raises(UserError, match=r"llm.lora_target_modules \['qq_proj'\]"):
-        build_speech_llm(bad, ctc_model)
+        build_speech_llm(bad, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from speech_common.errors import UserError
 from speech_llm.config import load_config
-from speech_llm.errors import UserError
-from speech_llm.train.trainer import RESUMABLE_KEYS, WarmupCosine, config_differences, mixed_precision
+from speech_llm.train.trainer import WarmupCosine, config_differences, mixed_precision, resumable_keys
 
 
 def test_warmup_then_cosine_to_a_tenth():
@@ -28,7 +28,11 @@ def test_precision_on_cpu():
 
 
 def test_config_differences_name_the_keys_and_skip_resumable_ones():
-    a = load_config(None, ["train.lr=1e-3", "train.max_steps=10"])
-    b = load_config(None, ["train.lr=2e-3", "train.max_steps=20", "encoder.num_layers=2"])
-    diff = config_differences(b, a, ignore=RESUMABLE_KEYS)
-    assert diff == ["encoder.num_layers: 4 -> 2", "train.lr: 0.001 -> 0.002"]
+    a = load_config(None, ["train.ctc.lr=1e-3", "train.ctc.max_steps=10"])
+    b = load_config(None, ["train.ctc.lr=2e-3", "train.ctc.max_steps=20", "encoder.num_layers=2"])
+    diff = config_differences(b, a, ignore=resumable_keys("ctc"))
+    assert diff == ["encoder.num_layers: 4 -> 2", "train.ctc.lr: 0.001 -> 0.002"]
+    # the other stages' sections never block resuming this one
+    c = load_config(None, ["train.ctc.lr=1e-3", "train.llm.lr=5e-4", "train.mt.k=[2]"])
+    assert config_differences(c, a, ignore=resumable_keys("ctc")) == []
+    assert config_differences(c, a, ignore=resumable_keys("llm")) == ["train.llm.lr: 0.001 -> 0.0005"]

@@ -1,0 +1,5 @@
+"""Deprecated location of :class:`speech_common.errors.UserError` (kept while modules move over)."""
+
+from speech_common.errors import UserError
+
+__all__ = ["UserError"]
