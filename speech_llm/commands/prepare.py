@@ -119,11 +119,11 @@ def run(args: argparse.Namespace) -> int:
         print(prepare_asterisk(args.out, args.sounds_dir, args.transcripts).summary())
         return 0
     elif args.corpus == "sentences":
+        from data_prep.kaldi_dir import read_text_file
         from data_prep.sentence_corpus import generate_sentence_corpus, split_names
-        from data_prep.text_corpus import read_exclusions
         from data_prep.tts import parse_engines
 
-        exclude = [t for path in args.exclude_text for t in read_exclusions(path)]
+        exclude = [t for path in args.exclude_text for t in read_text_file(path, allow_empty=False).values()]
         corpus = generate_sentence_corpus(args.out, args.num_utts, args.seed, engines=parse_engines(args.engines),
                                           heldout_voice=args.heldout_voice, exclude=exclude,
                                           noise_snr_db=args.noise_snr, num_workers=args.num_workers)

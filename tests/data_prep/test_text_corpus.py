@@ -12,13 +12,12 @@ from data_prep.text_corpus import (
     MAX_WORDS,
     MIN_WORDS,
     available_sentences,
-    read_exclusions,
     reject_reason,
     select_sentences,
     usable_sentences,
     wordnet_examples,
 )
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 LIBRISPEECH = re.compile(r"[A-Z']+( [A-Z']+)*")
 
@@ -67,7 +66,7 @@ def test_selection_is_deterministic_and_seeded():
     assert len({s.text for s in a}) == 200
 
 
-def test_excluded_sentences_are_left_out_after_normalisation(tmp_path):
+def test_excluded_sentences_are_left_out_after_normalisation():
     first = select_sentences(30, seed=4)
     raw = [s.source.capitalize() + "." for s in first[:10]]        # written differently, same transcript
     kept = select_sentences(20000, seed=4, exclude=raw)
@@ -76,11 +75,6 @@ def test_excluded_sentences_are_left_out_after_normalisation(tmp_path):
     assert len({s.text for s in first[:10]} & {s.text for s in everything}) == 10
     unrelated = select_sentences(30, seed=4, exclude=["Thank you for calling Super Awesome Company."])
     assert [s.text for s in unrelated] == [s.text for s in first]     # nothing excluded, nothing changed
-    text = tmp_path / "text"
-    text.write_text("".join(f"utt{i} {normalize_text(r)}\n" for i, r in enumerate(raw)))
-    assert [normalize_text(t) for t in read_exclusions(text)] == [s.text for s in first[:10]]
-    with pytest.raises(UserError, match="exclusion file not found"):
-        read_exclusions(tmp_path / "missing")
 
 
 def test_missing_wordnet_and_too_many_sentences_are_clear_errors(tmp_path):

@@ -11,7 +11,7 @@ from data_prep import tts
 from data_prep.normalize import normalize_text, spoken_text
 from data_prep.tts import SENTENCE_VOICES, check_engines, parse_engines, synthesize_sentence
 from encoders.constants import SAMPLE_RATE
-from speech_llm.errors import UserError
+from speech_common.errors import UserError
 
 SENTENCE = "The runners reached the finish line, panting heavily."
 VOICE = {v.speaker: v for v in SENTENCE_VOICES}
