@@ -247,6 +247,23 @@ def test_positions_past_the_table_are_clamped(model):
     assert torch.equal(positions[MAX_POS:], table[-1].expand(25, -1))
 
 
+def test_past_whisper_1500_positions():
+    """Whisper's own table size: 3300 mel frames (33 s) give 1650 frames; the 150 past 1500 all take
+    position 1499, and chunked streaming equals the masked forward across the boundary."""
+    cfg = _config()
+    cfg.max_source_positions = 1500
+    model = WhisperStreamingEncoder(cfg).eval()
+    feats = torch.randn(1, 3300, N_MELS)
+    with torch.no_grad():
+        ref, lens = model(feats, torch.tensor([3300]), 50, 1)
+        got = _stream_random_blocks(model, feats, 50, 1, seed=3, max_block=400)
+    assert int(lens[0]) == 1650 and got.shape == ref.shape
+    assert (got - ref).abs().max() <= TOL
+    positions = model.position_embeddings(torch.tensor([1498, 1499, 1500, 1649]))
+    assert not torch.equal(positions[0], positions[1])
+    assert torch.equal(positions[1:], positions[1:2].expand(3, -1))
+
+
 def test_extended_positions_continue_whisper_sinusoids(whisper_dir):
     from transformers.models.whisper.modeling_whisper import sinusoids
 
