@@ -189,16 +189,21 @@ def _whisper_config(variables: dict, ct2_config: dict, vocab_size: int, special:
             raise ConversionError(f"{side} activation id {variables[f'{side}/activation']} is not GELU")
         if not variables.get(f"{side}/pre_norm", 1):
             raise ConversionError(f"{side}: post-norm layers are not Whisper's layout")
-    conv1 = variables["encoder/conv1/weight"]
+    def need(name: str):
+        if name not in variables:
+            raise ConversionError(f"model.bin has no variable {name}")
+        return variables[name]
+
+    conv1 = need("encoder/conv1/weight")
     eot, sot = special["<|endoftext|>"], special["<|startoftranscript|>"]
     return WhisperConfig(
         vocab_size=vocab_size, num_mel_bins=conv1.shape[1], d_model=conv1.shape[0],
         encoder_layers=count("encoder"), decoder_layers=count("decoder"),
-        encoder_attention_heads=variables["encoder/num_heads"], decoder_attention_heads=variables["decoder/num_heads"],
-        encoder_ffn_dim=variables["encoder/layer_0/ffn/linear_0/weight"].shape[0],
-        decoder_ffn_dim=variables["decoder/layer_0/ffn/linear_0/weight"].shape[0],
-        max_source_positions=variables["encoder/position_encodings/encodings"].shape[0],
-        max_target_positions=variables["decoder/position_encodings/encodings"].shape[0],
+        encoder_attention_heads=need("encoder/num_heads"), decoder_attention_heads=need("decoder/num_heads"),
+        encoder_ffn_dim=need("encoder/layer_0/ffn/linear_0/weight").shape[0],
+        decoder_ffn_dim=need("decoder/layer_0/ffn/linear_0/weight").shape[0],
+        max_source_positions=need("encoder/position_encodings/encodings").shape[0],
+        max_target_positions=need("decoder/position_encodings/encodings").shape[0],
         pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
         suppress_tokens=None, begin_suppress_tokens=None, tie_word_embeddings=True)
 
@@ -376,6 +381,8 @@ def convert_ct2_whisper(ct2_dir: str | Path | None, out_dir: str | Path, overwri
     if spec != "WhisperSpec":
         raise ConversionError(f"{ct2_dir / 'model.bin'}: a {spec} model, not Whisper")
     ct2_config = json.loads((ct2_dir / "config.json").read_text(encoding="utf-8"))
+    if "decoder/embeddings/weight" not in variables:
+        raise ConversionError(f"{ct2_dir / 'model.bin'}: no decoder/embeddings/weight")
     vocab_size = variables["decoder/embeddings/weight"].shape[0]
     tok = _build_tokenizer(ct2_dir, vocab_size)
     special = {s: tok.convert_tokens_to_ids(s) for s in ("<|endoftext|>", "<|startoftranscript|>")}
