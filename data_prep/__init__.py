@@ -8,7 +8,12 @@ Modules:
     download     HTTP download with Range resume and checksums, safe tar extraction
     sentences    seeded English sentence generator with French / German translations
     voices       espeak-ng and flite speakers
-    synth        generate_corpus: the synthetic corpus in LibriSpeech layout
+    synth        generate_corpus: the synthetic corpus in LibriSpeech layout (template words)
+    normalize    normalize_text / spoken_text: LibriSpeech-style text normalisation
+    text_corpus  select_sentences: real English sentences (WordNet usage examples), filtered, seeded
+    tts          synthesize_sentence: whole sentences by espeak-ng, flite, piper, with word times
+    sentence_corpus  generate_sentence_corpus: those sentences in LibriSpeech layout, held-out voice
+    asterisk     prepare_asterisk: real recorded prompts (Debian asterisk-core-sounds-en) as a test set
     fileutil     atomic writes
 
 Rule for bad records, everywhere: stop before writing anything. Every problem is collected and reported
