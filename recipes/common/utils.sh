@@ -1,9 +1,29 @@
 #!/usr/bin/env bash
-# Shared recipe helpers: logging, stage guards, .done markers, saving the command line.
-# Source it from a recipe: . "$(dirname "$0")/../common/utils.sh"
+# Shared recipe helpers: logging, stage guards, .done markers, the command line, config lookup, and one
+# decode-and-score path (with a job pool) for every recipe.
+# Source it from a recipe after parse_options.sh: . "$(dirname "${BASH_SOURCE[0]}")/../common/utils.sh"
+#
+# Stage numbers are the same in every recipe for the same step:
+#   0-1 corpus and data dirs   2 the LLM (built or fetched)   3 CTC encoder   4 alignment
+#   5 LLM adapter              6 decode                       7 score + report      (8- recipe extras)
 
 # The Python that has speech_llm installed (the one the speech-llm script runs), for inline helpers.
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
+# The repository root (recipes/common/..).
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+die() { echo "$0: $*" >&2; exit 1; }
+
+# no_positional ARGS...: recipes take options only; anything left after parse_options.sh is an error.
+no_positional() { [ $# -eq 0 ] || die "unexpected argument '$1' (options only; see --help)"; }
+
+# find_config PATH: the config as an absolute path; PATH is relative to the current dir, and a config not
+# found there is looked up in the repository root (so conf/<name>.yaml works from anywhere).
+find_config() {
+  if [ -f "$1" ]; then abs_path "$1"
+  elif [ -f "${root}/$1" ]; then echo "${root}/$1"
+  else die "--config $1: not found (here or in ${root})"; fi
+}
 
 log() {
   local fname=${BASH_SOURCE[1]##*/}
@@ -119,4 +139,66 @@ decode_mode_opts() {
     *_[0-9]*ms) local ms=${1##*_}; printf '%s\n' --mode streaming --chunk-ms "${ms%ms}" ;;
     *) echo "decode_mode_opts: '$1' names no mode (want ..._batch or ..._<N>ms)" >&2; return 1 ;;
   esac
+}
+
+# decode_dir MODEL DATA DIR [decode options...]: decode data dir DATA with MODEL into DIR, in the mode DIR's
+# name says (decode_mode_opts), unless DIR/.done.decode exists; a new decode removes DIR/.done.score.
+decode_dir() {
+  local model=$1 data=$2 d=$3 opts; shift 3
+  is_done "${d}" decode && return 0
+  mapfile -t opts < <(decode_mode_opts "${d}"); [ ${#opts[@]} -gt 0 ] || return 1
+  rm -f "${d}/.done.score"
+  speech-llm decode --exp-dir "${model}" --data "${data}" --out "${d}" "${opts[@]}" "$@"
+  mark_done "${d}" decode
+}
+
+# run_pool JOBS FUNC ITEM...: run `FUNC ITEM` for every ITEM, JOBS at a time. With JOBS 1 they run in order
+# with their output shown; with JOBS > 1 each one's output goes to ITEM/FUNC.log, and when GPUS holds device
+# ids (e.g. GPUS="0 1") job i of a round runs with CUDA_VISIBLE_DEVICES=GPUS[i mod n]. Fails (after the
+# round) when a job failed, showing the end of its log.
+run_pool() {
+  local jobs=$1 func=$2 i j failed=0 item pids gpus; shift 2
+  local items=("$@")
+  read -r -a gpus <<< "${GPUS:-}"
+  if [ "${jobs}" -le 1 ]; then
+    for item in "${items[@]}"; do "${func}" "${item}"; done
+    return
+  fi
+  for ((i = 0; i < ${#items[@]}; i += jobs)); do
+    pids=()
+    for ((j = i; j < i + jobs && j < ${#items[@]}; j++)); do
+      item=${items[j]}; mkdir -p "${item}"
+      log "${func} ${item} (log: ${item}/${func}.log)"
+      if [ ${#gpus[@]} -gt 0 ]; then
+        (export CUDA_VISIBLE_DEVICES=${gpus[(j - i) % ${#gpus[@]}]}; "${func}" "${item}") > "${item}/${func}.log" 2>&1 &
+      else
+        "${func}" "${item}" > "${item}/${func}.log" 2>&1 &
+      fi
+      pids+=("$!:${item}")
+    done
+    for item in "${pids[@]}"; do
+      wait "${item%%:*}" || { failed=1; echo "$0: ${func} ${item#*:} failed; the end of its log:" >&2
+                              tail -n 20 "${item#*:}/${func}.log" >&2; }
+    done
+  done
+  [ "${failed}" -eq 0 ]
+}
+
+# score_report PREFIX DATA "SCORE OPTIONS" DIR...: score each decode DIR against data dir DATA unless
+# DIR/.done.score exists (decode_dir removes it when it decodes again), then write the results table
+# PREFIX.{md,json} whose "rel. to batch" baseline is the last DIR (the batch decode) unless it is up to date
+# (no DIR was scored again); print it.
+score_report() {
+  local prefix=$1 data=$2 d extra; read -r -a extra <<< "$3"; shift 3
+  for d in "$@"; do
+    is_done "${d}" score && continue
+    speech-llm score --ref "${data}" --hyp "${d}" "${extra[@]}" > /dev/null
+    mark_done "${d}" score
+    rm -f "${prefix}.md"
+  done
+  if [ -f "${prefix}.md" ]; then
+    log "${prefix}.md is up to date:"; cat "${prefix}.md"
+  else
+    speech-llm report --out "${prefix}" --baseline "${!#}" "$@"
+  fi
 }

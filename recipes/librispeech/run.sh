@@ -8,34 +8,34 @@
 #   bash recipes/librispeech/run.sh --config conf/librispeech_qwen2.5_1.5b.yaml --ngpu 8 ...
 #   bash recipes/librispeech/run.sh --corpus-dir /corpora/LibriSpeech  # an extracted copy: no download
 #   bash recipes/librispeech/run.sh --llm /models/Qwen2.5-0.5B-Instruct # a local model dir
-#   bash recipes/librispeech/run.sh --stage 5 --stop-stage 6 --chunk-ms 640 --extra-chunk-ms 320,1280
+#   bash recipes/librispeech/run.sh --stage 6 --stop-stage 7 --chunk-ms 640 --extra-chunk-ms 320,1280
 #   bash recipes/librispeech/run.sh --help                              # all options, current values
 #
 # Stages (outputs under --work-dir, default this recipe's dir: download/, data/, exp/<tag>/; each stage
-# leaves a .done marker and a rerun skips it; an interrupted training stage resumes from its checkpoint):
+# leaves a .done marker and a rerun skips it; an interrupted training stage resumes from its checkpoint;
+# the same steps have the same numbers as in recipes/mini, see recipes/common/utils.sh):
 #   0  download + extract each part (OpenSLR 12, sha256-checked) or read --corpus-dir, then write the data
-#      dir data/<part with _> (Kaldi files + manifest.jsonl); fetch the LLM when it is a hub name
+#      dir data/<part with _> (Kaldi files + manifest.jsonl)
 #   1  combine several train (dev) parts into one data dir: data/train_clean_100_clean_360 ...
-#   2  train the chunked streaming Conformer with CTC (units and CMVN stats are computed first)
-#   3  forced-align train and dev with the CTC model -> exp/<tag>/align/<set>.jsonl (word end times)
-#   4  train the projector + LoRA + <wait> rows on the frozen encoder (streaming targets at --chunk-ms)
-#   5  decode each test part: streaming at --chunk-ms (and --extra-chunk-ms), and batch (same checkpoint)
-#   6  score (WER, latency, RTF) and write the results tables exp/<tag>/results_<test set>.{md,json}
+#   2  the LLM: fetch it into the Hugging Face cache when it is a hub name (a local dir is used as it is)
+#   3  train the chunked streaming Conformer with CTC (units and CMVN stats are computed first)
+#   4  forced-align train and dev with the CTC model -> exp/<tag>/align/<set>.jsonl (word end times)
+#   5  train the projector + LoRA + <wait> rows on the frozen encoder (streaming targets at --chunk-ms)
+#   6  decode each test part: streaming at --chunk-ms (and --extra-chunk-ms), and batch (same checkpoint)
+#   7  score (WER, latency, RTF) and write the results tables exp/<tag>/results_<test set>.{md,json}
 #
 # Options that take paths (--work-dir, --download-dir, --corpus-dir, --config, a local --llm) are taken
 # relative to the current dir; a --config that is not found there is looked up in the repository root.
 # --llm: empty = the config's llm.path_or_name (Qwen/Qwen2.5-0.5B-Instruct in the default config); a hub
 # name is downloaded into the Hugging Face cache in stage 0. --ngpu: 0 = CPU, 1 = one GPU, N > 1 =
 # `accelerate launch --multi_gpu --num_processes N` for the training stages (decoding runs --decode-jobs
-# processes side by side, one per GPU). Per-GPU batch size is train.max_frames_per_batch in the config.
-# The config's `train` section is for the CTC stage; --llm-overrides (default: 4 epochs at lr 2e-4, 600 s
-# of audio per GPU step) is applied on top of it for the LLM stage. Pass --llm-overrides "" to train the
-# LLM stage with the config's own train section (as conf/librispeech_tiny_test.yaml expects).
+# processes side by side, one per GPU). Per-GPU batch sizes are train.<stage>.max_frames_per_batch in the
+# config, which holds every stage's hyperparameters (train.ctc, train.llm).
 set -euo pipefail
 
 # ----------------------------------------------------------------------------- options (defaults)
 stage=0
-stop_stage=6
+stop_stage=7
 work_dir=""             # where download/, data/ and exp/ go; empty = this recipe's dir
 download_dir=""         # empty = <work-dir>/download
 corpus_dir=""           # an extracted LibriSpeech (the dir holding train-clean-100/ ...): no download
@@ -50,20 +50,15 @@ extra_chunk_ms=""       # more chunk sizes to decode at, comma-separated, e.g. 3
 ngpu=1
 decode_jobs=0           # decodes run side by side; 0 = one per GPU (1 on CPU)
 decode_opts=""          # more `speech-llm decode` options, e.g. "--max-total-tokens 400"
-ctc_overrides=""        # KEY=VALUE config overrides for the ctc stage (and the later ones: same encoder)
-# KEY=VALUE overrides for the llm stage, applied last: the config's train section is sized for the CTC stage
-llm_overrides="train.epochs=4 train.lr=2e-4 train.warmup_steps=500 train.max_frames_per_batch=60000"
+overrides=""            # KEY=VALUE config overrides for every stage, e.g. "train.llm.epochs=2 encoder.num_layers=8"
 progress=true
 
 help_message="Usage: $0 [options]   (LibriSpeech; see the stage list at the top of this file)"
 _argv=("$@")            # for cmdline.txt (a name parse_options.sh does not take for an option)
 . "$(dirname "${BASH_SOURCE[0]}")/../common/parse_options.sh"
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "${recipe_dir}/../.." && pwd)
-. "${root}/recipes/common/utils.sh"
-
-die() { echo "$0: $*" >&2; exit 1; }
-[ $# -eq 0 ] || die "unexpected argument '$1' (options only; see --help)"
+. "${recipe_dir}/../common/utils.sh"
+no_positional "$@"
 [[ "${ngpu}" =~ ^[0-9]+$ ]] || die "--ngpu must be a number >= 0, got '${ngpu}'"
 [[ "${decode_jobs}" =~ ^[0-9]+$ ]] || die "--decode-jobs must be a number >= 0, got '${decode_jobs}'"
 for ms in ${chunk_ms} ${extra_chunk_ms//,/ }; do
@@ -79,9 +74,7 @@ if [ -n "${corpus_dir}" ]; then
   [ -d "${corpus_dir}" ] || die "--corpus-dir ${corpus_dir}: no such directory"
   corpus_dir=$(abs_path "${corpus_dir}")
 fi
-if [ -f "${config}" ]; then config=$(abs_path "${config}")
-elif [ -f "${root}/${config}" ]; then config=${root}/${config}
-else die "--config ${config}: not found (here or in ${root})"; fi
+config=$(find_config "${config}")
 [ -n "${llm}" ] || llm=$(config_value "${config}" llm.path_or_name)
 if [ -e "${llm}" ]; then llm=$(abs_path "${llm}")
 elif [[ "${llm}" == /* || "${llm}" == .* ]]; then die "--llm ${llm}: no such model dir"; fi
@@ -127,17 +120,16 @@ else
   align_cmd=(speech-llm train); device=cuda
 fi
 [ "${decode_jobs}" -gt 0 ] || decode_jobs=$(( ngpu > 0 ? ngpu : 1 ))
-if [ "${ngpu}" -gt 0 ] && [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 2 ]; then
+if [ "${ngpu}" -gt 0 ] && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 3 ]; then
   seen=$("${PYTHON}" -c 'import torch; print(torch.cuda.device_count())')
   [ "${seen}" -ge "${ngpu}" ] || die "--ngpu ${ngpu}, but torch sees ${seen} GPU(s); use --ngpu 0 to run on CPU"
 fi
 
 common=(data.cmvn_path="${exp}/cmvn.json" llm.path_or_name="${llm}" streaming.chunk_ms="${chunk_ms}"
         decode.chunk_ms="${chunk_ms}")
-read -r -a ctc_extra <<< "${ctc_overrides}"
-read -r -a llm_extra <<< "${llm_overrides}"
+read -r -a extra <<< "${overrides}"
 # Check the config with every override now (a typo fails here, not after hours), and name the units file.
-units=$(config_value "${config}" ctc.units "${common[@]}" "${ctc_extra[@]}" "${llm_extra[@]}")
+units=$(config_value "${config}" ctc.units "${common[@]}" "${extra[@]}")
 common+=(data.units_path="${exp}/units.$([ "${units}" = bpe ] && echo json || echo txt)")
 save_cmdline "${exp}" "${_argv[@]}"
 log "work dir ${work_dir}; experiment ${exp}; config ${config}; LLM ${llm}"
@@ -153,13 +145,6 @@ if run_stage 0; then
     speech-llm prepare librispeech --parts "$(IFS=,; echo "${todo[*]}")" "${src[@]}" --out data
     for part in "${todo[@]}"; do mark_done data "prepare_${part//-/_}"; done
   fi
-  if [ -e "${llm}" ]; then
-    log "Stage 0: LLM is the local model dir ${llm}"
-  elif ! is_done data "llm_${llm//\//_}"; then
-    log "Stage 0: fetch the LLM ${llm} into the Hugging Face cache"
-    fetch_hf_model "${llm}"
-    mark_done data "llm_${llm//\//_}"
-  fi
 fi
 
 if run_stage 1; then
@@ -174,29 +159,39 @@ if run_stage 1; then
   done
 fi
 
+if run_stage 2; then
+  if [ -e "${llm}" ]; then
+    log "Stage 2: the LLM is the local model dir ${llm}"
+  elif stage_todo 2 data "llm_${llm//\//_}"; then
+    log "Stage 2: fetch the LLM ${llm} into the Hugging Face cache"
+    fetch_hf_model "${llm}"
+    mark_done data "llm_${llm//\//_}"
+  fi
+fi
+
 ctc_paths=(data.train_manifest="data/${train_set}/manifest.jsonl" data.valid_manifest="data/${dev_set}/manifest.jsonl")
-if stage_todo 2 "${exp}" ctc; then
-  log "Stage 2: CTC encoder -> ${exp}/ctc"
+if stage_todo 3 "${exp}" ctc; then
+  log "Stage 3: CTC encoder -> ${exp}/ctc"
   "${train_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} \
-    "${common[@]}" "${ctc_paths[@]}" "${ctc_extra[@]}"
+    "${common[@]}" "${ctc_paths[@]}" "${extra[@]}"
   mark_done "${exp}" ctc
 fi
 
-if stage_todo 3 "${exp}" align; then
-  log "Stage 3: forced alignment of ${train_set} and ${dev_set} with ${exp}/ctc -> ${exp}/align"
+if stage_todo 4 "${exp}" align; then
+  log "Stage 4: forced alignment of ${train_set} and ${dev_set} with ${exp}/ctc -> ${exp}/align"
   for set in "${train_set}" "${dev_set}"; do
     "${align_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage align ${no_progress} \
       --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" \
-      "${common[@]}" "${ctc_paths[@]}" "${ctc_extra[@]}"
+      "${common[@]}" "${ctc_paths[@]}" "${extra[@]}"
   done
   mark_done "${exp}" align
 fi
 
-if stage_todo 4 "${exp}" llm; then
-  log "Stage 4: projector + LoRA (${llm}) -> ${exp}/llm"
+if stage_todo 5 "${exp}" llm; then
+  log "Stage 5: projector + LoRA (${llm}) -> ${exp}/llm"
   "${train_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage llm ${no_progress} "${common[@]}" \
     data.train_manifest="${exp}/align/${train_set}.jsonl" data.valid_manifest="${exp}/align/${dev_set}.jsonl" \
-    "${ctc_extra[@]}" "${llm_extra[@]}"
+    "${extra[@]}"
   mark_done "${exp}" llm
 fi
 
@@ -207,69 +202,33 @@ decode_dirs() {
   echo "${exp}/decode_$1_batch"
 }
 
-# decode_one DIR: decode the test set and mode that DIR's name says; leaves DIR/.done.decode.
-decode_one() {
-  local d=$1 name data opts
-  name=${d##*/decode_}; data=data/${name%_*}
-  mapfile -t opts < <(decode_mode_opts "${d}"); [ ${#opts[@]} -gt 0 ] || return 1
-  rm -f "${d}/.done.score"
-  speech-llm decode --exp-dir "${exp}" --data "${data}" --out "${d}" --device "${device}" "${opts[@]}" \
-    ${decode_opts} ${no_progress}
-  mark_done "${d}" decode
+# decode DIR: decode the test set DIR's name says (exp/<tag>/decode_<set>_<mode>), on ${device}.
+decode() {
+  local name=${1##*/decode_}
+  read -r -a more <<< "${decode_opts}"
+  decode_dir "${exp}" "data/${name%_*}" "$1" --device "${device}" "${more[@]}" ${no_progress}
 }
 
-if run_stage 5; then
-  log "Stage 5: decode ${test_sets[*]} (streaming ${chunk_ms}${extra_chunk_ms:+,${extra_chunk_ms}} ms, batch)" \
+if run_stage 6; then
+  log "Stage 6: decode ${test_sets[*]} (streaming ${chunk_ms}${extra_chunk_ms:+,${extra_chunk_ms}} ms, batch)" \
       "with ${decode_jobs} job(s)"
   todo=()
   for set in "${test_sets[@]}"; do
     for d in $(decode_dirs "${set}"); do is_done "${d}" decode || todo+=("${d}"); done
   done
-  [ ${#todo[@]} -gt 0 ] || log "Stage 5: every decode done before, skipped (rm <decode dir>/.done.decode to redo)"
-  if [ "${decode_jobs}" -le 1 ]; then
-    for d in "${todo[@]}"; do decode_one "${d}"; done
-  else
-    # Up to decode_jobs at once, each on its own GPU (ngpu > 0), its output in DIR/decode.log.
-    IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((ngpu > 0 ? ngpu - 1 : 0)))}"
-    [ "${ngpu}" -eq 0 ] || gpus=("${gpus[@]:0:ngpu}")
-    failed=0
-    for ((i = 0; i < ${#todo[@]}; i += decode_jobs)); do
-      pids=()
-      for ((j = i; j < i + decode_jobs && j < ${#todo[@]}; j++)); do
-        d=${todo[j]}; mkdir -p "${d}"
-        log "decode ${d} (log: ${d}/decode.log)"
-        if [ "${ngpu}" -gt 0 ]; then
-          (export CUDA_VISIBLE_DEVICES=${gpus[(j - i) % ${#gpus[@]}]}; decode_one "${d}") > "${d}/decode.log" 2>&1 &
-        else
-          decode_one "${d}" > "${d}/decode.log" 2>&1 &
-        fi
-        pids+=("$!:${d}")
-      done
-      for p in "${pids[@]}"; do
-        wait "${p%%:*}" || { failed=1; echo "$0: decoding ${p#*:} failed; the end of its log:" >&2
-                             tail -n 20 "${p#*:}/decode.log" >&2; }
-      done
-    done
-    [ "${failed}" -eq 0 ] || exit 1
+  [ ${#todo[@]} -gt 0 ] || log "Stage 6: every decode done before, skipped (rm <decode dir>/.done.decode to redo)"
+  if [ "${ngpu}" -gt 0 ]; then   # one GPU per decode job
+    IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((ngpu - 1)))}"
+    export GPUS="${gpus[*]:0:ngpu}"
   fi
+  [ ${#todo[@]} -eq 0 ] || run_pool "${decode_jobs}" decode "${todo[@]}"
 fi
 
-if run_stage 6; then
-  log "Stage 6: score and report"
+if run_stage 7; then
+  log "Stage 7: score and report"
   for set in "${test_sets[@]}"; do
     mapfile -t dirs < <(decode_dirs "${set}")
-    report=${exp}/results_${set}
-    for d in "${dirs[@]}"; do
-      is_done "${d}" score && continue
-      speech-llm score --ref "data/${set}" --hyp "${d}" > /dev/null
-      mark_done "${d}" score
-      rm -f "${report}.md"
-    done
-    if [ -f "${report}.md" ]; then
-      log "${report}.md is up to date:"; cat "${report}.md"
-    else
-      speech-llm report --out "${report}" --baseline "${exp}/decode_${set}_batch" "${dirs[@]}"
-    fi
+    score_report "${exp}/results_${set}" "data/${set}" "" "${dirs[@]}"
   done
 fi
 

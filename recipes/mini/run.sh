@@ -7,7 +7,9 @@
 #   bash recipes/mini/run.sh --help                   # all options with their current values
 #
 # Stages (outputs go to --work-dir, default recipes/mini/, as data/ and exp/; each stage leaves a .done
-# marker and a rerun skips it; an interrupted training stage resumes from its last checkpoint):
+# marker and a rerun skips it; an interrupted training stage resumes from its last checkpoint). The same
+# steps have the same numbers in every recipe (recipes/common/utils.sh); every hyperparameter is in the
+# config, one train section per stage (conf/mini.yaml):
 #   0  synthesize the corpus (train/dev/test in LibriSpeech layout, exact word times, fr translations)
 #   1  prepare Kaldi data dirs + JSONL manifests from it (the same code as for LibriSpeech)
 #   2  build the tiny LLM: BPE tokenizer + Qwen2-shaped model, pre-trained as an LM on the train
@@ -35,10 +37,7 @@ tag=mini                # exp/<tag>
 llm_pretrain_steps=600
 llm_hidden=256
 llm_layers=4
-overrides=""            # KEY=VALUE config overrides for every stage, e.g. "encoder.num_layers=2"
-ctc_overrides=""        # ... for the ctc (and align) stage only, e.g. "train.epochs=4"
-llm_overrides="train.lr=2e-3 train.epochs=5 train.max_frames_per_batch=4000 train.warmup_steps=100 train.silence_share=0.05"
-                        # ... for the llm stages only (the config's train section is the CTC stage's)
+overrides=""            # KEY=VALUE config overrides for every stage, e.g. "encoder.num_layers=2 train.ctc.epochs=4"
 chunk_ms=640
 chunk_ms2=320
 threads=2               # torch threads per process
@@ -50,30 +49,22 @@ help_message="Usage: $0 [options]   (the mini recipe; see the stage list at the 
 _argv=("$@")            # for cmdline.txt (parse_options.sh consumes the arguments)
 . "$(dirname "${BASH_SOURCE[0]}")/../common/parse_options.sh"
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "${recipe_dir}/../.." && pwd)
-. "${root}/recipes/common/utils.sh"
-[ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options only; see --help)" >&2; exit 1; }
+. "${recipe_dir}/../common/utils.sh"
+no_positional "$@"
 
-# --config and --work-dir are relative to where run.sh was started; a config not found there is looked up
-# in the repository root (so the default conf/mini.yaml works from anywhere).
-if [ -f "${config}" ]; then config=$(abs_path "${config}")
-elif [ -f "${root}/${config}" ]; then config=${root}/${config}
-else echo "$0: --config ${config}: not found (here or in ${root})" >&2; exit 1; fi
+# --config and --work-dir are relative to where run.sh was started.
+config=$(find_config "${config}")
 work_dir=$(abs_path "${work_dir:-${recipe_dir}}")
 export OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 read -r -a all_extra <<< "${overrides}"
-read -r -a ctc_extra <<< "${ctc_overrides}"
-read -r -a llm_extra <<< "${llm_overrides}"
 # Check the config with every override now: a typo fails here, not after the corpus is synthesized.
-config_value "${config}" llm.task "${all_extra[@]}" "${ctc_extra[@]}" "${llm_extra[@]}" > /dev/null
+config_value "${config}" llm.task "${all_extra[@]}" > /dev/null
 mkdir -p "${work_dir}" && cd "${work_dir}"
 
 exp=exp/${tag}
 corpus=data/corpus
 no_progress=""
 if [ "${progress}" != true ]; then no_progress="--no-progress"; export TQDM_DISABLE=1; fi  # (tqdm >= 4.66)
-paths=(data.train_manifest=data/train/manifest.jsonl data.valid_manifest=data/dev/manifest.jsonl
-       data.cmvn_path=data/cmvn.json data.units_path=data/units.txt llm.path_or_name=exp/tiny_llm)
 aligned=(data.train_manifest="${exp}/align/train.jsonl" data.valid_manifest="${exp}/align/dev.jsonl")
 save_cmdline "${exp}" "${_argv[@]}"
 log "recipe ${recipe_dir}; working in $(pwd); experiment ${exp}"
@@ -104,8 +95,7 @@ fi
 
 if stage_todo 3 "${exp}" ctc; then
   log "Stage 3: CTC encoder -> ${exp}/ctc"
-  speech-llm train --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} \
-    "${paths[@]}" "${all_extra[@]}" "${ctc_extra[@]}"
+  speech-llm train --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} "${all_extra[@]}"
   mark_done "${exp}" ctc
 fi
 
@@ -113,8 +103,7 @@ if stage_todo 4 "${exp}" align; then
   log "Stage 4: forced alignment of train/dev with ${exp}/ctc -> ${exp}/align"
   for set in train dev; do
     speech-llm train --config "${config}" --exp-dir "${exp}" --stage align ${no_progress} \
-      --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" \
-      "${paths[@]}" "${all_extra[@]}" "${ctc_extra[@]}"
+      --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" "${all_extra[@]}"
   done
   mark_done "${exp}" align
 fi
@@ -122,60 +111,37 @@ fi
 if stage_todo 5 "${exp}" llm; then
   log "Stage 5: projector + LoRA -> ${exp}/llm"
   speech-llm train --config "${config}" --exp-dir "${exp}" --stage llm ${no_progress} \
-    "${paths[@]}" "${aligned[@]}" "${all_extra[@]}" "${llm_extra[@]}"
+    "${aligned[@]}" "${all_extra[@]}"
   mark_done "${exp}" llm
 fi
 
-# decode_into MODEL DIR...: decode the test set with MODEL into each DIR not done yet, in the mode DIR's
-# name says (decode_mode_opts); leaves DIR/.done.decode.
-decode_into() {
-  local model=$1 d opts; shift
-  for d in "$@"; do
-    is_done "${d}" decode && continue
-    mapfile -t opts < <(decode_mode_opts "${d}"); [ ${#opts[@]} -gt 0 ] || return 1
-    speech-llm decode --exp-dir "${model}" --data "${test_set}" --out "${d}" "${opts[@]}" \
-      --batch-size "${decode_batch}" ${no_progress}
-    mark_done "${d}" decode
-  done
+decode() { decode_dir "${model}" "${test_set}" "$1" --batch-size "${decode_batch}" ${no_progress}; }
+
+# track DECODE_STAGE SCORE_STAGE MODEL "SCORE OPTIONS" DIR...: decode the test set with MODEL into each DIR
+# (the mode its name says), then score them into MODEL/results.{md,json} (baseline: the last DIR, batch).
+track() {
+  local dstage=$1 sstage=$2 score_opts=$4
+  model=$3; shift 4
+  if run_stage "${dstage}"; then
+    log "Stage ${dstage}: decode ${test_set} with ${model}: ${*##*/}"
+    run_pool 1 decode "$@"
+  fi
+  if run_stage "${sstage}"; then
+    log "Stage ${sstage}: score ${*##*/} ${score_opts}"
+    score_report "${model}/results" "${test_set}" "${score_opts}" "$@"
+  fi
 }
 
-# score_and_report PREFIX "SCORE OPTIONS" DIR...: score each DIR against the test set, then one table
-# PREFIX.{md,json} whose "rel. to batch" baseline is the last DIR (the batch decode).
-score_and_report() {
-  local prefix=$1 d extra; read -r -a extra <<< "$2"; shift 2
-  for d in "$@"; do speech-llm score --ref "${test_set}" --hyp "${d}" "${extra[@]}" > /dev/null; done
-  speech-llm report --out "${prefix}" --baseline "${!#}" "$@"
-}
-
-decode_dirs=("${exp}/decode_test_${chunk_ms}ms" "${exp}/decode_test_${chunk_ms2}ms" "${exp}/decode_test_batch")
-if run_stage 6; then
-  log "Stage 6: decode ${test_set} (streaming ${chunk_ms} ms, ${chunk_ms2} ms, batch)"
-  decode_into "${exp}" "${decode_dirs[@]}"
-fi
-
-if run_stage 7; then
-  log "Stage 7: score"
-  score_and_report "${exp}/results" "" "${decode_dirs[@]}"
-fi
+track 6 7 "${exp}" "" "${exp}/decode_test_${chunk_ms}ms" "${exp}/decode_test_${chunk_ms2}ms" "${exp}/decode_test_batch"
 
 st_exp=${exp}_st
-st_dirs=("${st_exp}/decode_test_${chunk_ms}ms" "${st_exp}/decode_test_batch")
 if stage_todo 8 "${st_exp}" llm; then
   log "Stage 8: speech translation adapter (en speech -> fr text) -> ${st_exp}/llm on ${exp}/ctc"
   speech-llm train --config "${config}" --exp-dir "${st_exp}" --stage llm --encoder-checkpoint "${exp}/ctc" \
-    ${no_progress} "${paths[@]}" "${aligned[@]}" "${all_extra[@]}" llm.task=st llm.target_lang=fr "${llm_extra[@]}"
+    ${no_progress} "${aligned[@]}" "${all_extra[@]}" llm.task=st llm.target_lang=fr
   mark_done "${st_exp}" llm
 fi
-
-if run_stage 9; then
-  log "Stage 9: decode ${test_set} into French (streaming ${chunk_ms} ms, batch)"
-  decode_into "${st_exp}" "${st_dirs[@]}"
-fi
-
-if run_stage 10; then
-  log "Stage 10: score speech translation (BLEU, chrF, AL/LAAL/DAL)"
-  score_and_report "${st_exp}/results" "--task st --lang fr" "${st_dirs[@]}"
-fi
+track 9 10 "${st_exp}" "--task st --lang fr" "${st_exp}/decode_test_${chunk_ms}ms" "${st_exp}/decode_test_batch"
 
 results=(); run_stage 7 && results+=("${exp}/results.md"); run_stage 10 && results+=("${st_exp}/results.md")
 log "Done.${results[*]:+ Results: ${results[*]}}"

@@ -38,7 +38,7 @@ from speech_llm.config import ExperimentConfig
 from speech_llm.mt.framing import source_groups, target_word_tokens
 from speech_llm.mt.model import MTModel, build_mt_model
 from speech_llm.mt.targets import collate_targets, wait_k_target
-from speech_llm.train.trainer import Stage, Trainer, TrainResult, clear_stage, main_process_first, seed_everything
+from speech_llm.train.trainer import Stage, TrainResult, run_training
 
 
 def mt_loss(glm, batch: dict[str, torch.Tensor], embed=None) -> tuple[torch.Tensor, int]:
@@ -175,14 +175,8 @@ def _keyed(pairs, split: str) -> list[tuple[str, str, str]]:
 def run_mt_stage(cfg: ExperimentConfig, exp_dir: str | Path, pairs=None, valid_pairs=None, resume: bool = True,
                  cpu: bool = False, stop_after: int | None = None, progress_bar: bool = True) -> TrainResult:
     """Train the text-translation model into ``<exp_dir>/mt`` (resumes from ``mt/last`` when ``resume``)."""
-    stage_dir = Path(exp_dir) / "mt"
-    with main_process_first(cpu):
-        if not resume:
-            clear_stage(stage_dir)
-        seed_everything(cfg.train.mt.seed)
-        stage = MTStage(cfg, pairs, valid_pairs)
-    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    return run_training(lambda: MTStage(cfg, pairs, valid_pairs), cfg, Path(exp_dir) / "mt", resume, cpu,
+                        stop_after, progress_bar)
 
 
 def read_parallel_data(data_dir: str | Path, lang: str = "fr") -> dict[str, tuple[str, str]]:

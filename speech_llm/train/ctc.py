@@ -27,14 +27,7 @@ from speech_llm.build import build_ctc_model
 from speech_llm.checkpoint import LAST, is_checkpoint, read_checkpoint
 from speech_llm.config import ExperimentConfig
 from speech_llm.train.data import FbankDataset, load_manifest, record_frames
-from speech_llm.train.trainer import (
-    Stage,
-    Trainer,
-    TrainResult,
-    clear_stage,
-    main_process_first,
-    seed_everything,
-)
+from speech_llm.train.trainer import Stage, TrainResult, run_training
 from speech_llm.units import Units, build_units, load_units, units_file_name
 
 CMVN_UTTS = 500
@@ -158,13 +151,5 @@ def run_ctc_stage(cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = Tru
                   stop_after: int | None = None, progress_bar: bool = True) -> TrainResult:
     """Train the CTC encoder into ``<exp_dir>/ctc``; resumes from ``ctc/last`` when ``resume``."""
     stage_dir = Path(exp_dir) / "ctc"
-    with main_process_first(cpu):
-        if not resume:
-            clear_stage(stage_dir)
-        seed_everything(cfg.train.ctc.seed)
-        stage = CTCStage(cfg, stage_dir / LAST)
-    if stage.dropped and progress_bar:
-        print(f"[ctc] skipping {len(stage.dropped)} utterance(s) too short for the encoder: "
-              f"{', '.join(stage.dropped[:5])}")
-    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    return run_training(lambda: CTCStage(cfg, stage_dir / LAST), cfg, stage_dir, resume, cpu, stop_after,
+                        progress_bar)

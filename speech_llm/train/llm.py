@@ -58,14 +58,7 @@ from speech_llm.targets import (
 )
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset
-from speech_llm.train.trainer import (
-    Stage,
-    Trainer,
-    TrainResult,
-    clear_stage,
-    main_process_first,
-    seed_everything,
-)
+from speech_llm.train.trainer import Stage, TrainResult, run_training
 
 
 def word_token_ids(tokenizer, words: list[str]) -> list[list[int]]:
@@ -252,13 +245,6 @@ def run_llm_stage(cfg: ExperimentConfig, exp_dir: str | Path, encoder_checkpoint
     """Train the speech LLM into ``<exp_dir>/llm`` on the encoder of ``encoder_checkpoint`` (default
     ``<exp_dir>/ctc``); resumes from ``llm/last`` when ``resume``."""
     stage_dir = Path(exp_dir) / "llm"
-    with main_process_first(cpu):
-        if not resume:
-            clear_stage(stage_dir)
-        seed_everything(cfg.train.llm.seed)
-        stage = LLMStage(cfg, encoder_checkpoint or Path(exp_dir) / "ctc", resume_from=stage_dir / LAST)
-    if stage.dropped and progress_bar:
-        print(f"[llm] skipping {len(stage.dropped)} utterance(s) too short for the encoder: "
-              f"{', '.join(stage.dropped[:5])}")
-    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    return run_training(lambda: LLMStage(cfg, encoder_checkpoint or Path(exp_dir) / "ctc",
+                                         resume_from=stage_dir / LAST),
+                        cfg, stage_dir, resume, cpu, stop_after, progress_bar)

@@ -176,6 +176,27 @@ class WarmupCosine:
 # ---------------------------------------------------------------------------------------------------
 
 
+def run_training(make_stage: Callable[[], Stage], cfg: ExperimentConfig, stage_dir: str | Path,
+                 resume: bool = True, cpu: bool = False, stop_after: int | None = None,
+                 progress_bar: bool = True) -> TrainResult:
+    """What every stage's ``run_*_stage`` does: clear ``stage_dir`` unless ``resume``, seed from the stage's
+    ``train.<stage>.seed``, build the stage (``make_stage()``, on the main process first), report the
+    utterances it had to drop, and fit it; resumes from ``stage_dir/last`` when ``resume``."""
+    stage_dir = Path(stage_dir)
+    name = stage_dir.name
+    with main_process_first(cpu):
+        if not resume:
+            clear_stage(stage_dir)
+        seed_everything(cfg.train.of(name).seed)
+        stage = make_stage()
+    dropped = getattr(stage, "dropped", None)
+    if dropped and progress_bar:
+        print(f"[{stage.name}] skipping {len(dropped)} utterance(s) too short for the encoder: "
+              f"{', '.join(dropped[:5])}")
+    trainer = Trainer(stage, cfg, stage_dir, cpu=cpu, progress_bar=progress_bar)
+    return trainer.fit(resume=resume, stop_after=stop_after)
+
+
 def clear_stage(stage_dir: str | Path) -> None:
     """Remove a stage dir's checkpoints and log (to train it again from scratch)."""
     import shutil

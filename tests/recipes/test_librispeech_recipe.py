@@ -18,7 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import pytest
+
+from speech_llm.metrics.wer import Normalizer
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "recipes" / "librispeech" / "run.sh"
@@ -74,13 +77,13 @@ def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, corpus_and_
     options = ["--work-dir", "work", "--corpus-dir", os.path.relpath(corpus, tmp_path),
                "--train-parts", "train-clean-100,train-clean-360", "--dev-parts", "dev-clean",
                "--test-parts", "test-clean,test-other", "--config", "conf/librispeech_tiny_test.yaml",
-               "--llm", str(llm), "--ngpu", "0", "--chunk-ms", "320", "--llm-overrides", "",
+               "--llm", str(llm), "--ngpu", "0", "--chunk-ms", "320",
                "--decode-jobs", "2", "--decode-opts", "--max-total-tokens 24 --max-tokens-per-read 4",
                "--progress", "false"]
     first = _run(tmp_path, *options).stdout
     work = tmp_path / "work"
     exp = work / "exp" / TAG
-    for n in range(7):
+    for n in range(8):
         assert f"Stage {n}:" in first
     assert not (ROOT / "recipes" / "librispeech" / "exp" / TAG).exists()  # --work-dir: nothing in the repository
 
@@ -91,22 +94,31 @@ def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, corpus_and_
     train = [json.loads(x) for x in (work / "data" / TRAIN_SET / "manifest.jsonl").read_text().splitlines()]
     assert len(train) == PARTS["train-clean-100"] + PARTS["train-clean-360"]
     assert len({r["key"] for r in train}) == len(train)
-    # stage 2/3/4: BPE units, CMVN stats, checkpoints; alignments in the exp dir, data dirs left as they were
+    # stage 3/4/5: BPE units, CMVN stats, checkpoints; alignments in the exp dir, data dirs left as they were
     assert (exp / "units.json").is_file() and (exp / "cmvn.json").is_file()
     assert (exp / "ctc" / "last").is_dir() and (exp / "llm" / "last").is_dir()
     aligned = [json.loads(x) for x in (exp / "align" / f"{TRAIN_SET}.jsonl").read_text().splitlines()]
     assert len(aligned) == len(train) and all(r["words"] for r in aligned)
     assert (exp / "align" / "dev_clean.jsonl").is_file()
     assert "--corpus-dir" in (exp / "cmdline.txt").read_text()
-    # stage 5/6: streaming and batch decodes of both test sets, scored into one table per test set
+    # stage 6/7: streaming and batch decodes of both test sets, scored into one table per test set
     for test_set in TEST_SETS:
         rows = _rows(exp, test_set)
         assert set(rows) == {f"decode_{test_set}_320ms", f"decode_{test_set}_batch"}
         stream, batch = rows[f"decode_{test_set}_320ms"], rows[f"decode_{test_set}_batch"]
         assert (stream["mode"], stream["chunk_ms"], batch["mode"]) == ("streaming", 320, "batch")
-        for row in (stream, batch):
+        norm = Normalizer.from_spec("default")
+        refs = dict(line.split(maxsplit=1) for line in (work / "data" / test_set / "text").read_text().splitlines())
+        for name, row in ((f"decode_{test_set}_320ms", stream), (f"decode_{test_set}_batch", batch)):
             assert row["num_utts"] == PARTS[test_set.replace("_", "-")]
-            assert isinstance(row["wer"], float) and row["wer"] >= 0.0
+            # the table's WER is the WER of the hypotheses the decode wrote (recomputed here with jiwer)
+            hyps = {}
+            for line in (exp / name / "text").read_text().splitlines():
+                key, _, text = line.partition(" ")
+                hyps[key] = text
+            keys = sorted(refs)
+            expected = jiwer.wer([norm(refs[k]) for k in keys], [norm(hyps.get(k, "")) for k in keys])
+            assert row["wer"] == pytest.approx(expected, abs=1e-4)
         assert f"| decode_{test_set}_320ms | streaming |" in (exp / f"results_{test_set}.md").read_text()
         assert f"decode_{test_set}_320ms" in first
 
@@ -118,11 +130,11 @@ def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, corpus_and_
     for name in ("ctc", "align", "llm"):
         assert f"({name}): done before, skipped" in again
     assert "every part prepared before" in again and "every decode done before" in again
-    assert "combine_data" not in again and "Stage 4: projector" not in again
+    assert "combine_data" not in again and "Stage 5: projector" not in again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     # One more chunk size: only its decodes run, and each table gains its row.
-    more = _run(tmp_path, *options, "--stage", "5", "--extra-chunk-ms", "640").stdout
+    more = _run(tmp_path, *options, "--stage", "6", "--extra-chunk-ms", "640").stdout
     for test_set in TEST_SETS:
         rows = _rows(exp, test_set)
         assert set(rows) == {f"decode_{test_set}_{ms}" for ms in ("320ms", "640ms", "batch")}
@@ -140,7 +152,7 @@ def test_unknown_option_fails_and_help_lists_options(tmp_path):
     helped = subprocess.run(["bash", str(RUN), "--help"], cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert helped.returncode == 0
     for option in ("--train-parts", "--dev-parts", "--test-parts", "--llm", "--config", "--chunk-ms", "--ngpu",
-                   "--corpus-dir", "--download-dir", "--work-dir", "--ctc-overrides", "--llm-overrides", "--tag"):
+                   "--corpus-dir", "--download-dir", "--work-dir", "--overrides", "--tag"):
         assert option in helped.stdout
 
 
@@ -161,7 +173,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path, args, message):
 
 def test_bad_config_override_fails_naming_the_key(tmp_path):
     proc = subprocess.run(["bash", str(RUN), "--work-dir", str(tmp_path / "w"), "--ngpu", "0", "--config",
-                           "conf/librispeech_tiny_test.yaml", "--ctc-overrides", "encoder.d_modle=64"],
+                           "conf/librispeech_tiny_test.yaml", "--overrides", "encoder.d_modle=64"],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert proc.returncode != 0 and "encoder.d_modle" in proc.stderr and "encoder.d_model" in proc.stderr
     assert not (tmp_path / "w" / "data").exists()

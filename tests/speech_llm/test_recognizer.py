@@ -129,6 +129,13 @@ def test_int16_and_stereo_conversions_and_bad_input(rec):
 
 
 def test_empty_and_very_short_input_finish_cleanly(rec):
+    """No audio token (nothing, or less than one fbank frame): the model reads the prompt and the end
+    marker, then writes until eos, exactly as one session doing that by hand."""
+    m, tk = rec.model, rec.model.tokens
+    sess = m.glm.start(1)
+    sess.read(torch.cat([m.token_embeds(tk.prompt_ids), m.token_embeds(tk.end_ids)], dim=1))
+    expected = sess.greedy_write(torch.tensor([tk.bos_id]), [tk.eos_id], rec.options.max_total_tokens,
+                                 suppress_ids=[tk.wait_id]).tokens[0]
     for n in (0, 100):
         s = rec.create_stream()
         if n:
@@ -136,4 +143,7 @@ def test_empty_and_very_short_input_finish_cleanly(rec):
         s.input_finished()
         rec.decode(s)
         r = rec.get_result(s)
-        assert r.finished and isinstance(r.text, str)
+        assert r.finished and s.tokens_read == 0
+        assert [t for t, _ in s.trace] == expected
+        assert r.text == rec.tokenizer.decode([t for t in expected if t != tk.eos_id],
+                                              skip_special_tokens=True).strip()

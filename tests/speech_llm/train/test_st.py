@@ -14,6 +14,7 @@ import json
 import random
 
 import pytest
+import sacrebleu
 
 from data_prep.manifest import read_manifest
 from data_prep.sentences import random_sentence, vocabulary
@@ -128,7 +129,10 @@ def test_st_trains_decodes_french_and_scores_bleu(st_exp, toy_root, capsys):
 
     assert main(["score", "--ref", str(data), "--hyp", str(out), "--task", "st", "--lang", "fr"]) == 0
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert res["task"] == "st" and isinstance(res["bleu"]["bleu"], float) and res["bleu"]["chrf"] >= 0
+    refs = {r["key"]: r["translation"]["fr"] for r in read_manifest(data / "manifest.jsonl")}
+    keys = sorted(refs)
+    chrf = sacrebleu.corpus_chrf([hyps.get(k, "") for k in keys], [[refs[k] for k in keys]]).score
+    assert res["task"] == "st" and res["bleu"]["chrf"] == pytest.approx(chrf, abs=0.01) and chrf > 5.0
     assert "BLEU" in capsys.readouterr().out
     assert res["simul"]["ideal"]["AL"] is not None
     assert json.loads((out / "summary.json").read_text())["task"] == "st"

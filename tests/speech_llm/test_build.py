@@ -1,0 +1,77 @@
+"""The one model assembly (speech_llm.build.build_speech_llm) and the framing it uses (speech_llm.framing)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_speech_llm import WAIT, tiny_config
+
+from speech_common.errors import UserError
+from speech_llm.build import build_speech_llm, chunk_frames, special_tokens
+from speech_llm.framing import make_tokens, source_group_ends
+
+
+def test_source_group_ends_docstring_examples():
+    assert source_group_ends(2, [4, 4, 2], 1) == [2, 6, 10, 12, 13]
+    assert source_group_ends(2, [4, 4, 2], 1, end_with_last=True) == [2, 6, 10, 13]
+    assert source_group_ends(3, [], 1) == [3, 4]                       # no unit: prompt, then the end marker
+
+
+def test_assembly_from_the_config_alone(tiny_llm_dir):
+    cfg = tiny_config(tiny_llm_dir)
+    model, tok = build_speech_llm(cfg)
+    # the production framing: the configured prompt (no bos in this tokenizer), eos as end marker and bos
+    assert tok.decode(list(model.tokens.prompt_ids)) == cfg.llm.prompt.asr
+    assert model.tokens.end_ids == (tok.eos_token_id,) and model.tokens.bos_id == tok.eos_token_id
+    assert model.tokens.wait_id == tok.convert_tokens_to_ids(WAIT) and model.tokens == special_tokens(tok, cfg)
+    # the encoder never draws its own chunk: the speech LLM always gives it the streaming chunk
+    assert model.encoder.dynamic_chunk is False
+    assert model.chunk_frames == chunk_frames(cfg) == 4 and model.projector.stack == cfg.projector.stack
+    # what trains: the projector, the LoRA weights and the wait token's row(s); the encoder is frozen
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("projector.") for n in trained) and any("lora_" in n for n in trained)
+    assert any("trainable_tokens" in n for n in trained)
+    assert not any(n.startswith("encoder.") for n in trained)
+    plain, _ = build_speech_llm(cfg, adapters=False)                  # a merged model: no peft wrapper
+    assert not any("lora_" in n for n, _ in plain.named_parameters())
+
+
+def test_the_encoder_trains_when_it_is_not_frozen(tiny_llm_dir):
+    from speech_llm.config import apply_overrides
+
+    cfg = apply_overrides(tiny_config(tiny_llm_dir), ["train.llm.freeze_encoder=false"])
+    model, _ = build_speech_llm(cfg)
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("encoder."))
+
+
+def test_framing_errors_are_clear(tiny_llm_dir):
+    from speech_llm.build import load_tokenizer
+
+    tok = load_tokenizer(tiny_llm_dir)
+    with pytest.raises(UserError, match="no '<unknown>' token"):
+        make_tokens(tok, "Transcribe.", "<unknown>")
+    with pytest.raises(UserError, match="prompt is empty and the tokenizer has no bos"):
+        make_tokens(tok, "")
+    cfg = tiny_config(tiny_llm_dir)
+    with pytest.raises(UserError, match="unknown task 'dictate'"):
+        special_tokens(tok, cfg, "dictate")
+
+
+def test_a_missing_llm_is_a_user_error(tmp_path, tiny_llm_dir):
+    from speech_llm.config import apply_overrides
+
+    cfg = apply_overrides(tiny_config(tiny_llm_dir), [f"llm.path_or_name={tmp_path / 'nothing'}"])
+    with pytest.raises(UserError, match="cannot load a tokenizer"):
+        build_speech_llm(cfg)
+
+
+@torch.no_grad()
+def test_assembly_is_deterministic_under_a_seed(tiny_llm_dir):
+    """Training depends on it: the same seed gives the same fresh projector and adapter."""
+    cfg = tiny_config(tiny_llm_dir)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model, _ = build_speech_llm(cfg)
+        states.append({k: v.clone() for k, v in model.state_dict().items() if k.startswith("projector.")})
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
