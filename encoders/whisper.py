@@ -306,7 +306,7 @@ class WhisperStreamingEncoder(nn.Module):
         self._check_feats(feats)
         if self.training and self.dynamic_chunk:
             chunk_size, left_chunks = self._sample_chunk(left_chunks)
-        x, lens = self.embed(feats, feat_lens.to(feats.device))
+        x, lens = self.embed(feats.to(self.embed.conv1.weight.dtype), feat_lens.to(feats.device))
         num_frames = x.size(1)
         if num_frames == 0:
             return x, lens
