@@ -43,8 +43,8 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from encoders.constants import SAMPLE_RATE
 from encoders.frontend import num_frames
 from speech_llm.build import build_speech_llm, new_cmvn
-from speech_llm.config import load_config
-from speech_llm.recognizer import DecodeOptions, Recognizer, Stream
+from speech_llm.config import DecodeConfig, EndpointConfig, load_config
+from speech_llm.recognizer import Recognizer
 from speech_llm.tiny_llm import train_tokenizer
 
 LLMS = {
@@ -63,20 +63,23 @@ class ReencodingRecognizer(Recognizer):
     """Baseline: the same policy, but before each write the LLM session is rebuilt from scratch over all
     source read so far and all target written so far (no KV reuse)."""
 
-    def _run_steps(self, plans, streams: list[Stream]) -> None:
+    def _run_steps(self, plans, streams) -> None:   # streams: the segments of this round
         bos = self.model.tokens.bos_id
         for s in streams:
             for st in plans[id(s)]:
                 prev = getattr(s, "source_so_far", st.source[:0])
                 s.source_so_far = torch.cat([prev, st.source])
                 s.tokens_read += st.n_audio
+                s.stream.tokens_read += st.n_audio
                 if st.write is None:
                     continue
                 sess = self.model.glm.start(1)
-                sess.read(s.source_so_far.unsqueeze(0))
+                if prev.size(0):
+                    sess.read(prev.unsqueeze(0))
                 if s.trace:  # fed so far: bos and every generated token but the pending last one
                     sess.write(torch.tensor([[bos] + [t for t, _ in s.trace[:-1]]]))
-                self._write(sess, [s], [st])
+                # the new chunk and the pending token in one forward, as the Recognizer does
+                self._read_and_write(sess, [s], [st], st.source.unsqueeze(0), torch.tensor([st.source.size(0)]))
                 s.session = sess
                 s.finished = st.write == "final"
 
@@ -110,7 +113,8 @@ def build_recognizer(name: str, cfg_path: str, tok_dir: Path, exp_dir: str | Non
     enc_frames = model.encoder.output_lengths(num_frames(int(seconds * SAMPLE_RATE)))
     tokens = -(-enc_frames // model.projector.stack)
     chunks = math.ceil(tokens / (model.chunk_frames // model.projector.stack))
-    opts = DecodeOptions(max_tokens_per_read=writes, max_total_tokens=writes * (chunks + 1))
+    opts = DecodeConfig(max_tokens_per_read=writes, max_tokens_per_segment=writes * (chunks + 1),
+                        endpoint=EndpointConfig(enabled=False))   # random audio: one segment, as long as asked
     return Recognizer(model, tok, opts)
 
 

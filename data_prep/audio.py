@@ -8,6 +8,7 @@ A missing, unreadable, truncated or empty file raises :class:`AudioError` naming
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,27 @@ def read_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
         raise AudioError(f"audio file is empty (0 samples): {path}")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(mono, sr, target_sr)
+
+
+def audio_blocks(path: str | os.PathLike, block_s: float) -> Iterator[tuple[np.ndarray, int]]:
+    """Read a file block by block, whatever its length (memory bounded by one block): float32 mono
+    blocks ``(n,)`` of about ``block_s`` seconds at the file's own rate, as ``(samples, rate)``.
+
+    Raises:
+        AudioError: the file does not exist, cannot be decoded, or holds no samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            if f.frames == 0:
+                raise AudioError(f"audio file is empty (0 samples): {path}")
+            n = max(1, int(round(block_s * f.samplerate)))
+            for block in f.blocks(blocksize=n, dtype="float32", always_2d=True):
+                yield (block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]), f.samplerate
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise AudioError(f"cannot decode audio file {path}: {e}") from e
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int]:

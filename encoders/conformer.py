@@ -264,6 +264,14 @@ class ConformerEncoder(nn.Module):
             return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
         return torch.cat(outs, dim=1), states
 
+    def features_needed(self, states: States) -> int:
+        """Features to feed :meth:`streaming_forward` so that it encodes exactly one more chunk (the encoder's
+        window arithmetic: one chunk of c frames needs ``stride * (c - 1) + receptive_field`` features, of which
+        it keeps ``receptive_field - stride`` for the next chunk). Streams whose states need the same number
+        stack and go through one batched call."""
+        chunk = _uniform(states, "chunk_size")
+        return self.embed.stride * (chunk - 1) + self.embed.receptive_field - states["feats"].size(1)
+
     @staticmethod
     def stack_states(states_list: list[States]) -> States:
         """See :func:`stack_states`."""

@@ -11,7 +11,7 @@ training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
     s.accept_waveform(16000, samples); s.input_finished(); rec.decode(s)
     print(rec.get_result(s).text)
 
-``load_recognizer``, ``Recognizer``, ``Stream`` and ``DecodeOptions`` are imported on first use, so
+``load_recognizer``, ``Recognizer``, ``Stream`` and ``DecodeConfig`` are imported on first use, so
 ``import speech_llm`` (and ``speech-llm --help``) stays fast.
 """
 
@@ -21,7 +21,7 @@ _LAZY = {
     "load_recognizer": "speech_llm.recognizer",
     "Recognizer": "speech_llm.recognizer",
     "Stream": "speech_llm.recognizer",
-    "DecodeOptions": "speech_llm.recognizer",
+    "DecodeConfig": "speech_llm.config",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -245,13 +245,52 @@ def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) ->
 
 
 def chunk_frames(cfg: ExperimentConfig, chunk_ms: int | None = None) -> int:
-    """Encoder frames per streaming chunk: ``chunk_ms / (10 ms * encoder.subsampling)``."""
+    """Encoder frames per streaming chunk of ``chunk_ms`` (default ``streaming.chunk_ms``)
+    (:func:`speech_llm.model.chunk_frames_of`)."""
+    from speech_llm.model import chunk_frames_of
+
     chunk_ms = cfg.streaming.chunk_ms if chunk_ms is None else chunk_ms
-    frame_ms = FRAME_SHIFT_MS * cfg.encoder.subsampling
-    frames = chunk_ms / frame_ms
-    if frames != int(frames) or frames < 1:
-        raise UserError(f"chunk of {chunk_ms} ms is not a whole number of {frame_ms:g} ms encoder frames")
-    return int(frames)
+    try:
+        return chunk_frames_of(chunk_ms, FRAME_SHIFT_MS * cfg.encoder.subsampling, cfg.projector.stack)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def prepare_for_inference(model: SpeechLLM, dtype: str = "float32", quantize: str = "none") -> SpeechLLM:
+    """The model made ready for decoding (in place; a second call with the same choice changes nothing).
+
+    * The LoRA adapter and the trained token rows are merged into the LLM weights (peft
+      ``merge_and_unload``): one matmul per projection instead of three, the same function.
+    * ``dtype="bfloat16"``: the LLM's weights in bfloat16 (half the memory traffic per forward).
+    * ``quantize="int8"``: dynamic int8 quantization of the LLM's linear layers (torchao's
+      ``Int8DynamicActivationInt8WeightConfig``: int8 weights, activations quantized per token at run time).
+    """
+    done = getattr(model, "_inference", None)
+    if done is not None:
+        if done != (dtype, quantize):
+            raise ValueError(f"the model was already prepared for inference as {done}, not {(dtype, quantize)}")
+        return model
+    lm = model.glm.lm
+    if hasattr(lm, "merge_and_unload"):
+        import warnings
+
+        with warnings.catch_warnings():   # peft notes that tied adapters cannot be re-tied: nothing to re-tie
+            warnings.simplefilter("ignore", UserWarning)
+            model.glm.lm = lm = lm.merge_and_unload()
+    if dtype == "bfloat16":
+        lm.to(torch.bfloat16)
+    elif dtype != "float32":
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+    if quantize == "int8":
+        try:
+            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        except ImportError as e:
+            raise UserError("decode.quantize=int8 needs torchao (pip install torchao)") from e
+        quantize_(lm, Int8DynamicActivationInt8WeightConfig())
+    elif quantize != "none":
+        raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
+    model._inference = (dtype, quantize)
+    return model
 
 
 def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tokenizer=None,

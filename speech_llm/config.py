@@ -159,14 +159,15 @@ class StreamingConfig:
 
     chunk_ms: int = 640
     """Source group unit: audio per chunk."""
-    lookahead_chunks: int = 0
-    """L: a word is written after chunk i when it ends inside chunks 1..i-L."""
+    delay_chunks: int = 0
+    """Training target shift L: a word is written after chunk i when it ends inside chunks 1..i-L (the
+    model learns to wait L chunks more; not to be confused with ``decode.read_ahead_chunks``)."""
     batch_mode_share: float = 0.3
     """Share of training samples in batch mode (no waits, full visibility)."""
 
     def validate(self) -> None:
         _check(self.chunk_ms > 0, "chunk_ms", f"must be positive, got {self.chunk_ms}")
-        _check(self.lookahead_chunks >= 0, "lookahead_chunks", f"must be >= 0, got {self.lookahead_chunks}")
+        _check(self.delay_chunks >= 0, "delay_chunks", f"must be >= 0, got {self.delay_chunks}")
         _check(0.0 <= self.batch_mode_share <= 1.0, "batch_mode_share",
                f"must be in [0, 1], got {self.batch_mode_share}")
 
@@ -283,18 +284,60 @@ class DataConfig:
 
 
 @dataclass
-class DecodeConfig:
-    """Decoding defaults (``speech-llm decode`` options override them)."""
+class EndpointConfig:
+    """When the recognizer ends a segment and starts a fresh LLM context (energy endpointing on the 16 kHz
+    signal, frames on a grid from the start of the stream, so boundaries depend on the samples only).
 
-    mode: Literal["streaming", "batch"] = "streaming"
-    chunk_ms: int = 640
-    max_tokens_per_read: int = 20
-    """At most this many tokens written after one chunk before a wait is forced."""
-    max_total_tokens: int = 200
+    A frame of ``frame_ms`` is speech when its RMS level is at least ``threshold_db`` dBFS (full scale 1.0).
+    Between segments only ``preroll_s`` of audio is kept; the first speech frame opens a segment that starts
+    with that pre-roll. A segment ends after ``silence_s`` of trailing non-speech, at ``max_segment_s``,
+    or when the input ends. Silence with no speech never opens a segment: it costs no decoding.
+    """
+
+    enabled: bool = True
+    """False: the whole input is one segment (one LLM context, however long)."""
+    silence_s: float = 0.8
+    max_segment_s: float = 20.0
+    threshold_db: float = -40.0
+    frame_ms: float = 25.0
+    preroll_s: float = 0.3
 
     def validate(self) -> None:
-        for name in ("chunk_ms", "max_tokens_per_read", "max_total_tokens"):
+        for name in ("silence_s", "max_segment_s", "frame_ms"):
+            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        _check(self.preroll_s >= 0, "preroll_s", f"must be >= 0, got {self.preroll_s}")
+
+
+@dataclass
+class DecodeConfig:
+    """How a recognizer decodes: the checkpoint's ``decode`` section gives the defaults, and every entry
+    point (``decode``, ``transcribe``, ``live``, ``serve``, the Python API) overrides the same fields."""
+
+    mode: Literal["streaming", "batch"] = "streaming"
+    """streaming: chunk by chunk as audio arrives; batch: each segment decoded once its input is complete."""
+    chunk_ms: Optional[int] = None
+    """Decoding chunk (ms); None = the chunk the model was trained with (``streaming.chunk_ms``)."""
+    read_ahead_chunks: int = 0
+    """Streaming: extra chunks read before the first write (more context, that much more latency); not to be
+    confused with the training target shift ``streaming.delay_chunks``."""
+    max_tokens_per_read: int = 20
+    """At most this many tokens written after one chunk before a wait is forced."""
+    max_tokens_per_segment: int = 200
+    """Cap on the tokens of one segment; a segment that hits it is marked ``truncated`` in the result."""
+    context_words: int = 0
+    """Give the last N words of the previous segments to the next segment as prompt context (0 = none)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Inference dtype of the LLM (bfloat16: half the memory traffic where the CPU/GPU supports it)."""
+    quantize: Literal["none", "int8"] = "none"
+    """int8: dynamic int8 quantization of the LLM's linear layers (CPU inference, torchao)."""
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+    def validate(self) -> None:
+        _check(self.chunk_ms is None or self.chunk_ms > 0, "chunk_ms", f"must be positive, got {self.chunk_ms}")
+        for name in ("max_tokens_per_read", "max_tokens_per_segment"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
+        for name in ("read_ahead_chunks", "context_words"):
+            _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -320,6 +363,8 @@ class ExperimentConfig:
         for key in ("streaming.chunk_ms", "decode.chunk_ms"):
             section, name = key.split(".")
             chunk_ms = getattr(getattr(self, section), name)
+            if chunk_ms is None:
+                continue
             _check(chunk_ms % self.llm_token_ms == 0, key,
                    f"{chunk_ms} ms is not a multiple of the {self.llm_token_ms:g} ms per LLM input token "
                    f"({FRAME_SHIFT_MS:g} ms x encoder.subsampling={self.encoder.subsampling} "

@@ -8,10 +8,13 @@ Output directory::
                      (:class:`speech_llm.metrics.decode_dir.DecodeSummary`)
     partial.jsonl    results so far; an interrupted run resumes from it (removed when complete)
 
-Streaming mode feeds each file in blocks of one chunk and decodes after each block, as a live stream
-would be processed (the result does not depend on the block size: see speech_llm.recognizer). Batch
-mode feeds the whole file and decodes once. With ``batch_size = N`` up to N utterances are live at once:
-each step feeds every live stream its next block and advances them all with one
+Each file is read and fed in blocks of one chunk with a decode after each block, as a live stream would
+be processed (the result does not depend on the block size: see speech_llm.recognizer); in batch mode
+the recognizer decodes each segment once its input is complete. Files of any length (read block by
+block, so memory does not grow with them): the recognizer cuts each into segments
+(endpointing), so a lecture gets the same treatment as a short utterance; ``text`` holds the segments'
+text joined and ``emissions.jsonl`` the words with stream times. With ``batch_size = N`` up to N
+utterances are live at once: each step feeds every live stream its next block and advances them all with one
 ``Recognizer.decode_streams`` call; a finished utterance is written out and replaced by the next one.
 Every utterance's result is the one it gets decoded alone; ``compute_s`` is its share of the batch time.
 """
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.audio import read_audio
+from data_prep.audio import audio_blocks
 from data_prep.fileutil import atomic_write_text
 from data_prep.kaldi_dir import read_data_dir
 from encoders.constants import SAMPLE_RATE
@@ -34,19 +37,35 @@ from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_recor
 from speech_llm.recognizer import Recognizer, Result, Stream
 
 
-def decode_samples(rec: Recognizer, samples, block_s: float | None = None) -> tuple[Result, UttEmissions]:
-    """Decode one utterance (16 kHz samples). ``block_s``: feed blocks of this many seconds (streaming);
-    None feeds everything at once (batch)."""
+def decode_samples(rec: Recognizer, samples, block_s: float | None = None,
+                   sample_rate: int = SAMPLE_RATE) -> tuple[Result, UttEmissions]:
+    """Decode one input given as samples, fed in blocks of ``block_s`` seconds (default: one chunk) with
+    a decode after each block, as a live stream would be."""
+    return decode_blocks(rec, _blocks(samples, sample_rate, block_s or rec.chunk_s))
+
+
+def decode_file(rec: Recognizer, path: str | os.PathLike, block_s: float | None = None,
+                key: str = "") -> tuple[Result, UttEmissions]:
+    """Decode an audio file of any length, read block by block (:func:`data_prep.audio.audio_blocks`)."""
+    return decode_blocks(rec, audio_blocks(path, block_s or rec.chunk_s), key)
+
+
+def decode_blocks(rec: Recognizer, blocks, key: str = "") -> tuple[Result, UttEmissions]:
+    """Feed ``(samples, rate)`` blocks to one stream, decoding after each (in batch mode the recognizer
+    decodes each segment once it is complete), then finish."""
     s = rec.create_stream()
-    n = len(samples)
-    block = n if not block_s else max(1, int(round(block_s * SAMPLE_RATE)))
-    for start in range(0, n, block):
-        s.accept_waveform(SAMPLE_RATE, samples[start:start + block])
-        if block_s:
-            rec.decode(s)
+    for samples, rate in blocks:
+        s.accept_waveform(rate, samples)
+        rec.decode(s)
     s.input_finished()
     rec.decode(s)
-    return _result(rec, s, "")
+    return _result(rec, s, key)
+
+
+def _blocks(samples, rate: int, block_s: float):
+    block = max(1, int(round(block_s * rate)))
+    for start in range(0, len(samples), block):
+        yield samples[start:start + block], rate
 
 
 def _result(rec: Recognizer, s: Stream, key: str) -> tuple[Result, UttEmissions]:
@@ -59,33 +78,30 @@ def _result(rec: Recognizer, s: Stream, key: str) -> tuple[Result, UttEmissions]
 
 @dataclass
 class _Live:
-    """An utterance being decoded in a batch: its stream and how much of its audio was fed."""
+    """An utterance being decoded in a batch: its stream and the rest of its blocks."""
 
     key: str
     stream: Stream
-    samples: object
-    pos: int = 0
+    blocks: object
 
 
-def decode_batched(rec: Recognizer, keys: list[str], load, block_s: float | None, batch_size: int):
-    """Decode utterances ``keys`` (audio from ``load(key)``, 16 kHz) with up to ``batch_size`` streams live
-    at once, one ``decode_streams`` call per block. Yields ``(key, Result, UttEmissions)`` as each ends."""
+def decode_batched(rec: Recognizer, keys: list[str], open_blocks, batch_size: int):
+    """Decode utterances ``keys`` (``open_blocks(key)`` gives each one's ``(samples, rate)`` blocks) with up
+    to ``batch_size`` streams live at once, one ``decode_streams`` call per block. Yields
+    ``(key, Result, UttEmissions)`` as each ends."""
     queue = iter(keys)
     live: list[_Live] = []
     while True:
         while len(live) < batch_size and (key := next(queue, None)) is not None:
-            samples = load(key)
-            live.append(_Live(key, rec.create_stream(), samples))
+            live.append(_Live(key, rec.create_stream(), iter(open_blocks(key))))
         if not live:
             return
         for u in live:
-            n = len(u.samples)
-            block = n if not block_s else max(1, int(round(block_s * SAMPLE_RATE)))
-            if u.pos < n:
-                u.stream.accept_waveform(SAMPLE_RATE, u.samples[u.pos:u.pos + block])
-                u.pos += block
-            if u.pos >= n:
+            block = next(u.blocks, None)
+            if block is None:
                 u.stream.input_finished()
+            else:
+                u.stream.accept_waveform(block[1], block[0])
         rec.decode_streams([u.stream for u in live])
         for u in [u for u in live if u.stream.finished]:
             live.remove(u)
@@ -106,15 +122,14 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
     done = _load_partial(partial_path)
     if done:  # rewrite without any line cut by the interruption, so appends start on a clean line
         atomic_write_text(partial_path, "".join(json.dumps({"key": k, **v}) + "\n" for k, v in done.items()))
-    streaming = rec.options.mode == "streaming"
-    block_s = rec.chunk_s if streaming else None
+    streaming = rec.config.mode == "streaming"
     todo = [k for k in utts if k not in done]
     with open(partial_path, "a", encoding="utf-8") as partial, \
-            tqdm(total=len(todo), desc=f"decode ({rec.options.mode})", disable=not progress, unit="utt") as bar:
+            tqdm(total=len(todo), desc=f"decode ({rec.config.mode})", disable=not progress, unit="utt") as bar:
         if batch_size == 1:
-            results = ((key, *decode_samples(rec, read_audio(utts[key].wav), block_s)) for key in todo)
+            results = ((key, *decode_file(rec, utts[key].wav)) for key in todo)
         else:
-            results = decode_batched(rec, todo, lambda k: read_audio(utts[k].wav), block_s, batch_size)
+            results = decode_batched(rec, todo, lambda k: audio_blocks(utts[k].wav, rec.chunk_s), batch_size)
         for key, res, emis in results:
             emis.key = key
             done[key] = {"text": res.text, "emissions": emis.to_json()}
@@ -130,8 +145,8 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
     compute_s = sum(e.compute_s or 0.0 for e in emissions)
     info = dict(info or {})
     summary = write_summary(out, DecodeSummary(
-        task=info.pop("task", "asr"), mode=rec.options.mode, num_utts=len(keys), compute_s=round(compute_s, 3),
-        options=asdict(rec.options), chunk_ms=round(rec.chunk_s * 1000, 3) if streaming else None,
+        task=info.pop("task", "asr"), mode=rec.config.mode, num_utts=len(keys), compute_s=round(compute_s, 3),
+        options=asdict(rec.config), chunk_ms=round(rec.chunk_s * 1000, 3) if streaming else None,
         audio_s=round(audio_s, 3), info=info))
     partial_path.unlink()
     return summary

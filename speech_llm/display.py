@@ -47,3 +47,10 @@ class TranscriptLine:
         self.out.write(("\r\033[K" + line + "\n") if self.tty else (line + "\n"))
         self.out.flush()
         self._last = None
+
+
+def format_time(seconds: float) -> str:
+    """``mm:ss.s`` (``h:mm:ss.s`` from one hour)."""
+    m, s = divmod(max(0.0, seconds), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m:02d}:{s:04.1f}"

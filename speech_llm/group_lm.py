@@ -8,7 +8,10 @@ attention mask (Qwen2, Llama, ...). It has two faces that compute the same funct
   the target positions;
 * **incremental session** (:meth:`GroupStreamingLM.start`) — ``read`` appends source embeddings to the KV
   cache (they attend to earlier source only, never to target already written), ``write`` appends target
-  tokens and returns their logits. Every token is forwarded exactly once; nothing is re-encoded.
+  tokens and returns their logits, and ``greedy_write(..., source=...)`` does both in ONE forward (a chunk
+  and the pending token after it). Every token is forwarded exactly once; nothing is re-encoded. The KV
+  cache and the mask templates are append-only buffers (:mod:`speech_llm.kv_cache`): a forward writes
+  its new slots in place and never copies the cache.
 
 Token/row convention: ``target_ids[t]`` is the *input* token at target slot ``t`` and ``logits[:, t]``
 predicts the token after it. ``source_visible[b, t]`` is how much source the row of input token ``t`` sees,
@@ -23,9 +26,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import DynamicCache
 
-from speech_llm.masks import batch_visibility, incremental_mask, lengths_to_valid, streaming_mask, to_additive
+from speech_llm.kv_cache import BlockCache, GrowingBuffer
+from speech_llm.masks import (
+    batch_visibility,
+    block_mask,
+    column_bias,
+    lengths_to_valid,
+    streaming_mask,
+    to_additive,
+)
 from speech_llm.positions import check_phi, source_position_ids, target_position_ids, training_position_ids
 
 
@@ -135,7 +145,8 @@ class GroupStreamingSession:
 
     Slots are appended block by block for all streams at once; ``lens`` marks per-stream padding inside a
     block. Per stream and slot, ``cache_valid`` (B, L) says whether the slot holds a real token and
-    ``cache_is_source`` (B, L) whether it is source; they drive the masks of later blocks.
+    ``cache_is_source`` (B, L) whether it is source; their additive templates (:func:`masks.column_bias`)
+    are appended with them, and the mask of a block is read off the templates (:func:`masks.block_mask`).
 
     Batching streams decoded on their own (:mod:`speech_llm.recognizer`): :meth:`merge` stacks sessions
     into one, left-padding every KV cache with invalid slots to the longest; :meth:`select` takes some
@@ -151,11 +162,26 @@ class GroupStreamingSession:
         self.batch_size = batch_size
         param = next(glm.lm.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.cache = DynamicCache(config=glm.lm.config)
-        self.cache_valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
-        self.cache_is_source = torch.zeros(batch_size, 0, dtype=torch.bool, device=self.device)
+        self.cache = BlockCache()
+        self._valid = GrowingBuffer(batch_size, torch.bool, self.device, False)
+        self._is_source = GrowingBuffer(batch_size, torch.bool, self.device, False)
+        low = torch.finfo(self.dtype).min
+        self._bias_all = GrowingBuffer(batch_size, self.dtype, self.device, low)
+        self._bias_src = GrowingBuffer(batch_size, self.dtype, self.device, low)
         self.num_source = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.num_target = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.forwards = 0
+        """LLM forwards run by this session (merged and selected sessions start counting from 0)."""
+
+    @property
+    def cache_valid(self) -> torch.Tensor:
+        """(B, L) bool: the slot holds a real token."""
+        return self._valid.value
+
+    @property
+    def cache_is_source(self) -> torch.Tensor:
+        """(B, L) bool: the slot holds a source token."""
+        return self._is_source.value
 
     @property
     def num_forwarded(self) -> int:
@@ -213,6 +239,8 @@ class GroupStreamingSession:
             raise ValueError(f"select: indices must be in [0, {self.batch_size}), got {list(indices)}")
         valid = self.cache_valid[idx]
         keep = valid.any(0).nonzero().flatten()
+        if idx.tolist() == list(range(self.batch_size)) and keep.numel() == self.num_forwarded:
+            return self  # every stream, no slot to drop: nothing to copy
         layers = [(k[idx][:, :, keep], v[idx][:, :, keep]) for k, v in self._kv()] if keep.numel() else []
         return self._from_parts(self.glm, layers, valid[:, keep], self.cache_is_source[idx][:, keep],
                                 self.num_source[idx].clone(), self.num_target[idx].clone())
@@ -228,7 +256,11 @@ class GroupStreamingSession:
         sess = cls(glm, cache_valid.size(0))
         for i, (k, v) in enumerate(layers):
             sess.cache.update(k, v, i)
-        sess.cache_valid, sess.cache_is_source = cache_valid, cache_is_source
+        sess._valid.append(cache_valid)
+        sess._is_source.append(cache_is_source)
+        bias_all, bias_src = column_bias(cache_valid, cache_is_source, sess.dtype)
+        sess._bias_all.append(bias_all)
+        sess._bias_src.append(bias_src)
         sess.num_source, sess.num_target = num_source, num_target
         return sess
 
@@ -247,9 +279,9 @@ class GroupStreamingSession:
         Returns the last-layer hidden states (B, n, D) of the new source rows when ``return_hidden``.
         """
         batch, n, _ = self.glm._check_embeds(embeds, "embeds")
-        valid = self._valid(batch, n, lens, "embeds")
+        valid = self._slots(batch, n, lens, "embeds")
         pos = source_position_ids(self.num_source, valid)
-        out = self._forward(embeds.to(self.dtype), pos, valid, is_source=True, keep=1, hidden=return_hidden)
+        out = self._forward(embeds.to(self.dtype), pos, valid, torch.ones_like(valid), keep=1, hidden=return_hidden)
         self.num_source += valid.sum(1)
         return out.hidden_states[-1] if return_hidden else None
 
@@ -258,18 +290,41 @@ class GroupStreamingSession:
         """Append target tokens (B, m); stream b takes its first ``lens[b]``. Returns logits (B, m, V)."""
         if ids.dim() != 2:
             raise ValueError(f"ids must have shape (B, m), got {tuple(ids.shape)}")
-        valid = self._valid(ids.size(0), ids.size(1), lens, "ids")
+        valid = self._slots(ids.size(0), ids.size(1), lens, "ids")
         embeds = self.glm.embed(ids.to(self.device).masked_fill(~valid, 0)).to(self.dtype)
         pos = target_position_ids(self.num_target, valid, self.glm.phi)
-        out = self._forward(embeds, pos, valid, is_source=False, keep=0, hidden=False)
+        out = self._forward(embeds, pos, valid, torch.zeros_like(valid), keep=0, hidden=False)
         self.num_target += valid.sum(1)
         return out.logits
+
+    @torch.no_grad()
+    def read_write(self, embeds: torch.Tensor, lens: torch.Tensor | None, ids: torch.Tensor,
+                   write: torch.Tensor) -> torch.Tensor:
+        """Append source embeddings (B, n, D) (stream b takes its first ``lens[b]``) and then ONE target token
+        ``ids`` (B,) for the streams with ``write[b]``, in a single forward: the token's row sees the new
+        source. Returns the logits (B, V) of the token's row (a padding row where ``write[b]`` is False).
+
+        Equal to ``read(embeds, lens)`` followed by ``write(ids[:, None], lens=write)``, in one forward.
+        """
+        batch, n, _ = self.glm._check_embeds(embeds, "embeds")
+        src = self._slots(batch, n, lens, "embeds")
+        tgt = write.to(self.device).bool().view(batch, 1)
+        tok = self.glm.embed(ids.to(self.device).long().masked_fill(~tgt[:, 0], 0).view(batch, 1)).to(self.dtype)
+        pos = torch.cat([source_position_ids(self.num_source, src),
+                         target_position_ids(self.num_target, tgt, self.glm.phi)], dim=1)
+        kinds = torch.cat([torch.ones_like(src), torch.zeros_like(tgt)], dim=1)
+        out = self._forward(torch.cat([embeds.to(self.dtype), tok], dim=1), pos, torch.cat([src, tgt], dim=1),
+                            kinds, keep=1, hidden=False)
+        self.num_source += src.sum(1)
+        self.num_target += tgt.sum(1)
+        return out.logits[:, -1]
 
     @torch.no_grad()
     def greedy_write(self, first_ids: torch.Tensor, stop_ids: Sequence[int] | Sequence[Sequence[int]],
                      max_tokens: int | Sequence[int], active: torch.Tensor | None = None,
                      suppress_ids: Sequence[int] | Sequence[Sequence[int]] = (),
-                     stop_table: torch.Tensor | None = None, keep_logits: bool = False) -> WriteResult:
+                     stop_table: torch.Tensor | None = None, keep_logits: bool = False,
+                     source: torch.Tensor | None = None, source_lens: torch.Tensor | None = None) -> WriteResult:
         """Feed ``first_ids`` (B,) and write greedily until a stop token or ``max_tokens`` per stream.
 
         Stop tokens (e.g. ``<wait>``, eos) and the token that hits the cap are returned but not fed: they
@@ -280,6 +335,10 @@ class GroupStreamingSession:
         ``stop_table`` (V,) bool adds stop tokens by class (text translation: every token that starts a
         word); ``max_tokens`` is one cap or B caps. Each step is one forward of the LLM for all active
         streams. ``keep_logits`` returns every step's logits (tests compare them with a training forward).
+
+        ``source`` (B, n, D) (with ``source_lens``) is read in the same forward as ``first_ids``
+        (:meth:`read_write`): a chunk that writes nothing but its ``<wait>`` costs one forward. Streams with
+        ``active[b] = False`` still read their source.
         """
         b = self.batch_size
         if first_ids.shape != (b,):
@@ -298,8 +357,13 @@ class GroupStreamingSession:
         tokens: list[list[int]] = [[] for _ in range(b)]
         kept: list[torch.Tensor] | None = [] if keep_logits else None
         table = None if stop_table is None else stop_table.to(self.device).bool()
+        if source is not None:
+            step = self.read_write(source, source_lens, pending, active)
         while active.any():
-            logits = self.write(pending.unsqueeze(1), lens=active.long())[:, -1]
+            if source is not None:
+                logits, source = step, None
+            else:
+                logits = self.write(pending.unsqueeze(1), lens=active.long())[:, -1]
             if kept is not None:
                 kept.append(logits.float().cpu())
             if suppress.numel():
@@ -333,7 +397,7 @@ class GroupStreamingSession:
         return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long,
                             device=self.device).view(self.batch_size, width)
 
-    def _valid(self, batch: int, n: int, lens: torch.Tensor | None, name: str) -> torch.Tensor:
+    def _slots(self, batch: int, n: int, lens: torch.Tensor | None, name: str) -> torch.Tensor:
         if batch != self.batch_size:
             raise ValueError(f"{name} has batch size {batch} but the session has {self.batch_size}")
         if lens is None:
@@ -343,12 +407,16 @@ class GroupStreamingSession:
             raise ValueError(f"lens must have shape ({batch},) with values in [0, {n}], got {lens.tolist()}")
         return lengths_to_valid(lens, n)
 
-    def _forward(self, embeds: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, is_source: bool,
+    def _forward(self, embeds: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, is_source: torch.Tensor,
                  keep: int, hidden: bool):
-        mask = incremental_mask(self.cache_valid, self.cache_is_source, valid, is_source)
+        """One LLM forward over a block of new slots (B, n): kinds ``is_source`` (B, n), validity ``valid``."""
+        bias_all, bias_src = column_bias(valid, is_source, self.dtype)
+        mask = block_mask(self._bias_all.append(bias_all), self._bias_src.append(bias_src), valid, is_source)
+        self._valid.append(valid)
+        self._is_source.append(valid & is_source)
         out = self.glm.lm(
             inputs_embeds=embeds,
-            attention_mask=to_additive(mask, self.dtype),
+            attention_mask=mask,
             position_ids=pos,
             cache=self.cache,
             use_cache=True,
@@ -356,6 +424,5 @@ class GroupStreamingSession:
             output_hidden_states=hidden,
         )
         self.cache = out.cache
-        self.cache_valid = torch.cat([self.cache_valid, valid], dim=1)
-        self.cache_is_source = torch.cat([self.cache_is_source, valid & is_source], dim=1)
+        self.forwards += 1
         return out

@@ -23,7 +23,10 @@ padded batch, padded source and target slots are never attended to; a padded row
 Streaming (:func:`incremental_mask`) builds the rows of a block of new tokens against the KV cache, with
 the same rule: a new source token sees cached *source* and earlier new source; a new target token sees
 everything cached and earlier new target. Appending in this way reproduces the training mask exactly.
-Slot kinds are per stream, ``cache_is_source`` (B, L): in a batch merged from separately decoded streams
+A block may mix kinds (``new_is_source`` (B, n)): the recognizer reads a chunk and feeds the pending
+``<wait>`` token in ONE forward, ``[source x n][target]``: the source rows see cached source and earlier new
+source, the target row sees everything (the new chunk included), exactly as if they came one after the
+other. Slot kinds are per stream, ``cache_is_source`` (B, L): in a batch merged from separately decoded streams
 the same cache slot can hold source in one stream, target in another, or nothing (padding). Example: two
 streams, cache slots ``c0..c3`` (stream 0: ``s s t -``, stream 1: ``s t s s``; ``-`` = invalid), then a
 new source block of 2 tokens, the second one padding for stream 0 (rows attend to columns)::
@@ -102,14 +105,15 @@ def streaming_mask(source_lens: torch.Tensor, target_lens: torch.Tensor, source_
 
 
 def incremental_mask(cache_valid: torch.Tensor, cache_is_source: torch.Tensor, new_valid: torch.Tensor,
-                     new_is_source: bool) -> torch.Tensor:
-    """Rows for a block of new tokens appended after a KV cache.
+                     new_is_source: bool | torch.Tensor) -> torch.Tensor:
+    """Rows for a block of new tokens appended after a KV cache (the reference form; the session builds the
+    same additive mask from per-slot templates with :func:`block_mask`).
 
     Args:
         cache_valid: (B, L) bool, cached slots holding a real token.
         cache_is_source: (B, L) bool (or (L,), shared by the batch), cached slots holding a source token.
         new_valid: (B, n) bool, new slots holding a real token.
-        new_is_source: whether the new block is source (it then ignores cached target).
+        new_is_source: whether the new block is source (its rows then ignore target), or (B, n) bool per slot.
 
     Returns:
         (B, n, L+n) bool, True = may attend.
@@ -117,15 +121,56 @@ def incremental_mask(cache_valid: torch.Tensor, cache_is_source: torch.Tensor, n
     if cache_is_source.shape not in (cache_valid.shape, cache_valid.shape[1:]):
         raise ValueError(f"cache_is_source must have shape (B, L) = {tuple(cache_valid.shape)} or (L,), "
                          f"got {tuple(cache_is_source.shape)}")
-    old = cache_valid.unsqueeze(1).expand(-1, new_valid.size(1), -1)
-    if new_is_source:
-        old = old & cache_is_source.expand_as(cache_valid).unsqueeze(1)
-    n = new_valid.size(1)
-    causal = torch.ones(n, n, dtype=torch.bool, device=new_valid.device).tril()
-    new = causal.unsqueeze(0) & new_valid.unsqueeze(1)
-    mask = torch.cat([old, new], dim=2)
+    b, n = new_valid.shape
+    kinds = torch.as_tensor(new_is_source, device=new_valid.device).expand(b, n)
     valid = torch.cat([cache_valid, new_valid], dim=1)
-    return _self_for_padded_rows(mask, valid, row_offset=cache_valid.size(1))
+    is_source = torch.cat([cache_is_source.expand_as(cache_valid) & cache_valid, kinds & new_valid], dim=1)
+    # a source row sees valid source columns, a target row every valid column; nothing later in the block
+    cols = torch.where(kinds.unsqueeze(2), is_source.unsqueeze(1), valid.unsqueeze(1))   # (B, n, L+n)
+    causal = torch.ones(n, n, dtype=torch.bool, device=new_valid.device).tril()
+    cols[:, :, cache_valid.size(1):] &= causal
+    return _self_for_padded_rows(cols, valid, row_offset=cache_valid.size(1))
+
+
+def column_bias(valid: torch.Tensor, is_source: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive templates of new slots (B, n): for rows of target tokens (0 where the slot is valid) and of
+    source tokens (0 where it is valid source); ``finfo(dtype).min`` elsewhere. :func:`block_mask` reads them."""
+    low = torch.finfo(dtype).min
+    zero = torch.zeros((), dtype=dtype, device=valid.device)
+    return torch.where(valid, zero, low), torch.where(valid & is_source, zero, low)
+
+
+def block_mask(bias_all: torch.Tensor, bias_src: torch.Tensor, new_valid: torch.Tensor,
+               new_is_source: torch.Tensor) -> torch.Tensor:
+    """The additive mask of a block of ``n`` new slots, from the templates of all ``L + n`` slots
+    (:func:`column_bias`, kept append-only by the session, the new block's columns included).
+
+    Equals ``to_additive(incremental_mask(...))`` for the real rows. A single target token (every write
+    after the first) is a view of the template: nothing is built. A padded row of a multi-token block attends
+    to its own slot only; a padded single-token row attends to the stream's valid slots (its output is never
+    used and ``finfo.min`` keeps every softmax finite).
+
+    Args:
+        bias_all, bias_src: (B, L + n) float templates.
+        new_valid, new_is_source: (B, n) bool.
+
+    Returns:
+        (B, 1, n, L + n) float.
+    """
+    b, n = new_valid.shape
+    total = bias_all.size(1)
+    if n == 1 and not bool(new_is_source.any()):
+        return bias_all.view(b, 1, 1, total)
+    rows = torch.where(new_is_source.unsqueeze(2), bias_src.unsqueeze(1), bias_all.unsqueeze(1)).clone()
+    low = torch.finfo(rows.dtype).min
+    later = torch.ones(n, n, dtype=torch.bool, device=rows.device).triu(1)
+    rows[:, :, total - n:].masked_fill_(later, low)
+    padded = ~new_valid
+    if bool(padded.any()):
+        rows.masked_fill_(padded.unsqueeze(2), low)
+        idx = padded.nonzero()
+        rows[idx[:, 0], idx[:, 1], total - n + idx[:, 1]] = 0
+    return rows.unsqueeze(1)
 
 
 def to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -25,6 +25,31 @@ from speech_llm.masks import lengths_to_valid
 from speech_llm.projector import Projector
 
 
+def chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
+    """Encoder frames in a chunk of ``chunk_ms`` with encoder frames of ``frame_ms``: the one home of the
+    ms-to-frames arithmetic. Raises ValueError unless the chunk is a positive whole number of LLM tokens
+    (``stack`` encoder frames each)."""
+    frames = chunk_ms / frame_ms
+    if frames < 1 or abs(frames - round(frames)) > 1e-9 or round(frames) % stack:
+        raise ValueError(f"a chunk of {chunk_ms:g} ms must be a positive multiple of {frame_ms * stack:g} ms "
+                         f"(one LLM input token: {stack} encoder frames of {frame_ms:g} ms)")
+    return int(round(frames))
+
+
+@dataclass
+class AudioState:
+    """One stream's streaming state on the audio side (:meth:`SpeechLLM.stream_audio`).
+
+    feats: (T, F) fbank frames (CMVN applied) not yet given to the encoder.
+    enc: the encoder's streaming states (``init_states`` of one stream; plain tensors).
+    proj: (1, k, D_enc) the projector's carry-over of encoder frames not yet stacked.
+    """
+
+    feats: torch.Tensor
+    enc: dict
+    proj: torch.Tensor
+
+
 @dataclass
 class SpeechLLMOutput:
     loss: torch.Tensor          # scalar mean cross-entropy over target tokens
@@ -62,6 +87,15 @@ class SpeechLLM(nn.Module):
         self.left_chunks = left_chunks
 
     @property
+    def token_s(self) -> float:
+        """Seconds of audio per LLM input token (encoder frame shift x projector stack)."""
+        return self.encoder.frame_shift_s * self.projector.stack
+
+    def frames_for_chunk(self, chunk_ms: float) -> int:
+        """Encoder frames in a decoding chunk of ``chunk_ms`` (:func:`chunk_frames_of`)."""
+        return chunk_frames_of(chunk_ms, self.encoder.frame_shift_s * 1000.0, self.projector.stack)
+
+    @property
     def tokens_per_chunk(self) -> int:
         return self.chunk_frames // self.projector.stack
 
@@ -75,6 +109,66 @@ class SpeechLLM(nn.Module):
             feats = self.cmvn(feats)
         enc, enc_lens = self.encoder(feats, feat_lens, self.chunk_frames, self.left_chunks)
         return self.projector(enc, enc_lens)
+
+    # ------------------------------------------------------------------ streaming audio side
+    def init_audio_state(self, chunk_frames: int | None = None) -> AudioState:
+        """A fresh :class:`AudioState` for one stream (chunks of ``chunk_frames`` encoder frames, default the
+        model's own)."""
+        p = next(self.parameters())
+        chunk = chunk_frames or self.chunk_frames
+        return AudioState(feats=p.new_zeros(0, self.encoder.input_dim),
+                          enc=self.encoder.init_states(1, chunk, self.left_chunks),
+                          proj=self.projector.init_state(1, self.encoder.output_dim, p.device, p.dtype))
+
+    @torch.no_grad()
+    def stream_audio(self, states: Sequence[AudioState], feats: Sequence[torch.Tensor],
+                     final: Sequence[bool]) -> list[torch.Tensor]:
+        """CMVN -> encoder -> projector for several streams at once; returns each stream's new audio tokens
+        ``(n_b, D_llm)``.
+
+        ``feats[b]`` (T_b, F) are stream b's new fbank frames; ``final[b]`` says its input has ended (the
+        last partial chunk is encoded too and the state is spent). Every whole chunk is encoded once, and
+        the streams that have one go through the encoder together: the encoder says how many features its
+        next chunk needs (``features_needed``), streams needing the same number stack their states
+        (``stack_states``) and take one ``streaming_forward``. The rest of each stream's features waits in
+        ``AudioState.feats`` for the next call, so the output does not depend on how the features were cut.
+        """
+        for st, f in zip(states, feats):
+            if f.numel():
+                f = self.cmvn(f) if self.cmvn is not None else f
+                st.feats = torch.cat([st.feats, f.to(st.feats.dtype)])
+        out: list[list[torch.Tensor]] = [[] for _ in states]
+        while True:
+            groups: dict[int, list[int]] = {}
+            for b, st in enumerate(states):
+                need = self.encoder.features_needed(st.enc)
+                if st.feats.size(0) >= need:
+                    groups.setdefault(need, []).append(b)
+            if not groups:
+                break
+            for need, idx in groups.items():
+                self._encode([states[b] for b in idx], need, False, [out[b] for b in idx])
+        ends: dict[tuple[int, int], list[int]] = {}     # streams whose input ended, by what they still hold
+        for b, (st, fin) in enumerate(zip(states, final)):
+            if fin:
+                ends.setdefault((st.feats.size(0), self.encoder.features_needed(st.enc)), []).append(b)
+        for idx in ends.values():
+            self._encode([states[b] for b in idx], states[idx[0]].feats.size(0), True, [out[b] for b in idx])
+        return [torch.cat(o) if o else states[b].feats.new_zeros(0, self.glm.hidden_size)
+                for b, o in enumerate(out)]
+
+    def _encode(self, group: list[AudioState], n: int, final: bool, outs: list[list[torch.Tensor]]) -> None:
+        """Feed the first ``n`` buffered features of every stream of ``group`` to the encoder in one batch."""
+        enc = self.encoder
+        x = torch.stack([st.feats[:n] for st in group])
+        states = group[0].enc if len(group) == 1 else enc.stack_states([st.enc for st in group])
+        frames, states = enc.streaming_forward(x, states, final=final)
+        proj, proj_state = self.projector.streaming_forward(frames, torch.cat([st.proj for st in group]),
+                                                            final=final)
+        per_stream = [states] if len(group) == 1 else enc.unstack_states(states)
+        for b, (st, es) in enumerate(zip(group, per_stream)):
+            st.feats, st.enc, st.proj = st.feats[n:], es, proj_state[b:b + 1]
+            outs[b].append(proj[b].to(st.feats.dtype))
 
     def token_embeds(self, ids: Sequence[int], batch: int = 1) -> torch.Tensor:
         """Token ids -> (batch, len(ids), D_llm) embeddings."""

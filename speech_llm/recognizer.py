@@ -1,50 +1,55 @@
-"""Recognizer / Stream: incremental decoding with a shared model and per-utterance state (DESIGN.md §4).
+"""Recognizer / Stream: incremental decoding with a shared model and per-input state (DESIGN.md §4).
 
     rec = speech_llm.load_recognizer("exp/mini")
     s = rec.create_stream()
     s.accept_waveform(sample_rate, samples)    # any block size, any rate (resampled to 16 kHz)
     rec.decode(s)                              # advance as far as the input allows
     s.input_finished(); rec.decode(s)
-    r = rec.get_result(s)                      # r.text, r.committed, r.partial, r.words
+    r = rec.get_result(s)                      # r.text, r.committed, r.partial, r.words, r.segments
 
-The :class:`Recognizer` holds the model; a :class:`Stream` holds one utterance's state: resampler,
-streaming fbank, encoder caches, projector carry-over, the LLM session (KV cache) and what was written.
+The :class:`Recognizer` holds the model and one :class:`~speech_llm.config.DecodeConfig`; a :class:`Stream`
+holds one input's state: the resampler, the endpointer, and the open segment(s).
 
-Policy (streaming): audio goes through fbank -> encoder -> projector as it arrives. Each complete chunk
-of ``tokens_per_chunk`` audio tokens is read on its own, then the model writes until it writes
-``<wait>`` (eos is suppressed while input remains); that ``<wait>`` is fed back after the next chunk,
-exactly as in training. With ``lookahead_chunks = K`` the first write waits until K+1 chunks are read
-(every later write then sees K chunks more than in training: more context, K chunks more latency).
-When the input has ended: the last partial chunk is read and written on, then
-the source end marker is read and the model writes until eos (``<wait>`` suppressed). Because chunks are
-processed one at a time, the result does not depend on block sizes or on how often ``decode`` is called.
+Input of any length: endpointing is part of decoding (as in sherpa-onnx's recognizer). The stream cuts its
+16 kHz samples into segments (:mod:`speech_llm.endpoint`: trailing silence after speech, maximum length,
+end of input; long silence without speech opens no segment). Each segment is decoded with a fresh LLM
+context and fresh front-end and encoder caches; a finished segment leaves only its text and word times
+(:class:`SegmentResult`), so the state of a stream is at most one segment plus a pre-roll, however long
+the input runs. Token caps are per segment, and a segment that hits one says so (``truncated``). With
+``decode.context_words = N`` the last N words of the earlier segments go into the next segment's prompt.
 
-Batch mode: a stream whose input is already complete at its first ``decode`` (or any stream when the
-recognizer's mode is ``"batch"``) is decoded offline: all audio tokens and the end marker are read, then
-the model writes until eos with no waits — the batch-mode result of the same checkpoint.
+Policy within a segment (streaming): audio goes through fbank -> encoder -> projector as it arrives
+(:meth:`SpeechLLM.stream_audio`, which owns the audio-side state). Each complete chunk of
+``tokens_per_chunk`` audio tokens is read, then the model writes until it writes ``<wait>`` (eos is
+suppressed while input remains); that ``<wait>`` is fed back after the next chunk, exactly as in training,
+and the chunk and that pending token share ONE forward. With ``read_ahead_chunks = K`` the first write
+waits until K+1 chunks are read. When the segment's input has ended: the last partial chunk is read and
+written on, then the source end marker is read and the model writes until eos (``<wait>`` suppressed).
+Because chunks are processed one at a time and segment boundaries come from the samples alone, the result
+does not depend on block sizes or on how often ``decode`` is called.
+
+Batch mode (``decode.mode = "batch"``): each segment is decoded once its input is complete: all audio
+tokens and the end marker are read, then the model writes until eos with no waits.
 
 Many streams (:meth:`Recognizer.decode_streams`) advance in one batch with exactly the policy above; a
-single :meth:`Recognizer.decode` is the same code with one stream. Between calls every stream keeps its
-own state (encoder caches, a compact ``B = 1`` LLM session), so streams can join, leave, finish and be fed
-any block sizes independently. Within a call:
+single :meth:`Recognizer.decode` is the same code with one stream. Each call runs in rounds; a round takes
+the first segment with work of every stream:
 
-1. Encoder + projector: features are cut into chunk windows per stream; window ``j`` of every stream that
-   has one goes through ``encoder.streaming_forward`` together (states stacked with ``stack_states``), so
-   all batched inputs are chunk-aligned; the last partial chunks of finished inputs are encoded in groups
-   of equal length.
-2. LLM: each stream's work is a list of steps (read a chunk -- the prompt goes with the first one -- then
-   maybe write; at the end the end marker, then the final write). The sessions of the streams with work
-   are merged (:meth:`~speech_llm.group_lm.GroupStreamingSession.merge`) and step ``i`` of every stream
-   runs together: ONE LLM forward reads all the chunks (per-stream lengths), then each greedy token is ONE
-   forward over the merged batch (per-stream stop/suppress/cap; a stream done writing takes part with an
-   empty row until the longest write of the step ends). A stream whose steps are done leaves the batch
-   (:meth:`~speech_llm.group_lm.GroupStreamingSession.select`, which drops its padding slots), so padding
-   never outlives a call.
+1. Audio side: :meth:`SpeechLLM.stream_audio` encodes the whole chunks of all those segments, batching the
+   segments whose encoder states need the same number of features.
+2. LLM: each segment's work is a list of steps (read a chunk -- the prompt goes with the first one -- then
+   maybe write; at the end the end marker, then the final write). The sessions of the segments with work
+   are merged (:meth:`~speech_llm.group_lm.GroupStreamingSession.merge`) and step ``i`` of every segment
+   runs together: ONE LLM forward reads all the chunks (per-stream lengths) AND feeds each writing
+   stream's pending token after its chunk (so a chunk that writes only ``<wait>`` costs one forward), then
+   each further greedy token is ONE forward over the merged batch (per-stream stop/suppress/cap; a stream
+   done writing takes part with an empty row until the longest write of the step ends). A segment whose
+   steps are done leaves the batch (:meth:`~speech_llm.group_lm.GroupStreamingSession.select`), so
+   padding never outlives a call.
 
 Each stream gets the tokens it gets decoded alone: batched forwards differ from ``B = 1`` ones only by
-float rounding (masked padding contributes exactly zero). Cost notes: a batch-mode stream reads its whole
-input in one step, so the other streams' rows of that read are padded to its length; ``compute_s`` of a
-stream is its equal share of the batched call's time.
+float rounding (masked padding contributes exactly zero). ``compute_s`` of a stream is its equal share of
+the batched call's time.
 
 Committed text never changes: every token is written once and never revised (nothing is re-encoded).
 ``committed`` is the text of complete words; ``partial`` is a word still being written (its next token
@@ -64,40 +69,39 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from encoders.constants import FRAME_SHIFT_MS, SAMPLE_RATE
-from encoders.frontend import StreamingFbank
+from encoders.constants import SAMPLE_RATE
+from speech_llm.config import DecodeConfig
+from speech_llm.endpoint import Endpointer
 from speech_llm.group_lm import GroupStreamingSession
 from speech_llm.model import SpeechLLM
 from speech_llm.resample import StreamingResampler
 
 
 @dataclass
-class DecodeOptions:
-    """mode: "streaming" or "batch"; caps guard against a model that never stops."""
-
-    mode: str = "streaming"
-    chunk_ms: float | None = None       # None: the chunk the model was trained with
-    lookahead_chunks: int = 0           # streaming: read this many chunks ahead before writing
-    max_tokens_per_read: int = 20
-    max_total_tokens: int = 200
-
-    def __post_init__(self):
-        if self.mode not in ("streaming", "batch"):
-            raise ValueError(f"mode must be 'streaming' or 'batch', got {self.mode!r}")
-        if self.lookahead_chunks < 0:
-            raise ValueError(f"lookahead_chunks must be >= 0, got {self.lookahead_chunks}")
-        if self.max_tokens_per_read < 1 or self.max_total_tokens < 1:
-            raise ValueError("max_tokens_per_read and max_total_tokens must be >= 1")
-
-
-@dataclass
 class Word:
-    """A written word and when: ``audio_s`` = seconds of audio read when its last token was written,
+    """A written word and when: ``audio_s`` = seconds of stream audio read when its last token was written,
     ``wall_s`` = wall-clock seconds since the stream's first audio arrived."""
 
     word: str
     audio_s: float
     wall_s: float
+
+
+@dataclass
+class SegmentResult:
+    """A finished segment: ``[start_s, end_s)`` of stream audio, its text and words (stream times).
+
+    reason: why it ended, ``silence``, ``max_length`` or ``end`` (of the input).
+    truncated: the per-segment token cap was hit before the model finished writing.
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    words: list[Word]
+    reason: str
+    truncated: bool = False
 
 
 @dataclass
@@ -107,6 +111,13 @@ class Result:
     partial: str
     words: list[Word]
     finished: bool
+    segments: list[SegmentResult] = field(default_factory=list)
+    """The finished segments, in order (the open one is in ``committed`` / ``partial``)."""
+
+    @property
+    def truncated(self) -> bool:
+        """Some segment hit the token cap: text may be missing there (never silently)."""
+        return any(s.truncated for s in self.segments)
 
 
 @dataclass
@@ -118,7 +129,7 @@ class _Written:
 
 @dataclass
 class _Step:
-    """One step of a stream's LLM work: read ``source`` (n, D) (``n_audio`` of them audio tokens), then
+    """One step of a segment's LLM work: read ``source`` (n, D) (``n_audio`` of them audio tokens), then
     write: ``None`` (no write), ``"chunk"`` (until ``<wait>``) or ``"final"`` (until eos)."""
 
     source: torch.Tensor
@@ -126,42 +137,92 @@ class _Step:
     write: str | None
 
 
-@dataclass
-class Stream:
-    """One utterance's decoding state. Create with :meth:`Recognizer.create_stream`."""
+class _Segment:
+    """One segment's decoding state: front end, audio-side state, LLM session and what was written."""
 
-    rec: Recognizer
-    resampler: StreamingResampler | None = None
-    fbank: StreamingFbank = field(default_factory=StreamingFbank)
-    feats: list[torch.Tensor] = field(default_factory=list)
-    num_samples: int = 0
-    input_done: bool = False
-    started: bool = False
-    batch_mode: bool = False
-    finished: bool = False
-    t0: float | None = None
-    written: list[_Written] = field(default_factory=list)
-    num_complete: int = 0
-    tokens_read: int = 0
-    input_end_wall: float | None = None
-    compute_s: float = 0.0
-    trace: list[tuple[int, int]] = field(default_factory=list)
-    """Every generated token, <wait>/eos included, with the source tokens its row saw when it was chosen."""
-
-    def __post_init__(self):
-        m = self.rec.model
-        p = next(m.parameters())
-        self.enc_states = m.encoder.init_states(1, self.rec.chunk_frames, m.left_chunks)
-        self.proj_state = m.projector.init_state(1, m.encoder.output_dim, p.device, p.dtype)
-        self.enc_buf = p.new_zeros(0, m.encoder.input_dim)   # (T, F) features not yet encoded (CMVN applied)
-        self.audio = p.new_zeros(1, 0, m.glm.hidden_size)
+    def __init__(self, rec: Recognizer, stream: Stream, index: int, start_sample: int):
+        m = rec.model
+        self.stream, self.index, self.start_sample = stream, index, start_sample
+        self.end_sample: int | None = None
+        self.reason = ""
+        self.frontend = m.encoder.make_frontend()
+        self.feats: list[torch.Tensor] = []
+        self.audio_state = m.init_audio_state(rec.chunk_frames)
+        self.audio = next(m.parameters()).new_zeros(0, m.glm.hidden_size)   # audio tokens not read yet
         self.session: GroupStreamingSession | None = None
         self.pending = torch.tensor([m.tokens.bos_id])
+        self.context_ids: list[int] | None = None
+        self.written: list[_Written] = []
+        self.num_complete = 0
+        self.tokens_read = 0
+        self.num_samples = 0
+        self.input_done = self.finished = self.truncated = False
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+    def push(self, x: torch.Tensor) -> None:
+        if x.numel():
+            self.num_samples += x.numel()
+            self.feats.append(self.frontend.accept_waveform(x))
+
+    def close(self, end_sample: int, reason: str) -> None:
+        self.feats.append(self.frontend.input_finished())
+        self.end_sample, self.reason, self.input_done = end_sample, reason, True
+
+    def take_feats(self) -> torch.Tensor:
+        f = torch.cat(self.feats) if self.feats else torch.zeros(0, self.audio_state.feats.size(1))
+        self.feats = []
+        return f
+
+    def has_work(self, batch_mode: bool) -> bool:
+        if self.finished:
+            return False
+        if batch_mode:
+            return self.input_done
+        return self.input_done or any(f.numel() for f in self.feats)
+
+
+class Stream:
+    """One input's decoding state (a file, a microphone, a client connection). Create with
+    :meth:`Recognizer.create_stream`."""
+
+    def __init__(self, rec: Recognizer):
+        self.rec = rec
+        ep = rec.config.endpoint
+        self.endpointer = Endpointer(ep) if ep.enabled else None
+        self.resampler: StreamingResampler | None = None
+        self.num_samples = 0
+        self.input_done = False
+        self.t0: float | None = None
+        self.input_end_wall: float | None = None
+        self.compute_s = 0.0
+        self.segments: list[SegmentResult] = []
+        self.open: list[_Segment] = []
+        """Segments not finalised yet, in order (the last one may still be receiving audio)."""
+        self.tokens_read = 0
+        self.trace: list[tuple[int, int]] = []
+        """Every generated token, <wait>/eos included, with the source tokens its row saw when it was chosen."""
+
+    @property
+    def finished(self) -> bool:
+        """The input has ended and every segment is decoded."""
+        return self.input_done and not self.open
 
     @property
     def duration_s(self) -> float:
         """Seconds of (16 kHz) audio accepted so far."""
         return self.num_samples / SAMPLE_RATE
+
+    @property
+    def session(self) -> GroupStreamingSession | None:
+        """The LLM session of the segment being decoded (None between segments)."""
+        return self.open[-1].session if self.open else None
 
     def accept_waveform(self, sample_rate: int, samples) -> None:
         """Append audio: ``samples`` (N,) or (N, C), float in [-1, 1] or integer PCM, at ``sample_rate``."""
@@ -177,12 +238,17 @@ class Stream:
         self._push(self.resampler.accept(x))
 
     def input_finished(self) -> None:
-        """No more audio will come."""
+        """No more audio will come: the open segment ends (reason ``end``)."""
         if self.input_done:
             return
         if self.resampler is not None:
             self._push(self.resampler.flush())
-        self.feats.append(self.fbank.input_finished())
+        if self.endpointer is not None:
+            self._events(self.endpointer.flush())
+        else:
+            if not self.open:       # no audio at all: still one (empty) segment, decoded like any other
+                self._new_segment(0)
+            self.open[-1].close(self.num_samples, "end")
         self.input_done = True
         self.input_end_wall = self.wall_s()
 
@@ -191,59 +257,68 @@ class Stream:
         return 0.0 if self.t0 is None else time.monotonic() - self.t0
 
     def _push(self, x: torch.Tensor) -> None:
-        if x.numel():
-            self.num_samples += x.numel()
-            self.feats.append(self.fbank.accept_waveform(x))
+        if not x.numel():
+            return
+        if self.endpointer is not None:
+            self._events(self.endpointer.process(x.numpy()))
+        else:
+            if not self.open:
+                self._new_segment(0)
+            self.open[-1].push(x)
+        self.num_samples += x.numel()
 
-    def _take_feats(self) -> torch.Tensor:
-        f = torch.cat(self.feats) if self.feats else torch.zeros(0, self.rec.model.encoder.input_dim)
-        self.feats = []
-        return f
+    def _events(self, events: list[tuple]) -> None:
+        for ev in events:
+            if ev[0] == "start":
+                self._new_segment(ev[1])
+            elif ev[0] == "audio":
+                self.open[-1].push(torch.from_numpy(np.ascontiguousarray(ev[1])))
+            else:
+                self.open[-1].close(ev[1], ev[2])
+
+    def _new_segment(self, start_sample: int) -> None:
+        self.open.append(_Segment(self.rec, self, len(self.segments) + len(self.open), start_sample))
 
 
 class Recognizer:
     """A speech LLM shared by many streams.
 
     Args:
-        model: a :class:`SpeechLLM` (eval mode is set here).
+        model: a :class:`SpeechLLM` (eval mode is set here; ``config.dtype`` / ``config.quantize`` are
+            applied to its LLM).
         tokenizer: the LLM tokenizer (``decode``).
-        options: :class:`DecodeOptions`.
+        config: :class:`~speech_llm.config.DecodeConfig` (default: its defaults).
     """
 
     @classmethod
-    def from_checkpoint(cls, exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
-                        device: str = "cpu") -> Recognizer:
+    def from_checkpoint(cls, exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConfig | None = None,
+                        device: str = "cpu", overrides: Sequence[str] = ()) -> Recognizer:
         """Rebuild the model from a checkpoint (or the best one in an exp dir) alone and wrap it.
 
-        ``options`` None: the checkpoint config's ``decode`` section (mode and token caps). The config is
-        kept as :attr:`config`.
+        ``config`` None: the checkpoint config's ``decode`` section, with ``overrides`` applied to it
+        (``["chunk_ms=320", "endpoint.silence_s=0.5"]``: keys of :class:`DecodeConfig`, checked strictly).
+        The experiment config is kept as :attr:`experiment`.
         """
         from speech_llm.checkpoint import load_model
+        from speech_llm.typed_config import apply_overrides
 
         model, tokenizer, cfg = load_model(exp_dir_or_checkpoint, device=device)
-        if options is None:
-            d = cfg.decode
-            options = DecodeOptions(mode=d.mode, max_tokens_per_read=d.max_tokens_per_read,
-                                    max_total_tokens=d.max_total_tokens)
-        rec = cls(model, tokenizer, options)
-        rec.config = cfg
+        config = apply_overrides(config if config is not None else cfg.decode, overrides, source="decode")
+        rec = cls(model, tokenizer, config)
+        rec.experiment = cfg
         return rec
 
-    def __init__(self, model: SpeechLLM, tokenizer, options: DecodeOptions | None = None):
-        self.config = None
+    def __init__(self, model: SpeechLLM, tokenizer, config: DecodeConfig | None = None):
+        from speech_llm.build import prepare_for_inference
+
+        self.experiment = None
         """The experiment config the model was trained with, when built by :meth:`from_checkpoint`."""
-        self.model = model.eval()
+        self.config = config or DecodeConfig()
+        self.model = prepare_for_inference(model.eval(), self.config.dtype, self.config.quantize)
         self.tokenizer = tokenizer
-        self.options = options or DecodeOptions()
-        frame_ms = model.encoder.subsampling_rate * FRAME_SHIFT_MS
-        self.token_s = model.projector.stack * frame_ms / 1000.0
-        self.chunk_frames = model.chunk_frames
-        if self.options.chunk_ms is not None:
-            frames = self.options.chunk_ms / frame_ms
-            if frames != int(frames) or int(frames) % model.projector.stack or frames < 1:
-                raise ValueError(f"chunk_ms={self.options.chunk_ms:g} must be a positive multiple of "
-                                 f"{self.token_s * 1000:g} ms (one LLM input token)")
-            self.chunk_frames = int(frames)
+        self.token_s = model.token_s
+        self.chunk_frames = model.chunk_frames if self.config.chunk_ms is None else \
+            model.frames_for_chunk(self.config.chunk_ms)
         self.tokens_per_chunk = self.chunk_frames // model.projector.stack
 
     @property
@@ -263,14 +338,18 @@ class Recognizer:
 
         Each stream gets the tokens, text and emission audio times that :meth:`decode` on it alone gives.
         """
-        todo = list({id(s): s for s in streams if not s.finished}.values())
+        todo = [s for s in dict.fromkeys(streams) if not s.finished]
         if not todo:
             return
         t = time.perf_counter()
+        batch_mode = self.config.mode == "batch"
         try:
-            work = [s for s in todo if self._start(s)]
-            self._encode(work)
-            self._run_steps({id(s): self._plan(s) for s in work}, work)
+            # one round: the first unfinished segment of every stream (a stream whose block closed several
+            # segments decodes them in order, one per round; only the last segment can still be open)
+            while work := [s.open[0] for s in todo if s.open and s.open[0].has_work(batch_mode)]:
+                self._advance(work, batch_mode)
+                for s in todo:
+                    self._collect(s)
         finally:
             share = (time.perf_counter() - t) / len(todo)
             for s in todo:
@@ -278,173 +357,161 @@ class Recognizer:
 
     def get_result(self, stream: Stream) -> Result:
         """Text so far: committed words never change; ``partial`` is a word still being written."""
-        toks = [w.token for w in stream.written]
-        n_done = stream.num_complete
+        words = [w for seg in stream.segments for w in seg.words]
+        texts = [seg.text for seg in stream.segments if seg.text]
+        partial = ""
+        for seg in stream.open:
+            seg_words, seg_partial = self._segment_words(seg)
+            words += seg_words
+            texts += [" ".join(w.word for w in seg_words)] if seg_words else []
+            partial = seg_partial or partial
+        committed = " ".join(texts)
+        text = (committed + " " + partial).strip()
+        return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished,
+                      segments=list(stream.segments))
+
+    # ------------------------------------------------------------------ internals
+    def _advance(self, segs: list[_Segment], batch_mode: bool) -> None:
+        """Audio side, then the LLM steps, of one segment per stream."""
+        audio = self.model.stream_audio([g.audio_state for g in segs], [g.take_feats() for g in segs],
+                                        [g.input_done for g in segs])
+        for g, a in zip(segs, audio):
+            g.audio = torch.cat([g.audio, a.to(g.audio.dtype)])
+        self._run_steps({id(g): self._plan(g, batch_mode) for g in segs}, segs)
+
+    def _collect(self, stream: Stream) -> None:
+        """Finished segments leave their text and words; their state is dropped (bounded memory)."""
+        while stream.open and stream.open[0].finished:
+            seg = stream.open.pop(0)
+            words, _ = self._segment_words(seg)
+            stream.segments.append(SegmentResult(
+                index=seg.index, start_s=seg.start_s, end_s=seg.end_sample / SAMPLE_RATE,
+                text=" ".join(w.word for w in words), words=words, reason=seg.reason, truncated=seg.truncated))
+
+    def _context(self, seg: _Segment) -> list[int]:
+        """Prompt context of a segment: the last ``context_words`` words of the stream's finished segments."""
+        n = self.config.context_words
+        if not n:
+            return []
+        words = [w.word for s in seg.stream.segments for w in s.words][-n:]
+        return self.tokenizer(" " + " ".join(words), add_special_tokens=False)["input_ids"] if words else []
+
+    def _plan(self, seg: _Segment, batch_mode: bool) -> list[_Step]:
+        """Turn the segment's new audio tokens (and input end) into its LLM steps (see the module docstring)."""
+        m, k = self.model, self.tokens_per_chunk
+        audio = seg.audio
+        steps: list[_Step] = []
+        read = seg.tokens_read
+        if not batch_mode:
+            while audio.size(0) >= k:
+                read += k
+                write = "chunk" if read > self.config.read_ahead_chunks * k else None
+                steps.append(_Step(audio[:k], k, write))
+                audio = audio[k:]
+        if seg.input_done:
+            end = m.token_embeds(m.tokens.end_ids)[0].to(audio.dtype)
+            if batch_mode:
+                steps.append(_Step(torch.cat([audio, end]), audio.size(0), "final"))
+            else:
+                if audio.size(0):
+                    steps.append(_Step(audio, audio.size(0), "chunk"))
+                steps.append(_Step(end, 0, "final"))
+            seg.audio = audio[:0]
+        else:
+            seg.audio = audio  # less than a chunk: waits for more
+        if steps and seg.session is None:
+            seg.context_ids = self._context(seg)
+            prompt = m.token_embeds([*m.tokens.prompt_ids, *seg.context_ids])[0].to(audio.dtype)
+            first = steps[0]
+            steps[0] = _Step(torch.cat([prompt, first.source]), first.n_audio, first.write)
+        return steps
+
+    def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
+        """Run step i of every segment together: one forward reads and feeds the pending tokens, then
+        batched greedy writes."""
+        group = [g for g in segs if plans[id(g)]]
+        if not group:
+            return
+        sess = GroupStreamingSession.merge([g.session or self.model.glm.start(1) for g in group])
+        i = 0
+        while group:
+            steps = [plans[id(g)][i] for g in group]
+            embeds = torch.nn.utils.rnn.pad_sequence([st.source for st in steps], batch_first=True)
+            lens = torch.tensor([st.source.size(0) for st in steps])
+            for g, st in zip(group, steps):
+                g.tokens_read += st.n_audio
+                g.stream.tokens_read += st.n_audio
+            self._read_and_write(sess, group, steps, embeds, lens)
+            i += 1
+            done = [b for b, g in enumerate(group) if len(plans[id(g)]) == i]
+            if done:
+                keep = [b for b in range(len(group)) if b not in done]
+                for b in done:
+                    group[b].session = sess.select([b])
+                    if steps[b].write == "final":
+                        group[b].finished = True
+                        group[b].session = None      # the segment is over: drop its KV cache now
+                sess = sess.select(keep) if keep else sess
+                group = [group[b] for b in keep]
+
+    def _read_and_write(self, sess: GroupStreamingSession, group: list[_Segment], steps: list[_Step],
+                        embeds: torch.Tensor, lens: torch.Tensor) -> None:
+        """Read every segment's step source and run the greedy writes of the segments whose step writes,
+        batched. The read and the first written token (the pending ``<wait>`` of the previous chunk, or bos)
+        share ONE forward, so a chunk that writes nothing but its ``<wait>`` costs one LLM forward."""
+        tk, cfg = self.model.tokens, self.config
+        active, caps, stops, suppress = [], [], [], []
+        for g, st in zip(group, steps):
+            left = cfg.max_tokens_per_segment - len(g.written)
+            final = st.write == "final"
+            if st.write is not None and left <= 0:
+                g.truncated = True
+            active.append(st.write is not None and left > 0)
+            caps.append(max(1, left if final else min(left, cfg.max_tokens_per_read)))
+            stops.append([tk.eos_id] if final else [tk.wait_id])
+            suppress.append([tk.wait_id] if final else [tk.eos_id])
+        if not any(active):
+            sess.read(embeds, lens=lens)
+            return
+        visible = (sess.num_source + lens.to(sess.device)).tolist()
+        pending = torch.cat([g.pending for g in group])
+        res = sess.greedy_write(pending, stops, caps, active=torch.tensor(active), suppress_ids=suppress,
+                                source=embeds, source_lens=lens)
+        for b, (g, st) in enumerate(zip(group, steps)):
+            if active[b]:
+                self._record(g, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
+                             final=st.write == "final")
+
+    def _record(self, seg: _Segment, tokens: list[int], pending: torch.Tensor, stopped: bool, visible: int,
+                final: bool) -> None:
+        tk = self.model.tokens
+        seg.stream.trace += [(t, visible) for t in tokens]
+        read_s = seg.duration_s if final else min(seg.tokens_read * self.token_s, seg.duration_s)
+        audio_s, wall = seg.start_s + read_s, seg.stream.wall_s()
+        for t in tokens:
+            if t not in (tk.wait_id, tk.eos_id):
+                seg.written.append(_Written(t, audio_s, wall))
+        seg.pending = pending
+        if final and not stopped:
+            seg.truncated = True            # the cap ended the segment before eos
+        toks = [w.token for w in seg.written]
+        # A write that ended on <wait>/eos closed its last word; one cut by a cap may be mid-word.
+        seg.num_complete = len(toks) if stopped or final else self._word_boundary(toks)
+
+    def _segment_words(self, seg: _Segment) -> tuple[list[Word], str]:
+        """Committed words of a segment (with their times) and its partial word."""
+        toks = [w.token for w in seg.written]
+        n_done = seg.num_complete
         words: list[Word] = []
         start = 0
         for i in range(1, n_done + 1):
             if i == n_done or self._starts_word(toks[i]):
                 text = self.tokenizer.decode(toks[start:i], skip_special_tokens=True).strip()
                 if text:
-                    last = stream.written[i - 1]
+                    last = seg.written[i - 1]
                     words += [Word(w, last.audio_s, last.wall_s) for w in text.split()]
                 start = i
-        committed = " ".join(w.word for w in words)
-        partial = self.tokenizer.decode(toks[n_done:], skip_special_tokens=True).strip()
-        text = (committed + " " + partial).strip()
-        return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished)
-
-    # ------------------------------------------------------------------ internals
-    def _start(self, stream: Stream) -> bool:
-        """Whether ``stream`` is decoded now (batch mode waits for the whole input); fixes its mode."""
-        if self.options.mode == "batch" and not stream.input_done:
-            return False
-        stream.batch_mode = self.options.mode == "batch" or (not stream.started and stream.input_done)
-        stream.started = True
-        return True
-
-    def _encode(self, streams: list[Stream]) -> None:
-        """New features of every stream -> audio tokens appended to ``stream.audio``, chunk-aligned batches."""
-        m = self.model
-        for s in streams:
-            feats = s._take_feats()
-            if m.cmvn is not None and feats.numel():
-                feats = m.cmvn(feats)
-            s.enc_buf = torch.cat([s.enc_buf, feats.to(s.enc_buf.dtype)])
-        window = self._chunk_window()
-        if window is None:  # an encoder without chunk geometry / state stacking: one stream at a time
-            for s in streams:
-                self._encode_group([s], s.enc_buf.size(0), final=s.input_done)
-            return
-        need, hop = window
-        while ready := [s for s in streams if s.enc_buf.size(0) >= need]:
-            self._encode_group(ready, need, final=False, hop=hop)
-        ends: dict[int, list[Stream]] = {}
-        for s in streams:
-            if s.input_done:
-                ends.setdefault(s.enc_buf.size(0), []).append(s)
-        for n, group in ends.items():
-            self._encode_group(group, n, final=True)
-
-    def _chunk_window(self) -> tuple[int, int] | None:
-        """(features needed for one chunk, features consumed by it), or None for an encoder that lacks
-        ``embed.stride``/``embed.receptive_field`` or ``stack_states``/``unstack_states``."""
-        enc = self.model.encoder
-        embed = getattr(enc, "embed", None)
-        stride, field_ = getattr(embed, "stride", None), getattr(embed, "receptive_field", None)
-        if stride is None or field_ is None or not hasattr(enc, "stack_states") or not hasattr(enc, "unstack_states"):
-            return None
-        return stride * (self.chunk_frames - 1) + field_, stride * self.chunk_frames
-
-    def _encode_group(self, group: list[Stream], n: int, final: bool, hop: int | None = None) -> None:
-        """Encode the first ``n`` buffered features of every stream in ``group`` in one batch.
-
-        With ``hop``, the ``n`` features are one chunk's window: ``hop`` of them are consumed, the rest stays
-        at the front of ``enc_buf`` and the encoder's own feature buffer is emptied (so every stream's
-        states hold no features and stack). Without it, all ``n`` go to the encoder, which keeps what it
-        cannot use yet."""
-        m = self.model
-        feats = torch.stack([s.enc_buf[:n] for s in group])
-        states = (group[0].enc_states if len(group) == 1
-                  else m.encoder.stack_states([s.enc_states for s in group]))
-        enc, states = m.encoder.streaming_forward(feats, states, final=final)
-        proj, proj_state = m.projector.streaming_forward(enc, torch.cat([s.proj_state for s in group]), final=final)
-        per_stream = [states] if len(group) == 1 else m.encoder.unstack_states(states)
-        for b, (s, st) in enumerate(zip(group, per_stream)):
-            s.enc_buf = s.enc_buf[n if hop is None else hop:]
-            if hop is not None:
-                st["feats"] = st["feats"][:, :0]  # what it kept is still at the front of enc_buf
-            s.enc_states = st
-            s.proj_state = proj_state[b:b + 1]
-            s.audio = torch.cat([s.audio, proj[b:b + 1].to(s.audio.dtype)], dim=1)
-
-    def _plan(self, stream: Stream) -> list[_Step]:
-        """Turn the stream's new audio tokens (and input end) into its LLM steps; see the module docstring."""
-        m, k = self.model, self.tokens_per_chunk
-        audio = stream.audio[0]
-        stream.audio = stream.audio[:, :0]
-        steps: list[_Step] = []
-        read = stream.tokens_read
-        if not stream.batch_mode:
-            while audio.size(0) >= k:
-                read += k
-                write = "chunk" if read > self.options.lookahead_chunks * k else None
-                steps.append(_Step(audio[:k], k, write))
-                audio = audio[k:]
-        if stream.input_done:
-            end = m.token_embeds(m.tokens.end_ids)[0].to(audio.dtype)
-            if stream.batch_mode:
-                steps.append(_Step(torch.cat([audio, end]), audio.size(0), "final"))
-            else:
-                if audio.size(0):
-                    steps.append(_Step(audio, audio.size(0), "chunk"))
-                steps.append(_Step(end, 0, "final"))
-        else:
-            stream.audio = audio.unsqueeze(0)  # less than a chunk: waits for more
-        if steps and stream.session is None:
-            prompt = m.token_embeds(m.tokens.prompt_ids)[0].to(audio.dtype)
-            first = steps[0]
-            steps[0] = _Step(torch.cat([prompt, first.source]), first.n_audio, first.write)
-        return steps
-
-    def _run_steps(self, plans: dict[int, list[_Step]], streams: list[Stream]) -> None:
-        """Run step i of every stream together: one read forward, then batched greedy writes."""
-        group = [s for s in streams if plans[id(s)]]
-        if not group:
-            return
-        sess = GroupStreamingSession.merge([s.session or self.model.glm.start(1) for s in group])
-        i = 0
-        while group:
-            steps = [plans[id(s)][i] for s in group]
-            embeds = torch.nn.utils.rnn.pad_sequence([st.source for st in steps], batch_first=True)
-            sess.read(embeds, lens=torch.tensor([st.source.size(0) for st in steps]))
-            for s, st in zip(group, steps):
-                s.tokens_read += st.n_audio
-            self._write(sess, group, steps)
-            i += 1
-            done = [b for b, s in enumerate(group) if len(plans[id(s)]) == i]
-            if done:
-                keep = [b for b in range(len(group)) if b not in done]
-                for b in done:
-                    group[b].session = sess.select([b])
-                    group[b].finished = steps[b].write == "final"
-                sess = sess.select(keep) if keep else sess
-                group = [group[b] for b in keep]
-
-    def _write(self, sess: GroupStreamingSession, group: list[Stream], steps: list[_Step]) -> None:
-        """Greedy writes of the streams whose step writes, batched; bookkeeping per stream."""
-        tk, opts = self.model.tokens, self.options
-        active, caps, stops, suppress = [], [], [], []
-        for s, st in zip(group, steps):
-            left = opts.max_total_tokens - len(s.written)
-            final = st.write == "final"
-            active.append(st.write is not None and left > 0)
-            caps.append(max(1, left if final else min(left, opts.max_tokens_per_read)))
-            stops.append([tk.eos_id] if final else [tk.wait_id])
-            suppress.append([tk.wait_id] if final else [tk.eos_id])
-        if not any(active):
-            return
-        visible = sess.num_source.tolist()
-        pending = torch.cat([s.pending for s in group])
-        res = sess.greedy_write(pending, stops, caps, active=torch.tensor(active), suppress_ids=suppress)
-        for b, (s, st) in enumerate(zip(group, steps)):
-            if active[b]:
-                self._record(s, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
-                             final=st.write == "final")
-
-    def _record(self, stream: Stream, tokens: list[int], pending: torch.Tensor, stopped: bool, visible: int,
-                final: bool) -> None:
-        tk = self.model.tokens
-        stream.trace += [(t, visible) for t in tokens]
-        audio_s = stream.duration_s if final else min(stream.tokens_read * self.token_s, stream.duration_s)
-        wall = stream.wall_s()
-        for t in tokens:
-            if t not in (tk.wait_id, tk.eos_id):
-                stream.written.append(_Written(t, audio_s, wall))
-        stream.pending = pending
-        toks = [w.token for w in stream.written]
-        # A write that ended on <wait>/eos closed its last word; one cut by a cap may be mid-word.
-        stream.num_complete = len(toks) if stopped or final else self._word_boundary(toks)
+        return words, self.tokenizer.decode(toks[n_done:], skip_special_tokens=True).strip()
 
     def _starts_word(self, token: int) -> bool:
         return self.tokenizer.decode([token]).startswith(" ")
@@ -457,10 +524,10 @@ class Recognizer:
         return 0
 
 
-def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, options: DecodeOptions | None = None,
-                    device: str = "cpu") -> Recognizer:
+def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConfig | None = None,
+                    device: str = "cpu", overrides: Sequence[str] = ()) -> Recognizer:
     """:meth:`Recognizer.from_checkpoint` (exported as ``speech_llm.load_recognizer``)."""
-    return Recognizer.from_checkpoint(exp_dir_or_checkpoint, options, device)
+    return Recognizer.from_checkpoint(exp_dir_or_checkpoint, config, device, overrides)
 
 
 def _to_mono_float(samples) -> torch.Tensor:

@@ -27,7 +27,7 @@ for the last source word. Example, n = 4 source words ending at ``[.5, 1, 1.5, 2
     m = 6:  source words 0,1,1,2,3,3 -> [.5, 1, 1, 1.5, 2, 2]
     m = 1:  source word 3            -> [2.0]
 
-Then the chunk assignment is the same as for transcripts, with ``streaming.lookahead_chunks`` as the
+Then the chunk assignment is the same as for transcripts, with ``streaming.delay_chunks`` as the
 latency knob (a translation reorders words, so some look-ahead usually helps).
 
 Example: 2 chunks of 4 source tokens after a prompt of 2 (``chunk_source_ends = [6, 10]``, source length

@@ -49,7 +49,7 @@ chunk_ms=640            # streaming chunk (ms): LLM training targets and streami
 extra_chunk_ms=""       # more chunk sizes to decode at, comma-separated, e.g. 320,1280
 ngpu=1
 decode_jobs=0           # decodes run side by side; 0 = one per GPU (1 on CPU)
-decode_opts=""          # more `speech-llm decode` options, e.g. "--max-total-tokens 400"
+decode_opts=""          # more `speech-llm decode` options, e.g. "--max-tokens-per-segment 400"
 overrides=""            # KEY=VALUE config overrides for every stage, e.g. "train.llm.epochs=2 encoder.num_layers=8"
 progress=true
 

@@ -25,58 +25,40 @@ ORDER = 40
 
 
 def add_arguments(p) -> None:
+    from speech_llm.commands._decode_options import add_decode_arguments
+
     p.add_argument("--exp-dir", required=True, help="experiment dir or checkpoint file of the trained model")
     p.add_argument("--data", required=True, help="Kaldi data dir to decode (wav.scp, text, ...)")
     p.add_argument("--out", required=True, help="output dir")
     p.add_argument("--task", choices=["asr", "st", "mt"], default=None,
                    help="asr/st: speech (checked against the checkpoint); mt: text wait-k (default: the "
                         "checkpoint's task)")
-    p.add_argument("--mode", choices=["streaming", "batch"], default=None,
-                   help="default: the checkpoint config's decode.mode (mt: wait-k unless batch)")
     p.add_argument("--k", type=int, default=3, help="mt: wait-k lag in source words (default: %(default)s)")
-    p.add_argument("--chunk-ms", type=float, default=None,
-                   help="streaming chunk in ms (default: the chunk the model was trained with)")
-    p.add_argument("--lookahead", type=int, default=0, help="extra chunks read before writing (streaming)")
-    p.add_argument("--max-tokens-per-read", type=int, default=None,
-                   help="cap on tokens written after one chunk (default: the config's decode.max_tokens_per_read)")
-    p.add_argument("--max-total-tokens", type=int, default=None,
-                   help="cap on tokens per utterance (default: the config's decode.max_total_tokens)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="utterances decoded together in one batch (asr/st; default: %(default)s)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _device(name: str | None) -> str:
-    if name is not None:
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    add_decode_arguments(p)
 
 
 def run(args) -> int:
     from speech_common.errors import UserError
-    from speech_llm.checkpoint import load_model
+    from speech_llm.commands._decode_options import (
+        check_decode_options,
+        default_device,
+        load_recognizer_from_args,
+    )
     from speech_llm.decode import decode_data_dir
-    from speech_llm.recognizer import DecodeOptions, Recognizer
 
     if args.task == "mt":
         return _run_mt(args)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model, tokenizer, cfg = load_model(args.exp_dir, device=_device(args.device))
+    check_decode_options(args)
+    rec = load_recognizer_from_args(args, default_device(args.device))
+    cfg = rec.experiment
     if args.task is not None and args.task != cfg.llm.task:
         raise UserError(f"--task {args.task}: {args.exp_dir} was trained for llm.task={cfg.llm.task}")
-    dec = cfg.decode
-    try:
-        opts = DecodeOptions(
-            mode=args.mode or dec.mode, chunk_ms=args.chunk_ms, lookahead_chunks=args.lookahead,
-            max_tokens_per_read=args.max_tokens_per_read or dec.max_tokens_per_read,
-            max_total_tokens=args.max_total_tokens or dec.max_total_tokens)
-        rec = Recognizer(model, tokenizer, opts)
-    except ValueError as e:
-        raise UserError(str(e)) from e
     info = {"task": cfg.llm.task, "exp_dir": str(args.exp_dir)}
     if cfg.llm.task == "st":
         info["target_lang"] = cfg.llm.target_lang
@@ -92,6 +74,7 @@ def _run_mt(args) -> int:
 
     from data_prep.kaldi_dir import read_text_file
     from speech_common.errors import UserError
+    from speech_llm.commands._decode_options import default_device
     from speech_llm.mt import decode_mt_data
 
     text = Path(args.data) / "text"
@@ -102,6 +85,6 @@ def _run_mt(args) -> int:
         raise UserError(f"--k must be >= 1, got {args.k}")
     sources = read_text_file(text, allow_empty=False)
     summary = decode_mt_data(args.exp_dir, None, sources, None if batch else args.k, args.out, batch=batch,
-                             device=_device(args.device), progress=not args.no_progress)
+                             device=default_device(args.device), progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -8,10 +8,11 @@ Usage:
     speech-llm live --exp-dir exp/mini --device 3 --endpoint-silence 1.2 --duration 60
 
 Ctrl-C stops: the current segment is finalised and printed. Audio is captured at the device's default
-rate (``--samplerate`` to change it) and resampled by the recognizer. A segment ends after
-``--endpoint-silence`` seconds whose 25 ms frames are all below ``--silence-threshold-db`` dBFS (RMS,
-full scale 1.0), once speech was heard, or at ``--max-segment`` seconds; every segment is decoded with a
-fresh LLM context, so memory stays bounded however long the session runs.
+rate (``--samplerate`` to change it) and resampled by the recognizer. The recognizer's endpointing (the
+checkpoint's ``decode.endpoint``, or the options below) ends a segment after ``--endpoint-silence``
+seconds whose 25 ms frames are all below ``--silence-threshold-db`` dBFS (RMS, full scale 1.0), once
+speech was heard, or at ``--max-segment`` seconds; every segment is decoded with a fresh LLM context, so
+memory stays bounded however long the session runs, and the text is what ``transcribe`` gives.
 
 ``--save-transcript`` writes one line per segment: ``start_s<TAB>end_s<TAB>text`` (seconds since the
 start of the session). ``--save-audio`` writes everything captured (16-bit, at the capture rate; format
@@ -30,24 +31,21 @@ ORDER = 46
 
 
 def add_arguments(p) -> None:
+    from speech_llm.commands._decode_options import add_decode_arguments
+
     p.add_argument("--exp-dir", help="experiment dir or checkpoint file (required unless --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--device", default=None, help="input device: index, name or unique part of a name "
                                                   "(default: the default input device)")
     p.add_argument("--samplerate", type=int, default=None, help="capture rate in Hz (default: the device's)")
-    p.add_argument("--chunk-ms", type=float, default=None, help="streaming chunk (default: as trained)")
     p.add_argument("--block-ms", type=float, default=50.0, help="capture block length (default: 50)")
-    p.add_argument("--endpoint-silence", type=float, default=0.8, metavar="S",
-                   help="trailing silence that ends a segment, seconds (default: 0.8)")
-    p.add_argument("--max-segment", type=float, default=20.0, metavar="S",
-                   help="maximum segment length, seconds (default: 20)")
-    p.add_argument("--silence-threshold-db", type=float, default=-40.0, metavar="DB",
-                   help="frames below this RMS level (dBFS) are silence (default: -40)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds of captured audio (default: until Ctrl-C)")
     p.add_argument("--save-audio", metavar="FILE", help="save the session audio (e.g. FILE.wav)")
     p.add_argument("--save-transcript", metavar="FILE", help="save the segments with their times")
-    p.add_argument("--compute-device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--compute-device", default=None,
+                   help="torch device for the model (default: cuda when available, else cpu)")
+    add_decode_arguments(p, skip=("--mode",))
 
 
 def run(args) -> int:
@@ -65,12 +63,9 @@ def run(args) -> int:
         raise UserError(f"--duration must be > 0 seconds, got {args.duration:g}")
     if args.block_ms <= 0:
         raise UserError(f"--block-ms must be > 0, got {args.block_ms:g}")
-    try:
-        endpoint = live.EndpointConfig(silence_s=args.endpoint_silence, max_segment_s=args.max_segment,
-                                       threshold_db=args.silence_threshold_db)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    from speech_llm.commands._decode_options import check_decode_options
 
+    check_decode_options(args)
     # Device and output files first: a wrong name or path fails before the model is loaded.
     source = live.MicrophoneSource(args.device, args.samplerate, args.block_ms, max_seconds=args.duration)
     with contextlib.ExitStack() as files:
@@ -86,7 +81,7 @@ def run(args) -> int:
         files.enter_context(source)  # open the device before saying that we listen
         print(f"listening on {d['index']} {d['name']!r} at {source.samplerate} Hz (Ctrl-C to stop)",
               file=sys.stderr, flush=True)
-        report = live.run_live(rec, source, endpoint, live.LiveDisplay(), audio_out, transcript_out)
+        report = live.run_live(rec, source, live.LiveDisplay(), audio_out, transcript_out)
     lost = f", {report.overflows} input overflows, {report.dropped_s:.1f} s dropped" \
         if report.overflows or report.dropped_s else ""
     print(f"{'stopped' if report.interrupted else 'done'}: {report.audio_s:.1f} s of audio, "
@@ -95,13 +90,9 @@ def run(args) -> int:
 
 
 def _load(args):
-    from speech_common.errors import UserError
-    from speech_llm.recognizer import DecodeOptions, load_recognizer
+    from speech_llm.commands._decode_options import default_device, load_recognizer_from_args
 
-    try:
-        return load_recognizer(args.exp_dir, DecodeOptions(chunk_ms=args.chunk_ms), device=args.compute_device)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    return load_recognizer_from_args(args, default_device(args.compute_device))
 
 
 def _open_output(option: str, path: str, opener):

@@ -3,13 +3,17 @@
 Usage:
     speech-llm transcribe --exp-dir exp/mini a.flac b.wav
     speech-llm transcribe --exp-dir exp/mini --chunk-ms 320 --realtime a.flac
+    speech-llm transcribe --exp-dir exp/mini --segments lecture.flac
 
 Each file is fed chunk by chunk (``--realtime`` paces it at playback speed); the committed text and the
-current partial word (in brackets) are shown as they change, then the final text.
+current partial word (in brackets) are shown as they change, then the final text. Input of any length: the
+recognizer cuts it into segments at pauses (``--endpoint-silence``, ``--max-segment``; ``--segments``
+prints each one with its times), each decoded with a fresh LLM context.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 NAME = "transcribe"
@@ -18,42 +22,63 @@ ORDER = 45
 
 
 def add_arguments(p) -> None:
+    from speech_llm.commands._decode_options import add_decode_arguments
+
     p.add_argument("files", nargs="+", help="audio files (any format libsndfile reads, any sample rate)")
     p.add_argument("--exp-dir", required=True, help="experiment dir or checkpoint file")
-    p.add_argument("--chunk-ms", type=float, default=None, help="streaming chunk (default: as trained)")
     p.add_argument("--realtime", action="store_true", help="feed audio at playback speed")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--segments", action="store_true",
+                   help="print each finished segment on its own line with its start and end time")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_decode_arguments(p)
 
 
 def run(args) -> int:
-    import soundfile as sf
-
-    from data_prep.audio import AudioError
-    from speech_common.errors import UserError
+    from data_prep.audio import audio_blocks
+    from speech_llm.commands._decode_options import (
+        check_decode_options,
+        default_device,
+        load_recognizer_from_args,
+    )
     from speech_llm.display import TranscriptLine
-    from speech_llm.recognizer import DecodeOptions, load_recognizer
 
-    try:
-        rec = load_recognizer(args.exp_dir, DecodeOptions(chunk_ms=args.chunk_ms), device=args.device)
-    except ValueError as e:
-        raise UserError(str(e)) from e
+    check_decode_options(args)
+    rec = load_recognizer_from_args(args, default_device(args.device))
     for path in args.files:
-        try:
-            samples, rate = sf.read(path, dtype="float32", always_2d=False)
-        except (OSError, RuntimeError, sf.LibsndfileError) as e:
-            raise AudioError(f"{path}: cannot read audio: {e}") from e
         line = TranscriptLine(prefix=f"{path}: " if len(args.files) > 1 else "")
         stream = rec.create_stream()
-        block = max(1, int(rate * rec.chunk_s))
-        start = time.monotonic()
-        for i in range(0, len(samples), block):
+        start, fed, shown = time.monotonic(), 0.0, 0
+        for samples, rate in audio_blocks(path, rec.chunk_s):     # block by block: any length
             if args.realtime:
-                time.sleep(max(0.0, i / rate - (time.monotonic() - start)))
-            stream.accept_waveform(rate, samples[i:i + block])
+                time.sleep(max(0.0, fed - (time.monotonic() - start)))
+            fed += len(samples) / rate
+            stream.accept_waveform(rate, samples)
             rec.decode(stream)
-            r = rec.get_result(stream)
-            line.update(r.committed, r.partial)
+            shown = _show(line, rec.get_result(stream), shown, args.segments)
         stream.input_finished()
         rec.decode(stream)
-        line.final(rec.get_result(stream).text)
+        r = rec.get_result(stream)
+        if args.segments:
+            _show(line, r, shown, True)
+            line.clear()
+        else:
+            line.final(r.text)
+        if r.truncated:
+            print(f"{path}: warning: {sum(s.truncated for s in r.segments)} segment(s) hit the token cap "
+                  "(--max-tokens-per-segment); their text may be incomplete", file=sys.stderr)
     return 0
+
+
+def _show(line, r, shown: int, segments: bool) -> int:
+    """Update the display with result ``r``; returns how many finished segments have been printed."""
+    from speech_llm.display import format_time
+
+    if not segments:
+        line.update(r.committed, r.partial)
+        return shown
+    for seg in r.segments[shown:]:
+        line.final(f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] {seg.text}"
+                   + (" [truncated]" if seg.truncated else ""))
+    open_words = r.words[sum(len(x.words) for x in r.segments):]
+    line.update(" ".join(w.word for w in open_words), r.partial)
+    return len(r.segments)

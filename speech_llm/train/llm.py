@@ -13,7 +13,7 @@ The model is built by :func:`speech_llm.build.build_speech_llm` on the encoder o
   resumed run draws the same) gets the batch-mode target ``words <eos>`` seeing the whole source;
 * the others get the streaming target of :func:`speech_llm.targets.streaming_target`: the words whose
   end time falls in chunks ``1..i-L`` are written after chunk ``i`` (chunk = ``streaming.chunk_ms``,
-  ``L`` = ``streaming.lookahead_chunks``), each chunk closed by ``<wait>``;
+  ``L`` = ``streaming.delay_chunks``), each chunk closed by ``<wait>``;
 * the encoder runs with the chunk mask of that same chunk (``SpeechLLM`` does this), so training sees
   exactly the audio tokens streaming inference produces; the loss is on target tokens only.
 
@@ -180,7 +180,7 @@ class LLMStage(Stage):
             return batch_target(word_ids, source_len, bos_id=tok.bos_id, eos_id=tok.eos_id)
         chunk_ends = m.chunk_source_ends(num_audio_tokens)
         chunks = assign_words_to_chunks(word_ends, self.chunk_s, len(chunk_ends),
-                                        self.cfg.streaming.lookahead_chunks)
+                                        self.cfg.streaming.delay_chunks)
         return streaming_target(word_ids, chunks, chunk_ends, source_len, bos_id=tok.bos_id,
                                 wait_id=tok.wait_id, eos_id=tok.eos_id)
 

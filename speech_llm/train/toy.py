@@ -25,7 +25,7 @@ TOY_OVERRIDES = (
     "encoder.d_model=32", "encoder.num_layers=2", "encoder.num_heads=2", "encoder.ffn_dim=64",
     "encoder.conv_kernel=3", "encoder.chunk_size=4", "encoder.dropout=0.1",
     "projector.stack=2", "projector.hidden_dim=32",
-    "streaming.chunk_ms=160", "decode.chunk_ms=160", "streaming.batch_mode_share=0.3",
+    "streaming.chunk_ms=160", "streaming.batch_mode_share=0.3",
     "llm.lora_rank=4", "llm.lora_alpha=8", "llm.lora_dropout=0.0", "llm.lora_target_modules=[q_proj, v_proj]",
     *(f"train.{stage}.{kv}" for stage in ("ctc", "llm") for kv in (
         "lr=3e-3", "warmup_steps=3", "max_steps=30", "epochs=100", "max_frames_per_batch=2000", "log_every=5",

@@ -78,7 +78,7 @@ def test_librispeech_recipe_end_to_end_on_synthetic_corpus(tmp_path, corpus_and_
                "--train-parts", "train-clean-100,train-clean-360", "--dev-parts", "dev-clean",
                "--test-parts", "test-clean,test-other", "--config", "conf/librispeech_tiny_test.yaml",
                "--llm", str(llm), "--ngpu", "0", "--chunk-ms", "320",
-               "--decode-jobs", "2", "--decode-opts", "--max-total-tokens 24 --max-tokens-per-read 4",
+               "--decode-jobs", "2", "--decode-opts", "--max-tokens-per-segment 24 --max-tokens-per-read 4",
                "--progress", "false"]
     first = _run(tmp_path, *options).stdout
     work = tmp_path / "work"

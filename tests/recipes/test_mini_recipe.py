@@ -79,7 +79,7 @@ def _silence_gives_empty_text(exp: Path) -> None:
 
     rng = np.random.RandomState(0)
     for mode in ("streaming", "batch"):
-        rec = speech_llm.load_recognizer(exp, speech_llm.DecodeOptions(mode=mode))
+        rec = speech_llm.load_recognizer(exp, speech_llm.DecodeConfig(mode=mode))
         for x in (np.zeros(2 * SAMPLE_RATE, np.float32), (0.003 * rng.randn(3 * SAMPLE_RATE)).astype(np.float32)):
             s = rec.create_stream()
             for i in range(0, len(x), SAMPLE_RATE // 10):

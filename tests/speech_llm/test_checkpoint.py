@@ -72,15 +72,16 @@ def test_package_level_load_recognizer_decodes_with_the_checkpoint(trained):
     import speech_llm
     from data_prep.audio import read_audio
     from encoders.constants import SAMPLE_RATE
-    from speech_llm.recognizer import DecodeOptions, Recognizer
+    from speech_llm.config import DecodeConfig
+    from speech_llm.recognizer import Recognizer
 
     exp, stage = trained
-    rec = speech_llm.load_recognizer(exp, speech_llm.DecodeOptions(mode="batch"))
-    assert isinstance(rec, speech_llm.Recognizer) and rec.options.mode == "batch"
+    rec = speech_llm.load_recognizer(exp, speech_llm.DecodeConfig(mode="batch"))
+    assert isinstance(rec, speech_llm.Recognizer) and rec.config.mode == "batch"
     samples = read_audio(stage.train_set.records[0]["audio"])
     model, tok, _ = load_model(exp)
     results = []
-    for r in (rec, Recognizer(model, tok, DecodeOptions(mode="batch"))):
+    for r in (rec, Recognizer(model, tok, DecodeConfig(mode="batch"))):
         s = r.create_stream()
         s.accept_waveform(SAMPLE_RATE, samples)
         s.input_finished()

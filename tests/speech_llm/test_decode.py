@@ -10,9 +10,10 @@ from data_prep.audio import write_audio
 from data_prep.kaldi_dir import Utterance, write_data_dir
 from encoders.constants import SAMPLE_RATE
 from speech_llm.cli import main
+from speech_llm.config import DecodeConfig
 from speech_llm.decode import decode_data_dir
 from speech_llm.metrics.emissions import read_emissions
-from speech_llm.recognizer import DecodeOptions, Recognizer
+from speech_llm.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def model_and_tok(tiny_llm_dir):
 
 @pytest.mark.parametrize("mode", ["streaming", "batch"])
 def test_decode_writes_text_emissions_summary_and_scores(model_and_tok, data_dir, tmp_path, mode):
-    rec = Recognizer(*model_and_tok, DecodeOptions(mode=mode, max_tokens_per_read=2, max_total_tokens=12))
+    rec = Recognizer(*model_and_tok, DecodeConfig(mode=mode, max_tokens_per_read=2, max_tokens_per_segment=12))
     out = tmp_path / mode
     summary = decode_data_dir(rec, data_dir, out, progress=False)
     lines = (out / "text").read_text().splitlines()
@@ -55,7 +56,7 @@ def test_decode_writes_text_emissions_summary_and_scores(model_and_tok, data_dir
 
 
 def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
-    rec = Recognizer(*model_and_tok, DecodeOptions(max_tokens_per_read=2, max_total_tokens=12))
+    rec = Recognizer(*model_and_tok, DecodeConfig(max_tokens_per_read=2, max_tokens_per_segment=12))
     ref_out = tmp_path / "full"
     decode_data_dir(rec, data_dir, ref_out, progress=False)
 
@@ -84,7 +85,7 @@ def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
 
 @pytest.mark.parametrize("mode", ["streaming", "batch"])
 def test_batched_decode_gives_the_same_output_and_resumes(model_and_tok, data_dir, tmp_path, mode):
-    rec = Recognizer(*model_and_tok, DecodeOptions(mode=mode, max_tokens_per_read=2, max_total_tokens=12))
+    rec = Recognizer(*model_and_tok, DecodeConfig(mode=mode, max_tokens_per_read=2, max_tokens_per_segment=12))
     decode_data_dir(rec, data_dir, tmp_path / "one", progress=False)
     summary = decode_data_dir(rec, data_dir, tmp_path / "two", progress=False, batch_size=2)
     assert (tmp_path / "two" / "text").read_text() == (tmp_path / "one" / "text").read_text()

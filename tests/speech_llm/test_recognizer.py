@@ -8,7 +8,8 @@ from tiny_speech_llm import make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
 from encoders.frontend import compute_fbank
-from speech_llm.recognizer import DecodeOptions, Recognizer
+from speech_llm.config import DecodeConfig, EndpointConfig
+from speech_llm.recognizer import Recognizer
 
 
 def audio(seconds: float = 2.3, seed: int = 0) -> torch.Tensor:
@@ -21,7 +22,7 @@ def audio(seconds: float = 2.3, seed: int = 0) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def rec(tiny_llm_dir):
     model, tok = make_speech_llm(tiny_llm_dir)
-    return Recognizer(model, tok, DecodeOptions(max_tokens_per_read=3, max_total_tokens=60))
+    return Recognizer(model, tok, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60))
 
 
 def run_blocks(rec, x, sizes=None, sr=SAMPLE_RATE, seed=0):
@@ -58,26 +59,34 @@ def test_block_sizes_do_not_matter(rec):
     assert [(w.word, w.audio_s) for w in a.words] == [(w.word, w.audio_s) for w in b.words]
 
 
-def test_whole_input_before_first_decode_is_batch_mode(rec):
+def test_batch_mode_waits_for_the_whole_input_and_never_writes_waits(rec):
+    x = audio()
+    batch_rec = Recognizer(rec.model, rec.tokenizer, DecodeConfig(mode="batch", max_tokens_per_read=3,
+                                                                   max_tokens_per_segment=60))
+    b = batch_rec.create_stream()
+    b.accept_waveform(SAMPLE_RATE, x[:10000])
+    batch_rec.decode(b)  # batch mode waits for the whole input
+    assert b.session is None and not b.trace
+    b.accept_waveform(SAMPLE_RATE, x[10000:])
+    b.input_finished()
+    batch_rec.decode(b)
+    wait = rec.model.tokens.wait_id
+    assert b.finished and b.trace and wait not in [t for t, _ in b.trace]  # no waits in batch mode
+    # batch mode: every token saw the whole source, prompt and end marker included
+    n_audio = b.tokens_read
+    assert {v for _, v in b.trace} == {rec.model.prompt_len + n_audio + len(rec.model.tokens.end_ids)}
+
+
+def test_streaming_mode_streams_even_when_the_whole_input_comes_at_once(rec):
+    """The mode is the recognizer's: a streaming recognizer given everything before its first decode still
+    writes chunk by chunk, with exactly the result of feeding it block by block."""
     x = audio()
     s = rec.create_stream()
     s.accept_waveform(SAMPLE_RATE, x)
     s.input_finished()
     rec.decode(s)
-    batch_rec = Recognizer(rec.model, rec.tokenizer, DecodeOptions(mode="batch", max_tokens_per_read=3,
-                                                                   max_total_tokens=60))
-    b = batch_rec.create_stream()
-    b.accept_waveform(SAMPLE_RATE, x[:10000])
-    batch_rec.decode(b)  # batch mode waits for the whole input
-    assert b.session is None
-    b.accept_waveform(SAMPLE_RATE, x[10000:])
-    b.input_finished()
-    batch_rec.decode(b)
-    assert rec.get_result(s).text == batch_rec.get_result(b).text
-    wait = rec.model.tokens.wait_id
-    assert wait not in [t for t, _ in s.trace]  # no waits in batch mode
-    # batch mode: every token saw the whole source
-    assert {v for _, v in s.trace} == {int(s.session.num_source[0])}
+    blocks, _ = run_blocks(rec, x, seed=7)
+    assert s.trace == blocks.trace and len({v for _, v in s.trace}) > 2   # written as the chunks came in
 
 
 def test_streaming_decode_replays_teacher_forced_training_forward(rec):
@@ -129,13 +138,9 @@ def test_int16_and_stereo_conversions_and_bad_input(rec):
 
 
 def test_empty_and_very_short_input_finish_cleanly(rec):
-    """No audio token (nothing, or less than one fbank frame): the model reads the prompt and the end
-    marker, then writes until eos, exactly as one session doing that by hand."""
-    m, tk = rec.model, rec.model.tokens
-    sess = m.glm.start(1)
-    sess.read(torch.cat([m.token_embeds(tk.prompt_ids), m.token_embeds(tk.end_ids)], dim=1))
-    expected = sess.greedy_write(torch.tensor([tk.bos_id]), [tk.eos_id], rec.options.max_total_tokens,
-                                 suppress_ids=[tk.wait_id]).tokens[0]
+    """No speech opens no segment: nothing is decoded. Without endpointing the whole input is one segment,
+    even an empty one: the model reads the prompt and the end marker, then writes until eos, exactly as
+    one session doing that by hand."""
     for n in (0, 100):
         s = rec.create_stream()
         if n:
@@ -143,7 +148,56 @@ def test_empty_and_very_short_input_finish_cleanly(rec):
         s.input_finished()
         rec.decode(s)
         r = rec.get_result(s)
-        assert r.finished and s.tokens_read == 0
+        assert r.finished and r.text == "" and r.segments == [] and not s.trace
+    m, tk = rec.model, rec.model.tokens
+    whole = Recognizer(m, rec.tokenizer, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60,
+                                                      endpoint=EndpointConfig(enabled=False)))
+    sess = m.glm.start(1)
+    sess.read(torch.cat([m.token_embeds(tk.prompt_ids), m.token_embeds(tk.end_ids)], dim=1))
+    expected = sess.greedy_write(torch.tensor([tk.bos_id]), [tk.eos_id], 60, suppress_ids=[tk.wait_id]).tokens[0]
+    for n in (0, 100):
+        s = whole.create_stream()
+        if n:
+            s.accept_waveform(SAMPLE_RATE, torch.zeros(n))
+        s.input_finished()
+        whole.decode(s)
+        r = whole.get_result(s)
+        assert r.finished and s.tokens_read == 0 and len(r.segments) == 1
         assert [t for t, _ in s.trace] == expected
-        assert r.text == rec.tokenizer.decode([t for t in expected if t != tk.eos_id],
-                                              skip_special_tokens=True).strip()
+        assert r.text == whole.tokenizer.decode([t for t in expected if t != tk.eos_id],
+                                                skip_special_tokens=True).strip()
+        assert r.segments[0].truncated == (expected[-1] != tk.eos_id)
+
+
+def test_a_chunk_that_writes_nothing_costs_one_llm_forward(tiny_llm_dir):
+    """The chunk and the pending <wait> go through the LLM in ONE forward; a quiet chunk (the model writes
+    <wait> at once) costs exactly that forward. Counted on a model steered to always write <wait>."""
+    model, tok = make_speech_llm(tiny_llm_dir)
+    wait = model.tokens.wait_id
+
+    def always_wait(_module, _inputs, logits):
+        logits[..., wait] = 1e4
+        return logits
+
+    hook = model.glm.lm.get_output_embeddings().register_forward_hook(always_wait)
+    calls = []
+    count = model.glm.lm.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["inputs_embeds"].shape[1]),
+                                                   with_kwargs=True)
+    try:
+        rec = Recognizer(model, tok, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60))
+        x = audio(2.3)
+        s = rec.create_stream()
+        block = int(round(rec.chunk_s * SAMPLE_RATE))
+        per_chunk = []
+        for i in range(0, len(x) - block, block):
+            n0, read0 = len(calls), s.tokens_read
+            s.accept_waveform(SAMPLE_RATE, x[i:i + block])
+            rec.decode(s)
+            if s.tokens_read > read0:
+                per_chunk.append(len(calls) - n0)
+        assert len(per_chunk) >= 4 and per_chunk == [1] * len(per_chunk)
+        assert [t for t, _ in s.trace] == [wait] * len(per_chunk)
+        assert s.session.forwards == len(per_chunk)
+    finally:
+        hook.remove()
+        count.remove()

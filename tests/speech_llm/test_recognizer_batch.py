@@ -5,7 +5,8 @@ import torch
 from tiny_speech_llm import make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
-from speech_llm.recognizer import DecodeOptions, Recognizer
+from speech_llm.config import DecodeConfig
+from speech_llm.recognizer import Recognizer
 
 
 def audio(seconds: float, seed: int) -> torch.Tensor:
@@ -31,8 +32,8 @@ def model_and_tok(request, tiny_llm_dir):
 
 
 def make_rec(model_and_tok, **kw) -> Recognizer:
-    opts = dict(max_tokens_per_read=3, max_total_tokens=40) | kw
-    return Recognizer(*model_and_tok[:2], DecodeOptions(**opts))
+    opts = dict(max_tokens_per_read=3, max_tokens_per_segment=40) | kw
+    return Recognizer(*model_and_tok[:2], DecodeConfig(**opts))
 
 
 class Feed:
@@ -96,7 +97,7 @@ SPECS = [  # seconds, block samples (None = whole file, input finished before th
 
 @pytest.mark.parametrize("lookahead", [0, 1])
 def test_decode_streams_equals_each_stream_alone(model_and_tok, lookahead):
-    rec = make_rec(model_and_tok, lookahead_chunks=lookahead)
+    rec = make_rec(model_and_tok, read_ahead_chunks=lookahead)
     xs = [audio(secs, seed) for seed, (secs, _, _) in enumerate(SPECS)]
     alone = [run_alone(rec, Feed(rec, x, block)) for x, (_, block, _) in zip(xs, SPECS)]
     feeds = [Feed(rec, x, block, start) for x, (_, block, start) in zip(xs, SPECS)]
@@ -150,12 +151,14 @@ def test_one_llm_forward_per_step_for_the_whole_batch(model_and_tok):
             reads = [f.s.tokens_read - r for f, (_, r, _) in zip(live, before)]
             new = [len(f.s.trace) - t for f, (t, _, _) in zip(live, before)]
             if all(r in (0, k) for r in reads) and not any(f.s.finished for f in live):
-                # each stream read at most one chunk: one read forward for all, then one forward per
-                # greedy token, shared by every stream still writing
+                # each stream read at most one chunk: ONE forward reads every chunk and feeds the pending
+                # token of every writing stream, then one forward per further greedy token, shared by every
+                # stream still writing (a step that writes only <wait> is one forward)
                 readers = sum(r > 0 for r in reads)
-                assert len(calls) == (1 + max(new) if readers else 0)
+                assert len(calls) == (max(1, max(new)) if readers else 0)
                 if readers:  # the merged batch holds the streams that read; all take part in each forward
-                    assert calls[0][0] == readers and calls[0][1] in (k, k + model_and_tok[0].prompt_len)
+                    p = model_and_tok[0].prompt_len
+                    assert calls[0][0] == readers and calls[0][1] in (k, k + 1, k + p, k + p + 1)
                     assert all(c == (readers, 1) for c in calls[1:])
                     checked += readers > 1
             step += 1

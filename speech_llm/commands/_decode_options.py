@@ -1,0 +1,73 @@
+"""The decoding options every speech entry point shares (``decode``, ``transcribe``, ``live``, ``serve``).
+
+Each option overrides one field of the checkpoint's ``decode`` section (:class:`speech_llm.config.DecodeConfig`);
+an option left out keeps the checkpoint's value. Not a command module (the leading underscore).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# option -> (DecodeConfig key, type, help)
+OPTIONS = {
+    "--mode": ("mode", str, "streaming or batch"),
+    "--chunk-ms": ("chunk_ms", int, "decoding chunk in ms (default: the trained one)"),
+    "--read-ahead": ("read_ahead_chunks", int, "streaming: extra chunks read before the first write"),
+    "--max-tokens-per-read": ("max_tokens_per_read", int, "cap on tokens written after one chunk"),
+    "--max-tokens-per-segment": ("max_tokens_per_segment", int, "cap on tokens of one segment"),
+    "--context-words": ("context_words", int, "last N words of earlier segments as prompt context"),
+    "--dtype": ("dtype", str, "float32 or bfloat16 (LLM inference dtype)"),
+    "--quantize": ("quantize", str, "none or int8 (dynamic int8 LLM linear layers)"),
+    "--endpoint-silence": ("endpoint.silence_s", float, "trailing silence (s) that ends a segment"),
+    "--max-segment": ("endpoint.max_segment_s", float, "maximum segment length (s)"),
+    "--silence-threshold-db": ("endpoint.threshold_db", float, "frames below this RMS level (dBFS) are silence"),
+}
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    g = parser.add_argument_group("decoding (default: the checkpoint's decode section)")
+    for opt, (key, tp, text) in OPTIONS.items():
+        if opt not in skip:
+            g.add_argument(opt, type=tp, default=None, help=f"{text} (decode.{key})")
+    g.add_argument("--no-endpoint", action="store_true",
+                   help="no endpointing: the whole input is one segment (decode.endpoint.enabled=false)")
+
+
+def decode_overrides(args: argparse.Namespace) -> list[str]:
+    """``key=value`` overrides of the checkpoint's decode section for the options given."""
+    out = []
+    for opt, (key, _, _) in OPTIONS.items():
+        value = getattr(args, opt[2:].replace("-", "_"), None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    if getattr(args, "no_endpoint", False):
+        out.append("endpoint.enabled=false")
+    return out
+
+
+def check_decode_options(args: argparse.Namespace) -> None:
+    """Check the decoding options now (types and values, as DecodeConfig does), before any device is
+    opened or model loaded: a bad value fails in a second, naming the key."""
+    from speech_llm.config import DecodeConfig
+    from speech_llm.typed_config import apply_overrides
+
+    apply_overrides(DecodeConfig(), decode_overrides(args), source="the decoding options")
+
+
+def load_recognizer_from_args(args: argparse.Namespace, device: str):
+    """The recognizer of ``args.exp_dir`` with the decoding options of ``args`` (errors as UserError)."""
+    from speech_common.errors import UserError
+    from speech_llm.recognizer import load_recognizer
+
+    try:
+        return load_recognizer(args.exp_dir, device=device, overrides=decode_overrides(args))
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+
+def default_device(name: str | None) -> str:
+    if name is not None:
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

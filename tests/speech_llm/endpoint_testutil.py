@@ -1,0 +1,30 @@
+"""Constructed audio for the endpointing tests: chirp bursts ("speech") between stretches of quiet noise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from encoders.constants import SAMPLE_RATE
+from speech_llm.config import EndpointConfig
+
+FRAME = SAMPLE_RATE // 40       # 25 ms endpointing frame at 16 kHz
+EP = EndpointConfig(silence_s=0.8, max_segment_s=3.0, threshold_db=-40.0, preroll_s=0.3)
+# (silence before, speech) in seconds; all multiples of 25 ms so burst edges fall on the frame grid.
+LAYOUT = [(1.0, 1.5), (1.2, 1.8), (2.0, 4.5), (1.0, 0.0)]
+# What EP must cut LAYOUT into: (start_s, end_s, reason).
+EXPECTED = [(0.7, 3.3, "silence"), (3.4, 6.3, "silence"), (7.2, 10.2, "max_length"), (10.2, 12.8, "silence")]
+
+
+def expected_samples(rate=SAMPLE_RATE) -> list[tuple[int, int, str]]:
+    return [(round(s * rate), round(e * rate), r) for s, e, r in EXPECTED]
+
+
+def bursts(layout=LAYOUT, rate=SAMPLE_RATE, seed=0) -> np.ndarray:
+    """Chirp + noise bursts ("speech", about -13 dBFS) between stretches of -70 dBFS noise ("silence")."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for silence, speech in layout:
+        parts.append(3e-4 * rng.standard_normal(round(silence * rate)))
+        t = np.arange(round(speech * rate)) / rate
+        parts.append(0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(len(t)))
+    return np.concatenate(parts).astype(np.float32)
