@@ -99,6 +99,8 @@ class WhisperConvEmbed(nn.Module):
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded batch: feats (B, T, F), feat_lens (B,) -> (B, ceil(T/2), D), lens (B,)."""
         t = feats.size(1)
+        if t == 0:
+            return feats.new_zeros(feats.size(0), 0, self.conv2.out_channels), output_lengths(feat_lens)
         valid = torch.arange(t, device=feats.device).unsqueeze(0) < feat_lens.unsqueeze(1)  # (B, T)
         x = feats.transpose(1, 2) * valid.unsqueeze(1).to(feats.dtype)  # (B, F, T)
         h = F.gelu(self.conv1(x)) * valid.unsqueeze(1).to(feats.dtype)
@@ -387,6 +389,14 @@ class WhisperStreamingEncoder(nn.Module):
         if not outs:
             return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
         return torch.cat(outs, dim=1), states
+
+    def features_needed(self, states: States) -> int:
+        """Features to feed :meth:`streaming_forward` so that it encodes exactly one more chunk: a chunk of c
+        frames needs ``stride * (c - 1) + receptive_field = 2c + 1`` features and consumes ``2c``; the one
+        left over stays in ``states["feats"]`` for the next chunk. Streams whose states need the same number
+        stack and go through one batched call (as for the Conformer)."""
+        chunk = _uniform(states, "chunk_size")
+        return self.embed.stride * (chunk - 1) + self.embed.receptive_field - states["feats"].size(1)
 
     @staticmethod
     def stack_states(states_list: list[States]) -> States:

@@ -209,6 +209,42 @@ def test_stacked_streams_equal_single_streams(model, left_chunks):
             assert (got - full).abs().max() <= TOL
 
 
+def test_features_needed_batches_streams_as_speech_llm_does(model):
+    """The SpeechLLM's loop: streams whose states need the same number of features for their next chunk
+    (``features_needed``) stack and take one streaming_forward; the ends are flushed. Every stream's frames
+    equal its masked forward."""
+    chunk, left = 4, 2
+    feats = [torch.randn(n, N_MELS) for n in (61, 40, 9, 0)]
+    states = [model.init_states(1, chunk, left) for _ in feats]
+    assert model.features_needed(states[0]) == 2 * chunk + 1
+    pending = list(feats)
+    outs = [[] for _ in feats]
+    with torch.no_grad():
+        while True:
+            groups = {}
+            for b, (st, f) in enumerate(zip(states, pending)):
+                need = model.features_needed(st)
+                if f.size(0) >= need:
+                    groups.setdefault(need, []).append(b)
+            if not groups:
+                break
+            for need, idx in groups.items():
+                st = stack_states([states[b] for b in idx]) if len(idx) > 1 else states[idx[0]]
+                out, st = model.streaming_forward(torch.stack([pending[b][:need] for b in idx]), st)
+                assert out.size(1) == chunk
+                for i, (b, one) in enumerate(zip(idx, unstack_states(st) if len(idx) > 1 else [st])):
+                    states[b], pending[b] = one, pending[b][need:]
+                    outs[b].append(out[i:i + 1])
+                    assert model.features_needed(one) == 2 * chunk  # one feature carried over
+        for b in range(len(feats)):
+            out, _ = model.streaming_forward(pending[b][None], states[b], final=True)
+            outs[b].append(out)
+            got = torch.cat(outs[b], dim=1)
+            ref, _ = model(feats[b][None], torch.tensor([feats[b].size(0)]), chunk, left)
+            assert got.shape == ref.shape == (1, (feats[b].size(0) + 1) // 2, D_MODEL)
+            assert torch.allclose(got, ref, rtol=0, atol=TOL)  # (the empty stream gives no frames)
+
+
 def test_stack_unstack_lossless_and_checks(model):
     _, a = model.streaming_forward(torch.randn(1, 9, N_MELS), model.init_states(1, 4, -1))
     _, b = model.streaming_forward(torch.randn(1, 17, N_MELS), model.init_states(1, 4, -1))
