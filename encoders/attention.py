@@ -40,13 +40,23 @@ def chunk_attention_mask(num_frames: int, chunk_size: int, left_chunks: int = -1
     return mask
 
 
-def padded_chunk_mask(lens: torch.Tensor, num_frames: int, chunk_size: int, left_chunks: int) -> torch.Tensor:
+def padded_chunk_mask(lens: torch.Tensor, num_frames: int, chunk_size: int | torch.Tensor,
+                      left_chunks: int) -> torch.Tensor:
     """(B, 1, T, T) bool mask of a padded batch: chunk mask, no attention to padding, padded rows see
-    themselves."""
+    themselves. ``chunk_size`` is one size for the batch or (B,) sizes, one per utterance (a size <= 0 is
+    full attention for that utterance)."""
     device = lens.device
     valid = torch.arange(num_frames, device=device).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
-    mask = chunk_attention_mask(num_frames, chunk_size, left_chunks, device).unsqueeze(0) \
-        & valid.unsqueeze(1)
+    if isinstance(chunk_size, torch.Tensor) and chunk_size.dim() == 1:
+        sizes = chunk_size.to(device).long()
+        idx = torch.arange(num_frames, device=device).unsqueeze(0) // sizes.clamp(min=1).unsqueeze(1)  # (B, T)
+        chunks = idx.unsqueeze(1) <= idx.unsqueeze(2)                                              # (B, T, T)
+        if left_chunks >= 0:
+            chunks &= idx.unsqueeze(1) >= idx.unsqueeze(2) - left_chunks
+        chunks |= (sizes <= 0).view(-1, 1, 1)
+    else:
+        chunks = chunk_attention_mask(num_frames, int(chunk_size), left_chunks, device).unsqueeze(0)
+    mask = chunks & valid.unsqueeze(1)
     mask |= torch.eye(num_frames, dtype=torch.bool, device=device)
     return mask.unsqueeze(1)
 

@@ -164,14 +164,15 @@ class ConformerEncoder(nn.Module):
         return StreamingFbank()
 
     # ---------------------------------------------------------------- training / full forward
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int | torch.Tensor = 0,
                 left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
         """Masked forward of a padded batch.
 
         Args:
             feats: (B, T, F) features, padded at the end.
             feat_lens: (B,) real lengths.
-            chunk_size: chunk size in encoder frames; <= 0 is full attention.
+            chunk_size: chunk size in encoder frames, or (B,) sizes, one per utterance; <= 0 is full
+                attention.
             left_chunks: left context in chunks; < 0 is unlimited.
 
         Returns:

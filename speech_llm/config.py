@@ -158,7 +158,13 @@ class StreamingConfig:
     """How streaming training targets are built (DESIGN.md §2)."""
 
     chunk_ms: int = 640
-    """Source group unit: audio per chunk."""
+    """Source group unit: audio per chunk (the chunk the model decodes with unless told otherwise)."""
+    chunk_ms_choices: list[int] = field(default_factory=list)
+    """Train over several chunk sizes: each sample draws one (and its encoder chunk mask and targets are
+    built for it), so one checkpoint decodes at any of them. Empty = always ``chunk_ms``."""
+    delay_choices: list[int] = field(default_factory=list)
+    """Each streaming sample draws its target shift from these (empty = always ``delay_chunks``). The model
+    is not told which one was drawn: keep it to one value unless that ambiguity is what you want."""
     delay_chunks: int = 0
     """Training target shift L: a word is written after chunk i when it ends inside chunks 1..i-L (the
     model learns to wait L chunks more; not to be confused with ``decode.read_ahead_chunks``)."""
@@ -168,6 +174,9 @@ class StreamingConfig:
     def validate(self) -> None:
         _check(self.chunk_ms > 0, "chunk_ms", f"must be positive, got {self.chunk_ms}")
         _check(self.delay_chunks >= 0, "delay_chunks", f"must be >= 0, got {self.delay_chunks}")
+        _check(all(c > 0 for c in self.chunk_ms_choices), "chunk_ms_choices",
+               f"must be positive, got {self.chunk_ms_choices}")
+        _check(all(d >= 0 for d in self.delay_choices), "delay_choices", f"must be >= 0, got {self.delay_choices}")
         _check(0.0 <= self.batch_mode_share <= 1.0, "batch_mode_share",
                f"must be in [0, 1], got {self.batch_mode_share}")
 
@@ -360,9 +369,9 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         """Cross-section checks: a chunk must hold a whole number of LLM input tokens."""
-        for key in ("streaming.chunk_ms", "decode.chunk_ms"):
-            section, name = key.split(".")
-            chunk_ms = getattr(getattr(self, section), name)
+        chunks = [("streaming.chunk_ms", self.streaming.chunk_ms), ("decode.chunk_ms", self.decode.chunk_ms)]
+        chunks += [("streaming.chunk_ms_choices", c) for c in self.streaming.chunk_ms_choices]
+        for key, chunk_ms in chunks:
             if chunk_ms is None:
                 continue
             _check(chunk_ms % self.llm_token_ms == 0, key,

@@ -103,11 +103,14 @@ class SpeechLLM(nn.Module):
     def prompt_len(self) -> int:
         return len(self.tokens.prompt_ids)
 
-    def audio_embeds(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, T, F) -> audio tokens (B, N, D_llm) and their lengths (B,)."""
+    def audio_embeds(self, feats: torch.Tensor, feat_lens: torch.Tensor,
+                     chunk_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, T, F) -> audio tokens (B, N, D_llm) and their lengths (B,). The encoder runs with
+        the chunk mask of ``chunk_frames`` (B,) encoder frames per utterance (default: the model's chunk)."""
         if self.cmvn is not None:
             feats = self.cmvn(feats)
-        enc, enc_lens = self.encoder(feats, feat_lens, self.chunk_frames, self.left_chunks)
+        chunk = self.chunk_frames if chunk_frames is None else chunk_frames
+        enc, enc_lens = self.encoder(feats, feat_lens, chunk, self.left_chunks)
         return self.projector(enc, enc_lens)
 
     # ------------------------------------------------------------------ streaming audio side
@@ -187,23 +190,27 @@ class SpeechLLM(nn.Module):
         src[rows, cols] = end  # end marker right after each utterance's own audio
         return src, self.prompt_len + audio_lens + n_end
 
-    def chunk_source_ends(self, num_audio_tokens: int) -> list[int]:
-        """Source tokens visible after each chunk (prompt included) for one utterance
+    def chunk_source_ends(self, num_audio_tokens: int, tokens_per_chunk: int | None = None) -> list[int]:
+        """Source tokens visible after each chunk (prompt included) for one utterance, with chunks of
+        ``tokens_per_chunk`` audio tokens (default the model's)
         (:func:`speech_llm.framing.source_group_ends` without the prompt's and the end marker's groups)."""
-        k = self.tokens_per_chunk
+        k = tokens_per_chunk or self.tokens_per_chunk
         chunks = [min(k, num_audio_tokens - i) for i in range(0, num_audio_tokens, k)]
         return source_group_ends(self.prompt_len, chunks, len(self.tokens.end_ids))[1:-1]
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                target_lens: torch.Tensor, source_visible: torch.Tensor) -> SpeechLLMOutput:
+                target_lens: torch.Tensor, source_visible: torch.Tensor,
+                chunk_frames: torch.Tensor | None = None) -> SpeechLLMOutput:
         """Teacher-forced loss.
 
         Args:
             feats: (B, T, F) fbank features, feat_lens: (B,).
             input_ids, labels, source_visible: (B, U) target rows (see :class:`speech_llm.targets.Target`),
                 right-padded; target_lens: (B,).
+            chunk_frames: (B,) encoder frames per chunk of each utterance (the chunk its target was built
+                for); default the model's chunk for all.
         """
-        audio, audio_lens = self.audio_embeds(feats, feat_lens)
+        audio, audio_lens = self.audio_embeds(feats, feat_lens, chunk_frames)
         src, src_lens = self.source_batch(audio, audio_lens)
         logits = self.glm(src, src_lens, input_ids, target_lens, source_visible).logits
         valid = lengths_to_valid(target_lens, labels.size(1))

@@ -22,11 +22,17 @@
 #   7  score (WER, latency, RTF) and print the results table (also exp/<tag>/results.{md,json})
 #  Speech translation track (English speech -> French text, same encoder):
 #   8  train the ST adapter (task=st)       9  decode test (streaming + batch)      10  score BLEU/chrF/AL
+#  Latency as a decode-time choice (the LLM stages train over streaming.chunk_ms_choices):
+#  11  sweep: decode the ASR and ST checkpoints at every chunk size in ${sweep_chunks} (read-ahead
+#      ${sweep_read_ahead}) and in batch mode -> exp/<tag>_sweep/{asr,st}/sweep.{md,json,png}; with
+#      --single-chunk-baseline true the ASR adapter is also trained on 640 ms targets only
+#      (exp/<tag>_single) and swept beside it, so the gain of the chunk mix is measured in the same run
+#  12  plot one test utterance: reference words and when each was committed (320/640/1280 ms, batch)
 set -euo pipefail
 
 # ----------------------------------------------------------------------------- options (defaults)
 stage=0
-stop_stage=10
+stop_stage=12
 num_utts=3000           # utterances in train+dev+test (80/10/10)
 seed=0
 noise_snr=30            # white noise at this SNR (dB), or none. The synthesizers leave exact digital silence
@@ -42,6 +48,9 @@ chunk_ms=640
 chunk_ms2=320
 threads=2               # torch threads per process
 decode_batch=8          # utterances decoded together (speech-llm decode --batch-size)
+sweep_chunks=320,480,640,960,1280
+sweep_read_ahead=0,1
+single_chunk_baseline=false   # stage 11: also train and sweep a 640 ms-only adapter (about 10 min more)
 progress=true
 work_dir=               # where data/ and exp/ go (default: the recipe dir)
 
@@ -143,5 +152,33 @@ if stage_todo 8 "${st_exp}" llm; then
 fi
 track 9 10 "${st_exp}" "--task st --lang fr" "${st_exp}/decode_test_${chunk_ms}ms" "${st_exp}/decode_test_batch"
 
+sweep_dir=${exp}_sweep
+if run_stage 11; then
+  log "Stage 11: sweep chunk sizes ${sweep_chunks} x read-ahead ${sweep_read_ahead} -> ${sweep_dir}"
+  asr_models=(--exp-dir "${exp}" --label chunk-mix)
+  if [ "${single_chunk_baseline}" = true ]; then
+    if stage_todo 11 "${exp}_single" llm; then
+      log "Stage 11: baseline adapter on 640 ms targets only -> ${exp}_single/llm"
+      speech-llm train --config "${config}" --exp-dir "${exp}_single" --stage llm --encoder-checkpoint "${exp}/ctc" \
+        ${no_progress} "${aligned[@]}" "${all_extra[@]}" "streaming.chunk_ms_choices=[]"
+      mark_done "${exp}_single" llm
+    fi
+    asr_models+=(--exp-dir "${exp}_single" --label 640ms-only)
+  fi
+  speech-llm sweep "${asr_models[@]}" --data "${test_set}" --out "${sweep_dir}/asr" --chunks "${sweep_chunks}" \
+    --read-ahead "${sweep_read_ahead}" --batch-size "${decode_batch}" ${no_progress}
+  if [ -d "${st_exp}/llm" ]; then
+    speech-llm sweep --exp-dir "${st_exp}" --label chunk-mix-st --data "${test_set}" --out "${sweep_dir}/st" \
+      --chunks "${sweep_chunks}" --read-ahead 0 --batch-size "${decode_batch}" --lang fr ${no_progress}
+  fi
+fi
+
+if run_stage 12; then
+  log "Stage 12: when each word was committed, one test utterance -> ${sweep_dir}/emissions.png"
+  speech-llm plot-emissions --exp-dir "${exp}" --data "${test_set}" --chunks 320,640,1280 \
+    --out "${sweep_dir}/emissions.png"
+fi
+
 results=(); run_stage 7 && results+=("${exp}/results.md"); run_stage 10 && results+=("${st_exp}/results.md")
+run_stage 11 && results+=("${sweep_dir}/asr/sweep.md")
 log "Done.${results[*]:+ Results: ${results[*]}}"

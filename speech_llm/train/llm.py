@@ -14,6 +14,10 @@ The model is built by :func:`speech_llm.build.build_speech_llm` on the encoder o
 * the others get the streaming target of :func:`speech_llm.targets.streaming_target`: the words whose
   end time falls in chunks ``1..i-L`` are written after chunk ``i`` (chunk = ``streaming.chunk_ms``,
   ``L`` = ``streaming.delay_chunks``), each chunk closed by ``<wait>``;
+* with ``streaming.chunk_ms_choices`` (e.g. ``[320, 480, 640, 960, 1280]``) each sample draws its chunk
+  (and with ``delay_choices`` its shift) from the global torch RNG, so one checkpoint decodes at every
+  chunk size; its target and its encoder chunk mask are built for the chunk it drew (validation fixes the
+  draw per key). Without choices nothing is drawn (the RNG stream is that of a single-chunk run);
 * the encoder runs with the chunk mask of that same chunk (``SpeechLLM`` does this), so training sees
   exactly the audio tokens streaming inference produces; the loss is on target tokens only.
 
@@ -161,7 +165,6 @@ class LLMStage(Stage):
         check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(self.ctc_path))
         self.model, self.tokenizer = build_speech_llm(cfg, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)
         share = cfg.streaming.batch_mode_share
-        self.chunk_s = cfg.streaming.chunk_ms / 1000.0
         self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
         self.words: dict[int, list[tuple[list[list[int]], list[float] | None]]] = {}
         for ds in (self.train_set, self.valid_set):
@@ -172,36 +175,64 @@ class LLMStage(Stage):
 
     # ------------------------------------------------------------------ targets
     def target(self, word_ids: list[list[int]], word_ends: list[float] | None, num_audio_tokens: int,
-               batch_mode: bool) -> Target:
-        """The target of one utterance with ``num_audio_tokens`` audio tokens (see the module docstring)."""
-        m, tok = self.model, self.model.tokens
+               batch_mode: bool, chunk_ms: int | None = None, delay: int | None = None) -> Target:
+        """The target of one utterance with ``num_audio_tokens`` audio tokens (see the module docstring), for
+        chunks of ``chunk_ms`` and target shift ``delay`` (defaults: ``streaming.chunk_ms`` / ``delay_chunks``)."""
+        m, tok, st = self.model, self.model.tokens, self.cfg.streaming
         source_len = m.prompt_len + num_audio_tokens + len(tok.end_ids)
         if batch_mode or word_ends is None:
             return batch_target(word_ids, source_len, bos_id=tok.bos_id, eos_id=tok.eos_id)
-        chunk_ends = m.chunk_source_ends(num_audio_tokens)
-        chunks = assign_words_to_chunks(word_ends, self.chunk_s, len(chunk_ends),
-                                        self.cfg.streaming.delay_chunks)
+        chunk_ms = st.chunk_ms if chunk_ms is None else chunk_ms
+        chunk_ends = m.chunk_source_ends(num_audio_tokens, m.frames_for_chunk(chunk_ms) // m.projector.stack)
+        chunks = assign_words_to_chunks(word_ends, chunk_ms / 1000.0, len(chunk_ends),
+                                        st.delay_chunks if delay is None else delay)
         return streaming_target(word_ids, chunks, chunk_ends, source_len, bos_id=tok.bos_id,
                                 wait_id=tok.wait_id, eos_id=tok.eos_id)
 
+    def draw(self, n: int) -> tuple[list[int], list[int]] | None:
+        """Chunk sizes (ms) and target shifts of ``n`` training samples, drawn from the global torch RNG
+        (part of the resume state), or None when the config trains one chunk and one shift (no draw)."""
+        st = self.cfg.streaming
+        if not st.chunk_ms_choices and not st.delay_choices:
+            return None
+        chunks, delays = st.chunk_ms_choices or [st.chunk_ms], st.delay_choices or [st.delay_chunks]
+        return ([chunks[int(torch.randint(len(chunks), ()))] for _ in range(n)],
+                [delays[int(torch.randint(len(delays), ()))] for _ in range(n)])
+
+    def fixed_draw(self, keys: list[str]) -> tuple[list[int], list[int]] | None:
+        """Validation: a chunk size and shift fixed per utterance key (the same every epoch)."""
+        st = self.cfg.streaming
+        if not st.chunk_ms_choices and not st.delay_choices:
+            return None
+        chunks, delays = st.chunk_ms_choices or [st.chunk_ms], st.delay_choices or [st.delay_chunks]
+        h = [zlib.crc32(("chunk:" + k).encode("utf-8")) for k in keys]
+        return [chunks[x % len(chunks)] for x in h], [delays[(x // 7) % len(delays)] for x in h]
+
     def targets(self, batch: dict, dataset: FbankDataset, batch_mode: list[bool],
-                silent: list[bool] | None = None) -> dict[str, torch.Tensor]:
-        """Padded target rows of a batch: ``input_ids``, ``labels``, ``source_visible`` (B, U) and
-        ``target_lens`` (B,). Rows marked ``silent`` get an empty transcript (see :func:`silence_like`)."""
+                silent: list[bool] | None = None,
+                drawn: tuple[list[int], list[int]] | None = None) -> dict[str, torch.Tensor]:
+        """Padded target rows of a batch: ``input_ids``, ``labels``, ``source_visible`` (B, U),
+        ``target_lens`` (B,) and, with ``drawn`` (per-sample chunk sizes and shifts), ``chunk_frames`` (B,)
+        for the encoder's chunk mask. Rows marked ``silent`` get an empty transcript (see :func:`silence_like`)."""
         m = self.model
         num_tokens = m.projector.output_lengths(m.encoder.output_lengths(batch["feat_lens"])).tolist()
         silent = silent or [False] * len(num_tokens)
-        rows = [self.target(*(([], []) if quiet else self.words[id(dataset)][int(i)]), n, bm)
-                for i, n, bm, quiet in zip(batch["indices"].tolist(), num_tokens, batch_mode, silent)]
+        chunks, delays = drawn or ([None] * len(num_tokens), [None] * len(num_tokens))
+        rows = [self.target(*(([], []) if quiet else self.words[id(dataset)][int(i)]), n, bm, c, d)
+                for i, n, bm, quiet, c, d in zip(batch["indices"].tolist(), num_tokens, batch_mode, silent,
+                                                 chunks, delays)]
         dev = batch["feats"].device
 
         def pad(name: str) -> torch.Tensor:
             return pad_sequence([torch.tensor(getattr(t, name), dtype=torch.long) for t in rows],
                                 batch_first=True).to(dev)
 
-        return {"input_ids": pad("input_ids"), "labels": pad("labels"),
-                "source_visible": pad("source_visible"),
-                "target_lens": torch.tensor([len(t.labels) for t in rows], dtype=torch.long, device=dev)}
+        out = {"input_ids": pad("input_ids"), "labels": pad("labels"),
+               "source_visible": pad("source_visible"),
+               "target_lens": torch.tensor([len(t.labels) for t in rows], dtype=torch.long, device=dev)}
+        if drawn is not None:
+            out["chunk_frames"] = torch.tensor([m.frames_for_chunk(c) for c in chunks], device=dev)
+        return out
 
     # ------------------------------------------------------------------ stage interface
     def set_train_mode(self) -> None:
@@ -210,10 +241,10 @@ class LLMStage(Stage):
             self.model.encoder.eval()
 
     def _loss(self, model, batch: dict, dataset: FbankDataset, batch_mode: list[bool],
-              silent: list[bool] | None = None):
-        t = self.targets(batch, dataset, batch_mode, silent)
+              silent: list[bool] | None = None, drawn: tuple[list[int], list[int]] | None = None):
+        t = self.targets(batch, dataset, batch_mode, silent, drawn)
         return model(batch["feats"], batch["feat_lens"], t["input_ids"], t["labels"], t["target_lens"],
-                     t["source_visible"])
+                     t["source_visible"], t.get("chunk_frames"))
 
     def train_loss(self, model, batch: dict) -> torch.Tensor:
         share = self.cfg.streaming.batch_mode_share
@@ -223,11 +254,12 @@ class LLMStage(Stage):
             silent = (torch.rand(len(batch["keys"])) < self.cfg.train.llm.silence_share).tolist()
             if any(silent):
                 batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent)}
-        return self._loss(model, batch, self.train_set, batch_mode, silent).loss
+        return self._loss(model, batch, self.train_set, batch_mode, silent, self.draw(len(batch["keys"]))).loss
 
     def valid_loss(self, model, batch: dict) -> tuple[float, float]:
         share = self.cfg.streaming.batch_mode_share
-        out = self._loss(model, batch, self.valid_set, [is_batch_mode_key(k, share) for k in batch["keys"]])
+        out = self._loss(model, batch, self.valid_set, [is_batch_mode_key(k, share) for k in batch["keys"]],
+                         drawn=self.fixed_draw(batch["keys"]))
         return float(out.loss) * out.num_tokens, float(out.num_tokens)
 
     def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:

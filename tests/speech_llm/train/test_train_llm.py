@@ -10,6 +10,7 @@ from conftest import LLM_LR
 
 from speech_common.errors import UserError
 from speech_llm.checkpoint import MODEL, load_model, read_checkpoint
+from speech_llm.config import load_config
 from speech_llm.train.data import collate
 from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, silence_like, word_token_ids
 from speech_llm.train.toy import make_toy_experiment
@@ -119,9 +120,14 @@ def test_llm_checkpoint_holds_only_what_was_trained(llm_run):
     assert ckpt.config.train.llm.lr == 1e-2
 
 
-def test_llm_kill_and_resume_matches_an_uninterrupted_run(ctc_run, toy_root, tmp_path):
+@pytest.mark.parametrize("choices", [[], ["streaming.chunk_ms_choices=[160, 320, 480]"]],
+                         ids=["one-chunk", "drawn-chunks"])
+def test_llm_kill_and_resume_matches_an_uninterrupted_run(ctc_run, toy_root, tmp_path, choices):
+    """The draws (batch mode, silence, chunk sizes) come from the RNG saved in the checkpoint: a resumed
+    run draws what the uninterrupted one drew, to the same weights."""
     exp, _ = ctc_run
-    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.llm.max_steps=6", "train.llm.save_every=2"])
+    cfg = make_toy_experiment(toy_root, overrides=[LLM_LR, "train.llm.max_steps=6", "train.llm.save_every=2",
+                                                   *choices])
     enc = exp / "ctc" / "last"
     run_llm_stage(cfg, tmp_path / "a", encoder_checkpoint=enc, resume=False, cpu=True, progress_bar=False)
     killed = run_llm_stage(cfg, tmp_path / "b", encoder_checkpoint=enc, resume=False, cpu=True,
@@ -175,3 +181,56 @@ def test_adapter_choices_decide_what_trains(ctc_run, toy_root):
     bad = make_toy_experiment(toy_root, overrides=["llm.lora_target_modules=[qq_proj]"])
     with pytest.raises(UserError, match=r"llm.lora_target_modules \['qq_proj'\]"):
         build_speech_llm(bad, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)
+
+
+CHOICES = "streaming.chunk_ms_choices=[160, 320, 480]"
+
+
+@pytest.fixture(scope="module")
+def drawn_stage(ctc_run, toy_root):
+    exp, _ = ctc_run
+    return LLMStage(make_toy_experiment(toy_root, overrides=[CHOICES]), exp)
+
+
+@pytest.mark.parametrize("chunk_ms", [160, 320, 480])
+def test_targets_for_a_drawn_chunk_equal_targets_built_for_that_chunk(drawn_stage, ctc_run, toy_root, chunk_ms):
+    exp, _ = ctc_run
+    single = LLMStage(make_toy_experiment(toy_root, overrides=[f"streaming.chunk_ms={chunk_ms}"]), exp)
+    for i in range(4):
+        words, ends = drawn_stage.words[id(drawn_stage.train_set)][i]
+        n = int(drawn_stage.model.projector.output_lengths(drawn_stage.model.encoder.output_lengths(
+            torch.tensor([drawn_stage.train_set[i]["feats"].size(0)]))))
+        assert drawn_stage.target(words, ends, n, False, chunk_ms=chunk_ms) == single.target(words, ends, n, False)
+
+
+def test_draws_cover_the_choices_and_the_batch_uses_them(drawn_stage):
+    torch.manual_seed(0)
+    chunks, delays = drawn_stage.draw(300)
+    assert set(chunks) == {160, 320, 480} and set(delays) == {0}
+    assert min(chunks.count(c) for c in (160, 320, 480)) > 60          # uniform enough
+    # no choices configured: nothing is drawn, the RNG is left alone (single-chunk runs reproduce)
+    plain = LLMStage.__new__(LLMStage)
+    plain.cfg = load_config(None)
+    state = torch.get_rng_state()
+    assert plain.draw(5) is None and torch.equal(state, torch.get_rng_state())
+    batch = collate([drawn_stage.train_set[i] for i in range(3)])
+    t = drawn_stage.targets(batch, drawn_stage.train_set, [False] * 3, drawn=([160, 320, 480], [0, 0, 0]))
+    assert t["chunk_frames"].tolist() == [4, 8, 12]
+    valid = drawn_stage.fixed_draw(["a", "b", "c", "a"])
+    assert valid[0][0] == valid[0][3] and valid == drawn_stage.fixed_draw(["a", "b", "c", "a"])
+
+
+@torch.no_grad()
+def test_the_encoder_runs_each_utterance_with_its_own_chunk_mask(drawn_stage):
+    """One batch with per-utterance chunk sizes = each utterance encoded alone with its chunk."""
+    m = drawn_stage.model.eval()
+    items = [drawn_stage.train_set[i] for i in range(3)]
+    batch = collate(items)
+    chunks = torch.tensor([4, 8, 12])
+    audio, lens = m.audio_embeds(batch["feats"], batch["feat_lens"], chunks)
+    for b, it in enumerate(items):
+        alone, n = m.audio_embeds(it["feats"].unsqueeze(0), torch.tensor([it["feats"].size(0)]), chunks[b:b + 1])
+        assert int(n) == int(lens[b])
+        assert torch.allclose(audio[b, :int(n)], alone[0, :int(n)], atol=1e-5)
+    other, _ = m.audio_embeds(batch["feats"], batch["feat_lens"], torch.tensor([12, 8, 4]))
+    assert not torch.allclose(other[0, :int(lens[0])], audio[0, :int(lens[0])], atol=1e-5)  # the mask matters
