@@ -121,14 +121,26 @@ def check_same_encoder(cfg: EncoderConfig, other: EncoderConfig, where: str) -> 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": "auto"}
 
 
-def load_tokenizer(path_or_name: str | Path):
-    """``AutoTokenizer.from_pretrained`` with a UserError naming the path when it fails."""
+def gguf_location(path_or_name: str | Path, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """``(dir or hub name, GGUF file name or None)``: a path ending in ``.gguf`` is split into its dir and
+    file; otherwise ``gguf_file`` (``llm.gguf_file``) names a file inside ``path_or_name``."""
+    text = str(path_or_name)
+    if text.endswith(".gguf"):
+        return str(Path(text).parent), Path(text).name
+    return text, gguf_file
+
+
+def load_tokenizer(path_or_name: str | Path, gguf_file: str | None = None):
+    """``AutoTokenizer.from_pretrained`` (from a GGUF file with ``gguf_file``) with a UserError naming the
+    path when it fails."""
     from transformers import AutoTokenizer
 
+    where, gguf = gguf_location(path_or_name, gguf_file)
     try:
-        return AutoTokenizer.from_pretrained(str(path_or_name))
+        with _no_progress_bars():
+            return AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf} if gguf else {}))
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load a tokenizer from {path_or_name}: {e}") from None
+        raise UserError(f"cannot load a tokenizer from {path_or_name}{f' ({gguf})' if gguf else ''}: {e}") from None
 
 
 @contextlib.contextmanager
@@ -145,16 +157,21 @@ def _no_progress_bars():
             hf_logging.enable_progress_bar()
 
 
-def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained`` with the configured dtype and attention implementation."""
+def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig, gguf: bool = True) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` with the configured dtype and attention implementation: a hub
+    name, a local model dir, or a GGUF file (``llm.gguf_file``, or a path ending in ``.gguf``; the ``gguf``
+    package dequantizes it). ``gguf=False``: ignore ``llm.gguf_file`` (a merged model dir is plain)."""
     from transformers import AutoModelForCausalLM
 
+    where, gguf_file = gguf_location(path_or_name, llm_cfg.gguf_file if gguf else None)
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         with _no_progress_bars():
-            return AutoModelForCausalLM.from_pretrained(str(path_or_name), dtype=_DTYPES[llm_cfg.dtype],
-                                                        attn_implementation=llm_cfg.attn_implementation)
+            return AutoModelForCausalLM.from_pretrained(where, dtype=_DTYPES[llm_cfg.dtype],
+                                                        attn_implementation=llm_cfg.attn_implementation, **extra)
     except (OSError, ValueError) as e:
-        raise UserError(f"llm.path_or_name: cannot load a causal LM from {path_or_name}: {e}") from None
+        raise UserError(f"llm.path_or_name: cannot load a causal LM from {path_or_name}"
+                        f"{f' ({gguf_file})' if gguf_file else ''}: {e}") from None
 
 
 def add_wait_token(tokenizer, wait_token: str) -> int:
@@ -236,7 +253,27 @@ def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) ->
     prompt = getattr(cfg.llm.prompt, task, None)
     if prompt is None:
         raise UserError(f"unknown task {task!r}: llm.prompt has {', '.join(vars(cfg.llm.prompt))}")
+    if cfg.llm.chat_template:
+        return make_tokens(tokenizer, chat_prompt(tokenizer, prompt), cfg.llm.wait_token, add_bos=False)
     return make_tokens(tokenizer, prompt, cfg.llm.wait_token)
+
+
+_AUDIO = "\u2063AUDIO\u2063"   # a placeholder for where the audio goes (invisible separators around it)
+
+
+def chat_prompt(tokenizer, instruction: str) -> str:
+    """The source prompt in the model's own chat format (``llm.chat_template``): the template rendered for
+    one user turn holding ``instruction`` and then the audio, cut where the audio starts. The audio tokens
+    follow it and the end marker (the tokenizer's eos, e.g. ``<|im_end|>``) closes the user turn."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise UserError(f"llm.chat_template: the tokenizer of {getattr(tokenizer, 'name_or_path', '?')} has no "
+                        "chat template")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": f"{instruction}\n{_AUDIO}"}],
+                                         tokenize=False, add_generation_prompt=False)
+    if _AUDIO not in text:
+        raise UserError("llm.chat_template: the chat template does not keep the user message as given")
+    return text.split(_AUDIO)[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,13 +331,14 @@ def prepare_for_inference(model: SpeechLLM, dtype: str = "float32", quantize: st
 
 
 def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tokenizer=None,
-                            adapters: bool = True, initialize_rows: bool = True) -> tuple[nn.Module, object]:
+                            adapters: bool = True, initialize_rows: bool = True,
+                            gguf: bool = True) -> tuple[nn.Module, object]:
     """Load the LLM (and its tokenizer unless given), add the wait token, wrap with peft if ``adapters``.
     ``initialize_rows``: draw the new token rows (training); False when a checkpoint fills them."""
     if tokenizer is None:
-        tokenizer = load_tokenizer(path_or_name)
+        tokenizer = load_tokenizer(path_or_name, cfg.llm.gguf_file)
     wait_id = add_wait_token(tokenizer, cfg.llm.wait_token)
-    llm = load_causal_lm(path_or_name, cfg.llm)
+    llm = load_causal_lm(path_or_name, cfg.llm, gguf=gguf)
     ensure_embedding_rows(llm, max(len(tokenizer), wait_id + 1), initialize=initialize_rows)
     if adapters:
         llm = apply_adapters(llm, cfg.llm, wait_id)
@@ -344,7 +382,7 @@ def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None,
     if encoder is None:
         encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False)
     llm, tokenizer = build_llm_with_adapters(cfg, llm_path or cfg.llm.path_or_name, tokenizer, adapters=adapters,
-                                             initialize_rows=initialize_rows)
+                                             initialize_rows=initialize_rows, gguf=adapters)
     projector = Projector(encoder.output_dim, llm.config.hidden_size, stack=cfg.projector.stack,
                           hidden_dim=cfg.projector.hidden_dim)
     model = SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),

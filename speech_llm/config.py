@@ -118,7 +118,14 @@ class LLMConfig:
     """The decoder-only LLM (loaded with ``from_pretrained``) and its LoRA adapter."""
 
     path_or_name: str = "exp/tiny_llm"
-    """A local model dir (e.g. from ``speech-llm build-llm``) or a hub name such as Qwen/Qwen2.5-0.5B."""
+    """A local model dir (e.g. from ``speech-llm build-llm``), a hub name such as Qwen/Qwen2.5-0.5B-Instruct,
+    or a GGUF file (a path ending in ``.gguf``)."""
+    gguf_file: Optional[str] = None
+    """A GGUF file inside ``path_or_name`` to load the model and tokenizer from (transformers dequantizes
+    it; needs the ``gguf`` package)."""
+    chat_template: bool = False
+    """Frame the prompt with the tokenizer's chat template (system message, user turn); for instruction
+    models. False: the prompt text as it is."""
     phi: int = 0
     """Group position encoding: target position IDs start at phi (DESIGN.md §2)."""
     dtype: Literal["float32", "bfloat16", "auto"] = "float32"

@@ -56,9 +56,10 @@ class SpecialTokens:
         return len(self.prompt_ids)
 
 
-def make_tokens(tokenizer, prompt: str, wait_token: str | None = None) -> SpecialTokens:
+def make_tokens(tokenizer, prompt: str, wait_token: str | None = None, add_bos: bool = True) -> SpecialTokens:
     """The framing of ``tokenizer`` with instruction ``prompt`` (and the boundary token ``wait_token``,
-    which must already be in the tokenizer's vocabulary).
+    which must already be in the tokenizer's vocabulary). ``add_bos=False``: the prompt text already starts
+    with what bos would be (a rendered chat template).
 
     Raises:
         UserError: the tokenizer has no eos, the prompt and bos are both empty, or ``wait_token`` is unknown.
@@ -69,7 +70,7 @@ def make_tokens(tokenizer, prompt: str, wait_token: str | None = None) -> Specia
         raise UserError(f"{name}: the tokenizer has no eos token")
     bos = tokenizer.bos_token_id
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    prompt_ids = ([bos] if bos is not None else []) + list(ids)
+    prompt_ids = ([bos] if bos is not None and add_bos else []) + list(ids)
     if not prompt_ids:
         raise UserError("the prompt is empty and the tokenizer has no bos: the source needs a first token")
     wait_id = None

@@ -68,7 +68,7 @@ def build_mt_model(cfg: ExperimentConfig, llm_path: str | Path | None = None, to
     from speech_llm.build import load_causal_lm, load_tokenizer, wrap_peft
 
     path = llm_path or cfg.llm.path_or_name
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path, cfg.llm.gguf_file)
     llm = load_causal_lm(path, cfg.llm)
     if cfg.llm.lora_rank > 0:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-
 LLM_LR = "train.llm.lr=1e-2"
 """The tiny random LLM stage learns fast at a higher rate than the toy default."""
 
