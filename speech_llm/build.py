@@ -42,18 +42,39 @@ ENCODER_ARCH_KEYS = ("name", "input_dim", "d_model", "num_layers", "num_heads", 
 # ---------------------------------------------------------------------------------------------------
 
 
-def build_encoder_from_config(enc: EncoderConfig, dynamic_chunk: bool | None = None) -> nn.Module:
+def build_encoder_from_config(enc: EncoderConfig, dynamic_chunk: bool | None = None,
+                              pretrained: bool = True) -> nn.Module:
     """The streaming encoder of ``enc`` through the registry (:func:`encoders.build_encoder`).
 
     ``dynamic_chunk``: draw a chunk size per training batch (WeNet U2); default ``enc.dynamic_chunk``
     (the CTC stage). The speech LLM passes False: it runs the encoder with its own chunk.
+    ``pretrained``: a pretrained encoder (whisper) loads its weights; False builds its architecture only,
+    for a checkpoint whose state dict fills it.
     """
     from encoders import build_encoder
 
+    dyn = enc.dynamic_chunk if dynamic_chunk is None else dynamic_chunk
+    if enc.name == "whisper":
+        return build_encoder("whisper", path_or_name=enc.path_or_name, pretrained=pretrained, dropout=enc.dropout,
+                             dynamic_chunk=dyn)
     return build_encoder(enc.name, input_dim=enc.input_dim, d_model=enc.d_model, num_layers=enc.num_layers,
                          num_heads=enc.num_heads, subsampling=enc.subsampling, ffn_dim=enc.ffn_dim,
-                         conv_kernel=enc.conv_kernel, dropout=enc.dropout,
-                         dynamic_chunk=enc.dynamic_chunk if dynamic_chunk is None else dynamic_chunk)
+                         conv_kernel=enc.conv_kernel, dropout=enc.dropout, dynamic_chunk=dyn)
+
+
+def feature_fn(enc: EncoderConfig):
+    """The offline features the encoder of ``enc`` reads, ``(N,) samples -> (T, F)``: the same frames its
+    streaming front end (``encoder.make_frontend()``) gives. fbank for the Conformer, Whisper's log-mel for
+    Whisper."""
+    if enc.name == "whisper":
+        import functools
+
+        from encoders.whisper_frontend import compute_log_mel
+
+        return functools.partial(compute_log_mel, n_mels=enc.input_dim)
+    from encoders.frontend import compute_fbank
+
+    return compute_fbank
 
 
 def new_cmvn(dim: int = NUM_MEL_BINS) -> nn.Module:
@@ -99,16 +120,45 @@ class CTCModel(nn.Module):
 
 
 def build_ctc_model(cfg: ExperimentConfig, vocab_size: int, cmvn: nn.Module | None = None,
-                    dynamic_chunk: bool | None = None) -> CTCModel:
-    """A fresh :class:`CTCModel` for ``cfg.encoder`` over ``vocab_size`` units (``dynamic_chunk``: see
-    :func:`build_encoder_from_config`)."""
-    return CTCModel(build_encoder_from_config(cfg.encoder, dynamic_chunk), vocab_size, cmvn)
+                    dynamic_chunk: bool | None = None, pretrained: bool = True, adapt: bool = True) -> CTCModel:
+    """A fresh :class:`CTCModel` for ``cfg.encoder`` over ``vocab_size`` units (``dynamic_chunk``,
+    ``pretrained``: see :func:`build_encoder_from_config`). With ``adapt``, ``encoder.adapt`` decides what of
+    the encoder trains: all of it, a LoRA adapter inside it (:func:`add_encoder_lora`), or nothing."""
+    model = CTCModel(build_encoder_from_config(cfg.encoder, dynamic_chunk, pretrained), vocab_size, cmvn)
+    if adapt and cfg.encoder.adapt == "lora":
+        model.encoder = add_encoder_lora(model.encoder, cfg.encoder)
+    elif adapt and cfg.encoder.adapt == "frozen":
+        model.encoder.requires_grad_(False)
+    return model
+
+
+def add_encoder_lora(encoder: nn.Module, enc: EncoderConfig) -> nn.Module:
+    """The encoder wrapped with a peft LoRA adapter on ``enc.lora_targets`` (rank ``enc.lora_rank``, alpha
+    2 x rank); only the adapter trains. :func:`merge_encoder_lora` folds it back into plain weights."""
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraModel
+
+    config = LoraConfig(r=enc.lora_rank, lora_alpha=2 * enc.lora_rank, lora_dropout=0.0,
+                        target_modules=list(enc.lora_targets))
+    try:
+        wrapped = LoraModel(encoder, config, "default")
+    except ValueError as e:
+        raise UserError(f"encoder.lora_targets {enc.lora_targets}: {e}") from None
+    for name, p in wrapped.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return wrapped
+
+
+def merge_encoder_lora(encoder: nn.Module) -> nn.Module:
+    """The plain encoder with its LoRA adapter merged into the weights (unchanged when it has none)."""
+    return encoder.merge_and_unload() if hasattr(encoder, "merge_and_unload") else encoder
 
 
 def check_same_encoder(cfg: EncoderConfig, other: EncoderConfig, where: str) -> None:
     """Raise a UserError naming the keys whose values differ between two encoder configs' architectures."""
+    keys = ("name", "path_or_name", "input_dim", "subsampling") if cfg.name == "whisper" else ENCODER_ARCH_KEYS
     diff = [f"encoder.{k}: {getattr(cfg, k)!r} here, {getattr(other, k)!r} in {where}"
-            for k in ENCODER_ARCH_KEYS if getattr(cfg, k) != getattr(other, k)]
+            for k in keys if getattr(cfg, k) != getattr(other, k)]
     if diff:
         raise UserError("the encoder config does not match the encoder checkpoint:\n  " + "\n  ".join(diff))
 

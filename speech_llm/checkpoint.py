@@ -247,7 +247,7 @@ def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device
 
     Returns ``(CTCModel in eval mode on device, Units, ExperimentConfig)``.
     """
-    from speech_llm.build import build_ctc_model, new_cmvn
+    from speech_llm.build import build_ctc_model, merge_encoder_lora, new_cmvn
     from speech_llm.units import load_units
 
     ckpt = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "ctc"))
@@ -256,8 +256,9 @@ def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device
     units = load_units(ckpt.path / ckpt.meta["units"], cfg.ctc.units)
     state = ckpt.state()
     cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
-    model = build_ctc_model(cfg, units.vocab_size, cmvn, dynamic_chunk=dynamic_chunk)
+    model = build_ctc_model(cfg, units.vocab_size, cmvn, dynamic_chunk=dynamic_chunk, pretrained=False)
     load_trained_state(model, state, ckpt.path / MODEL)
+    model.encoder = merge_encoder_lora(model.encoder)   # a LoRA-adapted encoder: its adapter folded in
     return model.to(device).eval(), units, cfg
 
 
@@ -317,7 +318,7 @@ def load_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "
         llm_path = base_llm_path(ckpt)
         tokenizer = load_tokenizer(ckpt.path / TOKENIZER_DIR)
     if any(k.startswith("encoder.") for k in state):
-        encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False)
+        encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False, pretrained=False)
         cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
     else:
         ctc_model, _, ctc_cfg = load_ctc_model(encoder_checkpoint(ckpt), dynamic_chunk=False)

@@ -47,6 +47,15 @@ class EncoderConfig:
     """The chunked streaming encoder (a registry name plus its sizes); no free-form extras."""
 
     name: str = "conformer"
+    """A registry name: ``conformer`` (trained from scratch) or ``whisper`` (a pretrained Whisper encoder)."""
+    path_or_name: Optional[str] = None
+    """whisper: the HF Whisper checkpoint (hub name such as openai/whisper-tiny.en, or a local dir, e.g.
+    from ``speech-llm convert-whisper``). Its sizes come from there; use ``subsampling: 2`` (20 ms frames)."""
+    adapt: Literal["full", "lora", "frozen"] = "full"
+    """What the ctc stage trains in the encoder: everything (full), a LoRA adapter inside it (lora, merged
+    into the saved encoder), or nothing but the CTC head (frozen)."""
+    lora_rank: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
     input_dim: int = NUM_MEL_BINS
     """Feature dimension (fbank bins)."""
     d_model: int = 144
@@ -73,6 +82,11 @@ class EncoderConfig:
                f"{self.d_model} is not divisible by encoder.num_heads={self.num_heads}")
         _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         _check(self.left_chunks >= -1, "left_chunks", f"must be -1 (all) or >= 0, got {self.left_chunks}")
+        _check(self.name != "whisper" or bool(self.path_or_name), "path_or_name",
+               "the whisper encoder needs a Whisper checkpoint (hub name or local dir)")
+        _check(self.name != "whisper" or self.subsampling == 2, "subsampling",
+               f"the whisper encoder has 20 ms frames: subsampling must be 2, got {self.subsampling}")
+        _check(self.adapt != "lora" or self.lora_rank > 0, "lora_rank", "must be > 0 for adapt: lora")
 
 
 @dataclass

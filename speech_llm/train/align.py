@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from data_prep.manifest import write_manifest
 from speech_common.errors import UserError
+from speech_llm.build import feature_fn
 from speech_llm.checkpoint import find_checkpoint, load_ctc_model
 from speech_llm.config import ExperimentConfig
 from speech_llm.train.ctc import usable
@@ -56,10 +57,11 @@ def _raw_audio_paths(path: Path) -> dict[str, str]:
 @torch.no_grad()
 def align_records(model, units, records: list[dict], source: str, chunk_size: int = 0,
                   device: str | torch.device = "cpu", max_frames: int = 20000,
-                  progress: bool = True) -> list[tuple[str, str]]:
+                  progress: bool = True, features=None) -> list[tuple[str, str]]:
     """Add ``words`` to ``records`` in place; returns ``[(key, reason)]`` for those that failed.
 
-    ``chunk_size``: encoder chunk in frames (0 = full attention).
+    ``chunk_size``: encoder chunk in frames (0 = full attention). ``features``: the encoder's feature
+    function (:func:`speech_llm.build.feature_fn`; default fbank).
     """
     from encoders.ctc import AlignmentError, align_words
 
@@ -67,7 +69,7 @@ def align_records(model, units, records: list[dict], source: str, chunk_size: in
     frame_shift_s = enc.frame_shift_s
     good, too_short = usable(records, enc.subsampling_rate)
     failed = [(k, "too short for the encoder") for k in too_short]
-    dataset = FbankDataset(good, source, cache_mb=0)
+    dataset = FbankDataset(good, source, cache_mb=0, **({"features": features} if features else {}))
     sampler = BucketBatchSampler([record_frames(r) for r in good], max_frames, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     desc = f"align {Path(source.split()[-1]).name}"
@@ -98,7 +100,8 @@ def align_manifest(ctc_checkpoint: str | Path, manifest: str | Path, out: str | 
     model, units, cfg = load_ctc_model(find_checkpoint(ctc_checkpoint, "ctc"), device)
     chunk = 0 if cfg.encoder.dynamic_chunk else cfg.encoder.chunk_size
     records = load_manifest(str(manifest), "--manifest")
-    failed = align_records(model, units, records, f"manifest {manifest}", chunk, device, max_frames, progress)
+    failed = align_records(model, units, records, f"manifest {manifest}", chunk, device, max_frames, progress,
+                           feature_fn(cfg.encoder))
     raw = _raw_audio_paths(manifest)
     for rec in records:
         rec["audio"] = raw[rec["key"]]

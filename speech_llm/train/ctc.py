@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from encoders.subsampling import subsampled_lengths
-from speech_llm.build import build_ctc_model
+from speech_llm.build import build_ctc_model, feature_fn
 from speech_llm.checkpoint import LAST, is_checkpoint, read_checkpoint
 from speech_llm.config import ExperimentConfig
 from speech_llm.train.data import FbankDataset, load_manifest, record_frames
@@ -45,13 +45,14 @@ def usable(records: list[dict], subsampling: int) -> tuple[list[dict], list[str]
 def load_datasets(cfg: ExperimentConfig) -> tuple[FbankDataset, FbankDataset | None, list[str]]:
     """Train and (optional) valid datasets from the config's manifests, with the keys of dropped records."""
     sub = cfg.encoder.subsampling
+    features = feature_fn(cfg.encoder)
     train, dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
-    train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}")
+    train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}", features=features)
     valid_set = None
     if cfg.data.valid_manifest:
         valid, more = usable(load_manifest(cfg.data.valid_manifest, "data.valid_manifest"), sub)
         dropped += more
-        valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}")
+        valid_set = FbankDataset(valid, f"data.valid_manifest {cfg.data.valid_manifest}", features=features)
     return train_set, valid_set, dropped
 
 

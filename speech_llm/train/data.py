@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +55,21 @@ def record_frames(record: dict) -> int:
 
 
 class FbankDataset(Dataset):
-    """Items ``{"index": i, "key": str, "feats": (T, 80) float32}`` computed from each record's audio.
+    """Items ``{"index": i, "key": str, "feats": (T, F) float32}`` computed from each record's audio.
 
     Args:
         records: manifest records (``key``, ``audio``, ``duration``, ...).
         source: the manifest's name, for error messages.
         cache_mb: keep computed features in memory when all of them fit in this many MB (0 = never).
+        features: ``(N,) samples -> (T, F)``, the encoder's offline features (:func:`speech_llm.build.feature_fn`);
+            default 80-bin fbank.
     """
 
-    def __init__(self, records: list[dict], source: str, cache_mb: float = CACHE_MB):
+    def __init__(self, records: list[dict], source: str, cache_mb: float = CACHE_MB,
+                 features: Callable[[torch.Tensor], torch.Tensor] = compute_fbank):
         self.records = records
         self.source = source
+        self.compute = features
         size_mb = sum(record_frames(r) for r in records) * NUM_MEL_BINS * 4 / 2**20
         self._cache: dict[int, torch.Tensor] | None = {} if size_mb <= cache_mb else None
 
@@ -80,7 +85,7 @@ class FbankDataset(Dataset):
             samples = read_audio(rec["audio"])
         except UserError as e:
             raise UserError(f"{self.source}: utterance {rec['key']}: {e}") from None
-        feats = compute_fbank(torch.from_numpy(samples))
+        feats = self.compute(torch.from_numpy(samples))
         if feats.size(0) == 0:
             raise UserError(f"{self.source}: utterance {rec['key']}: audio {rec['audio']} is shorter than "
                             "one 25 ms analysis window")

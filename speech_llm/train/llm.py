@@ -114,13 +114,15 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     return out
 
 
-def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool]) -> torch.Tensor:
-    """``feats`` (B, T, F) with the real frames of the marked rows replaced by the fbank of silence: digital
-    zeros (one in five) or white noise at a log-uniform level between -80 and -30 dBFS (RMS). Drawn from
-    the global torch RNG, so a resumed run draws the same."""
+def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool], features=None) -> torch.Tensor:
+    """``feats`` (B, T, F) with the real frames of the marked rows replaced by the features of silence:
+    digital zeros (one in five) or white noise at a log-uniform level between -80 and -30 dBFS (RMS). Drawn
+    from the global torch RNG, so a resumed run draws the same. ``features``: the encoder's feature function
+    (default fbank)."""
     from encoders.constants import FRAME_SHIFT_MS, SAMPLE_RATE
     from encoders.frontend import compute_fbank
 
+    compute = features or compute_fbank
     out = feats.clone()
     hop = int(SAMPLE_RATE * FRAME_SHIFT_MS / 1000)
     for b, quiet in enumerate(rows):
@@ -128,7 +130,7 @@ def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool])
             continue
         n = int(feat_lens[b])
         level = 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
-        fb = compute_fbank(torch.randn(n * hop) * level)
+        fb = compute(torch.randn(n * hop) * level)
         out[b, :n] = fb[:n].to(out.dtype)
     return out
 
@@ -253,7 +255,8 @@ class LLMStage(Stage):
         if self.cfg.train.llm.silence_share > 0:
             silent = (torch.rand(len(batch["keys"])) < self.cfg.train.llm.silence_share).tolist()
             if any(silent):
-                batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent)}
+                batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent,
+                                                        self.train_set.compute)}
         return self._loss(model, batch, self.train_set, batch_mode, silent, self.draw(len(batch["keys"]))).loss
 
     def valid_loss(self, model, batch: dict) -> tuple[float, float]:
