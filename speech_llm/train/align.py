@@ -67,7 +67,7 @@ def align_records(model, units, records: list[dict], source: str, chunk_size: in
 
     enc = model.encoder
     frame_shift_s = enc.frame_shift_s
-    good, too_short = usable(records, enc.subsampling_rate)
+    good, too_short = usable(records, enc.output_lengths)
     failed = [(k, "too short for the encoder") for k in too_short]
     dataset = FbankDataset(good, source, cache_mb=0, **({"features": features} if features else {}))
     sampler = BucketBatchSampler([record_frames(r) for r in good], max_frames, shuffle=False)

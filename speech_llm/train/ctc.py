@@ -34,17 +34,26 @@ CMVN_UTTS = 500
 """Utterances used to estimate CMVN statistics when ``data.cmvn_path`` does not exist yet."""
 
 
-def usable(records: list[dict], subsampling: int) -> tuple[list[dict], list[str]]:
-    """Records long enough to give at least one encoder frame, and the keys of the others."""
+def usable(records: list[dict], output_lengths) -> tuple[list[dict], list[str]]:
+    """Records long enough to give at least one encoder frame (``output_lengths``: feature frames -> encoder
+    frames, the encoder's own, e.g. ``encoder.output_lengths``), and the keys of the others."""
     keep, dropped = [], []
     for r in records:
-        (keep if subsampled_lengths(record_frames(r), subsampling) > 0 else dropped).append(r)
+        (keep if output_lengths(record_frames(r)) > 0 else dropped).append(r)
     return keep, [r["key"] for r in dropped]
+
+
+def encoder_frames_fn(cfg: ExperimentConfig):
+    """Feature frames -> encoder frames of ``cfg.encoder``, without building it (Whisper's two convs keep
+    ceil(T / 2) frames; the Conformer's subsampling drops its receptive field)."""
+    if cfg.encoder.name == "whisper":
+        return lambda frames: -(-frames // 2)
+    return lambda frames: subsampled_lengths(frames, cfg.encoder.subsampling)
 
 
 def load_datasets(cfg: ExperimentConfig) -> tuple[FbankDataset, FbankDataset | None, list[str]]:
     """Train and (optional) valid datasets from the config's manifests, with the keys of dropped records."""
-    sub = cfg.encoder.subsampling
+    sub = encoder_frames_fn(cfg)
     features = feature_fn(cfg.encoder)
     train, dropped = usable(load_manifest(cfg.data.train_manifest, "data.train_manifest"), sub)
     train_set = FbankDataset(train, f"data.train_manifest {cfg.data.train_manifest}", features=features)

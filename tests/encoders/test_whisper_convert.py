@@ -261,3 +261,34 @@ def test_streaming_encoder_on_the_converted_weights(tiny_en, tmp_path):
             outs.append(o)
         outs.append(enc.streaming_forward(short[:, :0], states, final=True)[0])
     assert (torch.cat(outs, dim=1) - masked).abs().max() <= 1e-4
+
+
+def test_whisper_decode_command_writes_a_scored_decode_dir(tiny_en, tmp_path):
+    """`speech-llm whisper-decode` on a Kaldi data dir: one line per utterance (batched like one by one),
+    a summary, and `speech-llm score` reads it like any other decode dir."""
+    import soundfile as sf
+
+    from data_prep.kaldi_dir import Utterance, write_data_dir
+    from speech_llm.cli import main
+
+    out, model = tiny_en
+    sentences = {"u1": "good morning how are you today", "u2": "please call me tomorrow morning",
+                 "u3": "the weather is nice"}
+    utts = []
+    for key, text in sentences.items():
+        wav = tmp_path / f"{key}.wav"
+        samples = _espeak(text, tmp_path / f"{key}_raw.wav").numpy()
+        sf.write(str(wav), samples, SAMPLE_RATE)
+        utts.append(Utterance(key=key, wav=str(wav), text=text, speaker="s", duration=len(samples) / SAMPLE_RATE))
+    write_data_dir(tmp_path / "data", utts)
+    dec = tmp_path / "dec"
+    assert main(["whisper-decode", "--model", str(out), "--data", str(tmp_path / "data"), "--out", str(dec),
+                 "--batch-size", "2"]) == 0
+    hyps = dict(line.split(" ", 1) for line in (dec / "text").read_text().splitlines())
+    assert sorted(hyps) == sorted(sentences)
+    one_by_one = greedy_transcribe(out, [_espeak(s, tmp_path / "x.wav") for s in sentences.values()],
+                                   batch_size=1, model=model)
+    assert [hyps[k] for k in sentences] == one_by_one
+    summary = json.loads((dec / "summary.json").read_text())
+    assert summary["num_utts"] == 3 and summary["mode"] == "batch" and summary["audio_s"] > 3
+    assert main(["score", "--ref", str(tmp_path / "data"), "--hyp", str(dec)]) == 0
