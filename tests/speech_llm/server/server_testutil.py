@@ -1,0 +1,50 @@
+"""Helpers of the server tests: espeak-ng utterances, in-process references, protocol messages."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from speech_llm.recognizer import Recognizer, Result
+from speech_llm.server.client import Audio
+
+SENTENCES = ["the quick brown fox jumps over the lazy dog", "turn on the light in the kitchen please",
+             "one two three four five six seven eight nine ten", "alice and bob meet at noon",
+             "please call me back tomorrow morning", "the train to boston leaves at six",
+             "my favourite colour is green", "we will need more coffee for the meeting"]
+
+
+@dataclass
+class Utterance:
+    path: Path
+    samples: np.ndarray        # int16 (N,)
+    rate: int
+
+    def audio(self) -> Audio:
+        return Audio(self.path.name, self.samples, self.rate)
+
+
+def espeak(text: str, path: Path, voice: str = "en") -> Utterance:
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+    samples, rate = sf.read(path, dtype="int16")
+    return Utterance(path, samples, rate)
+
+
+def reference(rec: Recognizer, samples: np.ndarray, rate: int) -> Result:
+    """The in-process result: one stream alone, fed in chunk-sized blocks, decoded after each."""
+    s = rec.create_stream()
+    block = max(1, int(rate * rec.chunk_s))
+    for i in range(0, len(samples), block):
+        s.accept_waveform(rate, samples[i:i + block])
+        rec.decode(s)
+    s.input_finished()
+    rec.decode(s)
+    return rec.get_result(s)
+
+
+def start_message(rate: int, fmt: str = "s16le", **extra) -> dict:
+    return {"type": "start", "version": 1, "sample_rate": rate, "format": fmt, "channels": 1, **extra}

@@ -1,0 +1,54 @@
+"""`speech-llm serve` as users run it: a subprocess with real options, a token, decode options, one log
+line per session, and a clean stop on SIGINT; its option checks."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from server_testutil import reference
+
+from speech_llm.cli import main
+from speech_llm.recognizer import Recognizer
+from speech_llm.server.client import run_clients
+from speech_llm.typed_config import apply_overrides
+
+RUNNER = Path(__file__).with_name("serve_tiny.py")
+
+
+def test_serve_command_serves_and_stops_cleanly(tiny_llm_dir, server_rec, utterances):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", SPEECH_LLM_SERVER_TOKEN="from-env")
+    proc = subprocess.Popen([sys.executable, str(RUNNER), str(tiny_llm_dir), "--port", "0", "--max-batch-size", "4",
+                             "--endpoint-silence", "0.5", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"WebSocket (ws://127\.0\.0\.1:\d+/ws)\) on cpu, max batch 4, .*token required", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        u = utterances[6]
+        r = run_clients(m.group(1), [u.audio()], token="from-env")[0]
+        assert r.messages[0]["config"]["endpoint"]["silence_s"] == 0.5      # --endpoint-silence reached it
+        own = Recognizer(server_rec.model, server_rec.tokenizer,
+                         apply_overrides(server_rec.config, ["endpoint.silence_s=0.5"]))
+        assert r.text == reference(own, u.samples, u.rate).text
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    sessions = [x for x in err.splitlines() if " session 1 " in x]
+    assert len(sessions) == 1 and ": done, close 1000" in sessions[0] and "RTF" in sessions[0], err
+    assert err.rstrip().endswith("stopped")
+
+
+def test_serve_option_errors(capsys):
+    for argv, problem in ((["--max-batch-size", "0"], "--max-batch-size must be >= 1"),
+                          (["--port", "70000"], "--port must be in"),
+                          (["--idle-timeout", "0"], "--idle-timeout > 0"),
+                          (["--chunk-ms", "-5"], "chunk_ms")):
+        assert main(["serve", "--exp-dir", "nowhere", *argv]) == 2
+        assert problem in capsys.readouterr().err
