@@ -101,7 +101,8 @@ class LoopStats:
     def snapshot(self) -> dict:
         up = time.monotonic() - self.started
         return {"uptime_s": round(up, 3), "steps": self.steps, "busy_s": round(self.busy_s, 4),
-                "decode_s": round(self.decode_s, 4), "mean_batch": round(self.stepped / max(1, self.steps), 3),
+                "decode_s": round(self.decode_s, 4), "stepped": self.stepped,
+                "mean_batch": round(self.stepped / max(1, self.steps), 3),
                 "max_batch": self.max_batch, "audio_s": round(self.audio_s, 3),
                 "busy_fraction": round(self.busy_s / up, 4) if up > 0 else 0.0}
 

@@ -110,7 +110,7 @@ class StartRequest:
 def parse_message(text: str | bytes) -> dict:
     """A text message as a dict with a string "type" (raises ProtocolError bad_json / bad_message)."""
     try:
-        msg = json.loads(text)
+        msg = json.loads(text, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProtocolError("bad_json", f"a text message must be a JSON object: {e}") from None
     if not isinstance(msg, dict):
@@ -221,6 +221,10 @@ def done_message(segments: int, text: str, audio_s: float, compute_s: float, tru
 
 def error_message(err: ProtocolError) -> dict:
     return {"type": "error", "code": err.code, "message": err.message}
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _is_int(x) -> bool:

@@ -139,6 +139,7 @@
       if (m.type === 'ready') {
         $('info').textContent = `session ${m.session}, chunk ${m.chunk_s} s, protocol v${m.version}`;
       } else if (m.type === 'partial') {
+        $('open').classList.add('active');
         $('open').querySelector('.time').textContent = `[${fmtTime(m.start_s)} -      ]`;
         $('committed').textContent = m.committed;
         $('partial').textContent = m.partial ? ` ${m.partial}` : '';
@@ -154,6 +155,7 @@
           div.append(time, document.createTextNode(m.text));
           $('segments').append(div);
         }
+        $('open').classList.remove('active');
         $('open').querySelector('.time').textContent = '';
         $('committed').textContent = '';
         $('partial').textContent = '';

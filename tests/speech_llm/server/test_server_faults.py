@@ -11,6 +11,7 @@ import os
 import struct
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from server_testutil import start_message
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from speech_llm.recognizer import Stream
+from speech_llm.recognizer import Recognizer, Stream
 from speech_llm.server import app
 from speech_llm.server.app import ServerConfig, ServerThread
 from speech_llm.server.client import ClientError, run_clients, run_clients_async
@@ -270,4 +271,38 @@ def test_an_oversized_message_closes_with_1009(server_rec, utterances, reference
         # the good clients send 100 ms frames (4.4 kB): under the limit
         msgs, close = asyncio.run(with_good_clients(srv.ws_url, utterances, references, big()))
         assert close == 1009
+        assert_clean(srv)
+
+
+class SlowRecognizer(Recognizer):
+    """Every batched decode call first burns 0.4 s of CPU in Python (holding the GIL as real work does)."""
+
+    def decode_streams(self, streams):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.4:
+            sum(range(1000))
+        super().decode_streams(streams)
+
+
+def test_a_slow_decoder_blocks_neither_keepalive_nor_http(server_rec, utterances, references):
+    """Servers that decode on the event loop miss keepalive pongs and drop sessions after a while; here the
+    model runs on its own thread: with pings every 0.1 s (timeout 0.3 s) and decode calls of 0.4 s, the
+    session lives and /healthz answers at once."""
+    slow = SlowRecognizer(server_rec.model, server_rec.tokenizer, server_rec.config)
+    u = utterances[0]
+    with ServerThread(slow, ServerConfig(port=0, ping_interval_s=0.1, ping_timeout_s=0.3)) as srv:
+        async def scenario():
+            session_task = asyncio.create_task(run_clients_async(srv.ws_url, [u.audio()], realtime=True))
+            waits = []
+            while not session_task.done():
+                t = time.monotonic()
+                await asyncio.to_thread(lambda: urllib.request.urlopen(srv.url + "healthz", timeout=5).read())
+                waits.append(time.monotonic() - t)
+                await asyncio.sleep(0.05)
+            return (await session_task)[0], waits
+
+        r, waits = asyncio.run(scenario())
+        assert r.close_code == 1000 and r.text == references[0].text
+        assert srv.call(srv.server.health)["decoder"]["decode_s"] > 2 * 0.4     # the decoder really was slow
+        assert max(waits) < 0.3, waits
         assert_clean(srv)

@@ -59,6 +59,7 @@ def test_text_messages_must_be_json_objects_with_a_type():
     assert code_of(parse_message, "not json") == "bad_json"
     assert code_of(parse_message, "[1, 2]") == "bad_json"
     assert code_of(parse_message, '{"kind": "end"}') == "bad_message"
+    assert code_of(parse_message, '{"type": "marker", "id": NaN}') == "bad_json"      # Python's json would take it
 
 
 def test_audio_frames():
