@@ -55,6 +55,9 @@ def run(args) -> int:
         raise UserError("--max-wait-ms must be >= 0 and --idle-timeout > 0")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}")
+    if args.no_endpoint:
+        raise UserError("--no-endpoint: the server needs endpointing (without it a session is one segment whose "
+                        "state grows as long as the client sends audio)")
     try:
         from speech_llm.server.app import ServerConfig, run_server
     except ImportError as e:
@@ -77,6 +80,9 @@ def run(args) -> int:
     device = default_device(args.device)
     rec = load_recognizer_from_args(args, device)
     _log_to_stderr()
+    if not rec.config.endpoint.enabled:
+        print("warning: the checkpoint's decode section disables endpointing: each session is one segment whose "
+              "state grows with its audio", file=sys.stderr)
 
     def ready(server) -> None:
         print(f"serving {server.url} (WebSocket {server.ws_url}) on {device}, max batch {config.max_batch_size}, "

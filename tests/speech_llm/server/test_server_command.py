@@ -49,6 +49,7 @@ def test_serve_option_errors(capsys):
     for argv, problem in ((["--max-batch-size", "0"], "--max-batch-size must be >= 1"),
                           (["--port", "70000"], "--port must be in"),
                           (["--idle-timeout", "0"], "--idle-timeout > 0"),
-                          (["--chunk-ms", "-5"], "chunk_ms")):
+                          (["--chunk-ms", "-5"], "chunk_ms"),
+                          (["--no-endpoint"], "the server needs endpointing")):
         assert main(["serve", "--exp-dir", "nowhere", *argv]) == 2
         assert problem in capsys.readouterr().err

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from data_prep.audio import resample
 from speech_llm.cli import main
 from speech_llm.recognizer import Recognizer
+from speech_llm.server.app import ServerConfig, ServerThread
 from speech_llm.server.client import Audio, run_clients, stream_audio
 from speech_llm.typed_config import apply_overrides
 
@@ -52,14 +53,17 @@ def test_one_client_gets_the_in_process_transcript(server, utterances, reference
     assert len(references[6].segments) == 2 and references[6].text
 
 
-def test_concurrent_real_time_clients_are_batched_and_get_their_own_transcripts(server, utterances, references):
-    results = run_clients(server.ws_url, [u.audio() for u in utterances], realtime=True, stagger_s=0.013)
+def test_concurrent_real_time_clients_are_batched_and_get_their_own_transcripts(server_rec, utterances, references):
+    """Eight clients 13 ms apart, 100 ms frames; a step waits up to 50 ms for more streams, so steps hold
+    several streams, and each still gets its own in-process transcript."""
+    with ServerThread(server_rec, ServerConfig(port=0, max_wait_ms=50, max_batch_size=4)) as server:
+        results = run_clients(server.ws_url, [u.audio() for u in utterances], realtime=True, stagger_s=0.013)
+        stats = server.call(server.server.health)["decoder"]
     for r, ref in zip(results, references):
         assert_same(r, ref)
         assert_committed_only_grows(r)
     assert len({r.text for r in results}) > 1               # different audio, different text
-    stats = server.call(server.server.health)["decoder"]
-    assert stats["max_batch"] > 1 and stats["mean_batch"] > 1, stats    # decoded together, not one by one
+    assert stats["max_batch"] == 4 and stats["mean_batch"] > 1.5, stats    # decoded together, not one by one
     assert all(r.latencies_s and max(r.latencies_s) < 5 for r in results)
 
 
