@@ -36,6 +36,7 @@ def fake_microphone_file(tmp_path) -> np.ndarray:
     return pcm
 
 
+@pytest.mark.timeout(180)
 def test_the_page_transcribes_a_fake_microphone_like_the_recognizer(server, server_rec, tmp_path):
     pcm = fake_microphone_file(tmp_path)
     ref = reference(server_rec, pcm, DEVICE_RATE)

@@ -134,6 +134,7 @@ async def cut_mid_frame(host: str, port: int, start: dict) -> None:
     writer.transport.abort()
 
 
+@pytest.mark.timeout(180)
 def test_disconnects_at_any_moment_free_the_session(server, utterances, references):
     u = utterances[2]
     start = start_message(u.rate)
@@ -167,6 +168,7 @@ def test_disconnects_at_any_moment_free_the_session(server, utterances, referenc
     assert rss_mb() - before < 30, "memory grows with broken sessions"
 
 
+@pytest.mark.timeout(240)
 def test_an_hour_of_silence_as_fast_as_possible(server_rec, utterances, references):
     """An hour of -60 dBFS noise (57.6M samples, 115 MB of s16le) sent as fast as the socket takes it:
     endpointing opens no segment, the session finishes, memory stays flat; a real-time client at the same
@@ -205,14 +207,15 @@ def test_an_hour_of_silence_as_fast_as_possible(server_rec, utterances, referenc
         assert_clean(srv)
 
 
-def test_the_connection_limit_refuses_with_http_503(server_rec, utterances):
-    u = utterances[0]
+def test_the_connection_limit_refuses_with_http_503(server_rec, utterances, references):
+    u, v = utterances[0], utterances[3]
 
     async def scenario(url):
         async with connect(url) as a, connect(url) as b:
-            for ws in (a, b):
-                await ws.send(json.dumps(start_message(u.rate)))
+            for ws, w in ((a, u), (b, v)):
+                await ws.send(json.dumps(start_message(w.rate)))
                 assert json.loads(await ws.recv())["type"] == "ready"
+                await ws.send(w.samples[:len(w.samples) // 2].tobytes())
             with pytest.raises(InvalidStatus) as e:
                 async with connect(url):
                     pass
@@ -221,11 +224,17 @@ def test_the_connection_limit_refuses_with_http_503(server_rec, utterances):
             assert e.value.response.headers["Retry-After"]
             with pytest.raises(ClientError, match="HTTP 503"):
                 await run_clients_async(url, [u.audio()])
+            done = []
+            for ws, w in ((a, u), (b, v)):       # the sessions admitted before are not disturbed
+                await ws.send(w.samples[len(w.samples) // 2:].tobytes())
+                await ws.send(json.dumps({"type": "end"}))
+                done.append([json.loads(m) async for m in ws][-1])
         # the slots are free again once those sessions end
-        return await run_clients_async(url, [u.audio()])
+        return done, await run_clients_async(url, [u.audio()])
 
     with ServerThread(server_rec, ServerConfig(port=0, max_active=2)) as srv:
-        r = asyncio.run(scenario(srv.ws_url))[0]
+        done, (r,) = asyncio.run(scenario(srv.ws_url))
+        assert [d["text"] for d in done] == [references[0].text, references[3].text]
         assert r.done is not None and r.close_code == 1000
         assert_clean(srv)
 
