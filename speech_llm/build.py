@@ -304,22 +304,26 @@ def special_tokens(tokenizer, cfg: ExperimentConfig, task: str | None = None) ->
     if prompt is None:
         raise UserError(f"unknown task {task!r}: llm.prompt has {', '.join(vars(cfg.llm.prompt))}")
     if cfg.llm.chat_template:
-        return make_tokens(tokenizer, chat_prompt(tokenizer, prompt), cfg.llm.wait_token, add_bos=False)
+        framed = chat_prompt(tokenizer, prompt, cfg.llm.system_prompt)
+        return make_tokens(tokenizer, framed, cfg.llm.wait_token, add_bos=False)
     return make_tokens(tokenizer, prompt, cfg.llm.wait_token)
 
 
 _AUDIO = "\u2063AUDIO\u2063"   # a placeholder for where the audio goes (invisible separators around it)
 
 
-def chat_prompt(tokenizer, instruction: str) -> str:
+def chat_prompt(tokenizer, instruction: str, system: str | None = None) -> str:
     """The source prompt in the model's own chat format (``llm.chat_template``): the template rendered for
-    one user turn holding ``instruction`` and then the audio, cut where the audio starts. The audio tokens
-    follow it and the end marker (the tokenizer's eos, e.g. ``<|im_end|>``) closes the user turn."""
+    one user turn holding ``instruction`` and then the audio (after a ``system`` message when one is given),
+    cut where the audio starts. The audio tokens follow it and the end marker (the tokenizer's eos, e.g.
+    ``<|im_end|>``) closes the user turn."""
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise UserError(f"llm.chat_template: the tokenizer of {getattr(tokenizer, 'name_or_path', '?')} has no "
                         "chat template")
-    text = tokenizer.apply_chat_template([{"role": "user", "content": f"{instruction}\n{_AUDIO}"}],
+    turns = [] if system is None else [{"role": "system", "content": system}]
+    turns.append({"role": "user", "content": f"{instruction}\n{_AUDIO}"})
+    text = tokenizer.apply_chat_template(turns,
                                          tokenize=False, add_generation_prompt=False)
     if _AUDIO not in text:
         raise UserError("llm.chat_template: the chat template does not keep the user message as given")

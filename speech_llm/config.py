@@ -140,6 +140,12 @@ class LLMConfig:
     chat_template: bool = False
     """Frame the prompt with the tokenizer's chat template (system message, user turn); for instruction
     models. False: the prompt text as it is."""
+    system_prompt: Optional[str] = None
+    """With ``chat_template``: the system message (``None``: the template's own default, e.g. SmolLM2's
+    31-token "You are a helpful AI assistant named SmolLM ..."; a short one saves source tokens)."""
+    target_case: Literal["as_is", "lower"] = "as_is"
+    """How the LLM writes the words it is trained on: as in the manifest, or lower-cased (a pretrained
+    LLM's usual form, and about half the BPE tokens of LibriSpeech's upper case). Scoring case-folds."""
     phi: int = 0
     """Group position encoding: target position IDs start at phi (DESIGN.md §2)."""
     dtype: Literal["float32", "bfloat16", "auto"] = "float32"

@@ -112,6 +112,28 @@ print(f"combine_data: {len(records)} utterances from {' '.join(inputs)} -> {out}
 PY
 }
 
+# subset_data OUT IN N: a data dir (Kaldi files + manifest.jsonl) with the first N utterances of IN (all
+# of them when N is 0 or more than IN has), e.g. a small test subset for a smoke run. OUT is replaced.
+subset_data() {
+  "${PYTHON}" - "$1" "$2" "$3" <<'PY'
+import sys
+from pathlib import Path
+
+from data_prep.manifest import manifest_to_data_dir, read_manifest, write_manifest
+from speech_common.errors import UserError
+
+out, src, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+try:
+    records = read_manifest(src / "manifest.jsonl")
+    records = records[:n] if n > 0 else records
+    write_manifest(out / "manifest.jsonl", records)
+    manifest_to_data_dir(records, out)
+except UserError as e:
+    sys.exit(f"error: subset_data {out}: {e}")
+print(f"subset_data: {len(records)} utterances of {src} -> {out}")
+PY
+}
+
 # fetch_hf_model NAME: download a hub model (config, tokenizer, weights) into the Hugging Face cache now,
 # so that a missing or misspelt name fails here, not after hours of training, and several training
 # processes do not download it at once. Honours HF_HOME / HF_HUB_OFFLINE / HF_ENDPOINT.

@@ -10,7 +10,10 @@ Each dir must hold the ``results.json`` written by ``speech-llm score`` (and, th
 ``summary.json``). A row gives the decode mode and chunk, the quality (WER for asr; BLEU and chrF for
 st/mt), the latency that applies (word emission delays for asr, AL/LAAL for st, ideal and
 computation-aware) and the real-time factor, plus the quality relative to the baseline row
-(``rel. to batch``: WER / baseline WER, BLEU / baseline BLEU).
+(``rel. to batch``: WER / baseline WER, BLEU / baseline BLEU). The baseline is one dir for every row, or
+(``baseline="sibling"``) for each row the batch decode beside it: the dir of the same name with its mode
+suffix (``_640ms``, ``_batch``) replaced by ``_batch``, so one table can hold several test sets and models.
+Rows are named by the decode dir, with its parent dir in front when the dirs come from several parents.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Row:
     chunk_ms: int | None
     num_utts: int
     wer: float | None = None
+    sdi: tuple[int, int, int] | None = None
+    """asr: substitutions, deletions, insertions (word counts)."""
     bleu: float | None = None
     chrf: float | None = None
     first_token_s: float | None = None
@@ -82,6 +87,8 @@ def read_row(decode_dir: str | Path) -> Row:
     if row.task == "asr":
         pct = _get(res, "wer", "percent")
         row.wer = None if pct is None else pct / 100.0
+        counts = [_get(res, "wer", k) for k in ("substitutions", "deletions", "insertions")]
+        row.sdi = None if None in counts else tuple(int(c) for c in counts)
         row.first_token_s = _get(res, "latency", "first_token_s", "ideal")
         row.delay_mean_s = _get(res, "latency", "word_delay_mean_s", "ideal")
         row.delay_mean_ca_s = _get(res, "latency", "word_delay_mean_s", "computation_aware")
@@ -99,15 +106,32 @@ def read_row(decode_dir: str | Path) -> Row:
     return row
 
 
+SIBLING = "sibling"
+
+
+def batch_sibling(decode_dir: str | Path) -> Path:
+    """The batch decode beside ``decode_dir``: ``x/decode_test_640ms`` -> ``x/decode_test_batch``."""
+    d = Path(decode_dir)
+    stem, sep, _ = d.name.rpartition("_")
+    if not sep:
+        raise UserError(f"{d}: the dir name has no mode suffix (_<N>ms, _batch) to find its batch decode by")
+    return d.with_name(f"{stem}_batch")
+
+
 def collect_rows(decode_dirs: list[str | Path], baseline: str | Path | None = None) -> list[Row]:
-    """Rows of ``decode_dirs``, with ``rel_to_baseline`` filled when ``baseline`` (one of them or another
-    scored dir) has a non-zero headline number."""
+    """Rows of ``decode_dirs``, with ``rel_to_baseline`` filled when the baseline (``baseline``, one of them
+    or another scored dir; or :data:`SIBLING`: each row's :func:`batch_sibling`) has a non-zero headline
+    number."""
     rows = [read_row(d) for d in decode_dirs]
-    if baseline is not None:
-        base = read_row(baseline).quality
-        for r in rows:
-            if base and r.quality is not None:
-                r.rel_to_baseline = r.quality / base
+    if len({Path(d).resolve().parent for d in decode_dirs}) > 1:
+        for r, d in zip(rows, decode_dirs):
+            r.name = f"{Path(d).parent.name}/{r.name}"
+    if baseline is None:
+        return rows
+    for r, d in zip(rows, decode_dirs):
+        base = read_row(batch_sibling(d) if str(baseline) == SIBLING else baseline).quality
+        if base and r.quality is not None:
+            r.rel_to_baseline = r.quality / base
     return rows
 
 
@@ -118,13 +142,14 @@ def _f(x: float | None, fmt: str) -> str:
 def format_table(rows: list[Row]) -> str:
     """A markdown table (asr and translation rows get their own columns)."""
     if rows and all(r.task == "asr" for r in rows):
-        head = ("| decode | mode | chunk ms | utts | WER % | rel. to batch | first token s | word delay s "
+        head = ("| decode | mode | chunk ms | utts | WER % | S / D / I | rel. to batch | first token s | word delay s "
                 "(ideal / comp.) | p90 s | finalization s | RTF |")
-        lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
+            sdi = "—" if r.sdi is None else " / ".join(map(str, r.sdi))
             lines.append(
                 f"| {r.name} | {r.mode or '—'} | {r.chunk_ms or '—'} | {r.num_utts} "
-                f"| {_f(None if r.wer is None else 100 * r.wer, '.2f')} | {_f(r.rel_to_baseline, '.3f')} "
+                f"| {_f(None if r.wer is None else 100 * r.wer, '.2f')} | {sdi} | {_f(r.rel_to_baseline, '.3f')} "
                 f"| {_f(r.first_token_s, '.3f')} | {_f(r.delay_mean_s, '.3f')} / {_f(r.delay_mean_ca_s, '.3f')} "
                 f"| {_f(r.delay_p90_s, '.3f')} | {_f(r.finalization_s, '.3f')} | {_f(r.rtf, '.3f')} |")
         return "\n".join(lines)

@@ -98,7 +98,7 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     """
     src = words_of(records, need_times, source)
     if llm.task == "asr":
-        return src
+        return src if llm.target_case == "as_is" else [([w.lower() for w in ws], ends) for ws, ends in src]
     lang = llm.target_lang
     missing = [r["key"] for r in records if not str((r.get("translation") or {}).get(lang) or "").strip()]
     if missing:
@@ -110,6 +110,8 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     out = []
     for r, (_, ends) in zip(records, src):
         words = r["translation"][lang].split()
+        if llm.target_case == "lower":
+            words = [w.lower() for w in words]
         out.append((words, None if ends is None else target_word_ends(ends, len(words))))
     return out
 

@@ -44,6 +44,10 @@ def test_gguf_loads_the_instruction_model_with_its_tokenizer_and_chat_template(c
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith(f"<|im_start|>user\n{cfg.llm.prompt.asr}\n")
     assert tok.decode(list(model.tokens.end_ids)) == "<|im_end|>" and model.tokens.wait_id == wait
     assert chat_prompt(tok, "X").count("<|im_start|>") == 2
+    # llm.system_prompt replaces the template's default system message (31 prompt tokens -> fewer)
+    short = chat_prompt(tok, cfg.llm.prompt.asr, "Transcribe.")
+    assert short.startswith("<|im_start|>system\nTranscribe.<|im_end|>\n<|im_start|>user\n")
+    assert len(tok(short).input_ids) < len(model.tokens.prompt_ids) - 10
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from speech_common.errors import UserError
 from speech_llm.cli import main
 from speech_llm.metrics.report import collect_rows, format_table
 
@@ -48,13 +49,37 @@ def test_report_table_and_json(tmp_path, capsys):
                str(tmp_path / "stream"), str(tmp_path / "batch")])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "| stream | streaming | 640 | 2 | 16.67 | 0.500 |" in printed
-    assert "| batch | batch | — | 2 | 33.33 | 1.000 |" in printed
+    assert "| stream | streaming | 640 | 2 | 16.67 | 1 / 0 / 0 | 0.500 |" in printed
+    assert "| batch | batch | — | 2 | 33.33 | 2 / 0 / 0 | 1.000 |" in printed
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert rows[0]["wer"] == pytest.approx(1 / 6, abs=1e-6)
     assert rows[0]["delay_mean_s"] == pytest.approx(0.05, abs=1e-6)   # every word 50 ms after its end
     assert rows[1]["delay_mean_s"] == pytest.approx(0.0, abs=1e-6)
     assert (tmp_path / "results.md").read_text().startswith("| decode |")
+
+
+def test_sibling_baselines_for_several_sets_and_models(tmp_path, capsys):
+    """--baseline sibling: each row against the batch decode beside it; rows named <exp>/<decode dir>."""
+    _ref(tmp_path / "ref")
+    hyps = {"a": ("A B X D", "A B X Y"), "b": ("A B C D", "A X C D")}   # streaming, batch of each model
+    for exp, (stream, batch) in hyps.items():
+        (tmp_path / exp).mkdir()
+        _decode_dir(tmp_path / exp / "decode_test_640ms", {"u1": stream, "u2": "E"}, "streaming", 640, 0.1)
+        _decode_dir(tmp_path / exp / "decode_test_batch", {"u1": batch, "u2": "E F"}, "batch", None, 0.0)
+    dirs = [str(tmp_path / e / d) for e in hyps for d in ("decode_test_640ms", "decode_test_batch")]
+    for d in dirs:
+        assert main(["score", "--ref", str(tmp_path / "ref"), "--hyp", d]) == 0
+    capsys.readouterr()
+    assert main(["report", "--out", str(tmp_path / "all"), "--baseline", "sibling", *dirs]) == 0
+    printed = capsys.readouterr().out
+    assert "| a/decode_test_640ms | streaming | 640 | 2 | 33.33 | 1 / 1 / 0 | 1.000 |" in printed
+    assert "| b/decode_test_640ms | streaming | 640 | 2 | 16.67 | 0 / 1 / 0 | 1.000 |" in printed
+    assert "| b/decode_test_batch | batch | — | 2 | 16.67 | 1 / 0 / 0 | 1.000 |" in printed
+    (tmp_path / "a" / "decode_dev_640ms").mkdir()          # scored, but its batch decode is missing
+    (tmp_path / "a" / "decode_dev_640ms" / "results.json").write_text(
+        (tmp_path / "a" / "decode_test_640ms" / "results.json").read_text())
+    with pytest.raises(UserError, match="decode_dev_batch/results.json: not found"):
+        collect_rows([tmp_path / "a" / "decode_test_640ms", tmp_path / "a" / "decode_dev_640ms"], "sibling")
 
 
 def test_translation_rows_use_bleu(tmp_path, capsys):

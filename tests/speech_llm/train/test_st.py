@@ -83,6 +83,10 @@ def test_st_targets_are_the_translation_timed_by_the_source_words(st_cfg):
         assert set(ends) <= {w["end"] for w in rec["words"]}
     asr = target_words_of(records, load_config(None).llm, need_times=True, source="train")
     assert [w for w, _ in asr] == [r["text"].split() for r in records]
+    lower = target_words_of(records, load_config(None, ["llm.target_case=lower"]).llm, need_times=True,
+                            source="train")
+    assert [w for w, _ in lower] == [r["text"].lower().split() for r in records] != [w for w, _ in asr]
+    assert [e for _, e in lower] == [e for _, e in asr]
 
 
 def test_records_without_the_translation_are_a_clear_error(ctc_run, toy_root, tmp_path):
