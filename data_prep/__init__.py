@@ -14,6 +14,7 @@ Modules:
     tts          synthesize_sentence: whole sentences by espeak-ng, flite, piper, with word times
     sentence_corpus  generate_sentence_corpus: those sentences in LibriSpeech layout, held-out voice
     asterisk     prepare_asterisk: real recorded prompts (Debian asterisk-core-sounds-en) as a test set
+    longform     build_longform: a data dir's utterances joined with pauses into 1/5/20-minute test files
     fileutil     atomic writes
 
 Rule for bad records, everywhere: stop before writing anything. Every problem is collected and reported

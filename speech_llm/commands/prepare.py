@@ -1,5 +1,6 @@
 """Prepare corpora: LibriSpeech (download or local copy), the synthetic LibriSpeech-format corpora (template
-words and whole sentences) and the Asterisk prompts (real recorded speech).
+words and whole sentences), the Asterisk prompts (real recorded speech) and long-form test sets (the
+utterances of a data dir joined into long files).
 
 Usage:
     speech-llm prepare librispeech --parts dev-clean,test-clean --download-dir downloads --out data
@@ -8,11 +9,14 @@ Usage:
     speech-llm prepare sentences --out corpora/sentences --num-utts 2000 --seed 0 --engines espeak,flite,piper \
         [--heldout-voice slt] [--exclude-text data/asterisk/text] [--data-out data]
     speech-llm prepare asterisk --out data/asterisk
+    speech-llm prepare longform --data data/test --out data/longform --minutes 1,5,20 [--seed 0] \
+        [--pause 0.5,1.0] [--pause-noise match|none|DB] [--num-files 1]
 
 All write Kaldi data dirs ``<out>/<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}`` plus
 ``<out>/<split>/manifest.jsonl`` (``synth`` and ``sentences`` only when ``--data-out`` is given; ``asterisk``
-writes one data dir, ``<out>`` itself). Bad input stops the run before anything is written; every problem
-is listed with its file, line and utterance.
+writes one data dir, ``<out>`` itself; ``longform`` one per length, ``<out>/long_<M>min``, plus
+``segments.jsonl`` with each source utterance's offsets: :mod:`data_prep.longform`). Bad input stops the
+run before anything is written; every problem is listed with its file, line and utterance.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 from speech_common.errors import UserError
 
 NAME = "prepare"
-HELP = "prepare corpora (LibriSpeech, synthetic speech, Asterisk prompts) as Kaldi data dirs and JSONL manifests"
+HELP = ("prepare corpora (LibriSpeech, synthetic speech, Asterisk prompts, long-form sets) as Kaldi data dirs and "
+        "JSONL manifests")
 ORDER = 10
 
 
@@ -67,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="also prepare data dirs + manifests here (as prepare librispeech would)")
     _add_sentences(sub)
     _add_asterisk(sub)
+    _add_longform(sub)
 
 
 def _add_sentences(sub) -> None:
@@ -96,6 +102,25 @@ def _add_asterisk(sub) -> None:
     ast.add_argument("--transcripts", type=Path, default=None, help="core-sounds-en.txt(.gz) (default: the package's)")
 
 
+def _add_longform(sub) -> None:
+    lf = sub.add_parser("longform", help="join a data dir's utterances, with pauses, into long files (1, 5, 20 min)",
+                        description="Join the utterances of a Kaldi data dir, in order, with random pauses into "
+                                    "long files of about the given lengths (cycling through the utterances again "
+                                    "when the set is shorter); one data dir per length, <out>/long_<M>min, with "
+                                    "the joined transcript and segments.jsonl (each source utterance's start/end "
+                                    "in seconds). Seeded, resumable: an up-to-date dir is skipped.")
+    lf.add_argument("--data", type=Path, required=True, help="source Kaldi data dir (e.g. data/test)")
+    lf.add_argument("--out", type=Path, required=True, help="parent of the long_<M>min dirs (e.g. data/longform)")
+    lf.add_argument("--minutes", required=True, help="comma-separated lengths in minutes, e.g. 1,5,20")
+    lf.add_argument("--seed", type=int, default=0, help="random seed of the pauses (default 0)")
+    lf.add_argument("--pause", default="0.5,1.0", metavar="MIN,MAX",
+                    help="pause length range in seconds, drawn uniformly (default %(default)s)")
+    lf.add_argument("--pause-noise", default="match", metavar="match|none|DB",
+                    help="what the pauses hold: 'match' = white noise at the noise floor of the next utterance "
+                         "(default), 'none' = digital silence, or a fixed noise level in dBFS (e.g. -60)")
+    lf.add_argument("--num-files", type=int, default=1, help="long files per length (default 1)")
+
+
 def run(args: argparse.Namespace) -> int:
     from data_prep import librispeech
 
@@ -113,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
                 args.parts, args.download_dir, base_url=args.base_url or librispeech.OFFICIAL_URL,
                 checksums=checksums, retries=args.retries)
         dirs = librispeech.prepare_librispeech(corpus_dir, args.parts, args.out, verify_audio=args.verify_audio)
+    elif args.corpus == "longform":
+        from data_prep.longform import build_longform
+
+        print(build_longform(args.data, args.out, args.minutes, seed=args.seed, pause_s=args.pause,
+                             pause_noise=args.pause_noise, num_files=args.num_files, progress=True).summary())
+        return 0
     elif args.corpus == "asterisk":
         from data_prep.asterisk import prepare_asterisk
 
