@@ -30,6 +30,22 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]:-main}) $*"
 }
 
+# recipe_setup: the common start of a recipe, after its options are parsed (uses config, work_dir,
+# recipe_dir, threads, overrides, progress): --config found (here or in the repository root) and --work-dir
+# made absolute (both relative to where run.sh was started), the thread and offline environment, the
+# overrides split into all_extra and checked against the config now (a typo fails here, not after the corpus
+# is made), no_progress set from --progress, and the work dir entered.
+recipe_setup() {
+  config=$(find_config "${config}")
+  work_dir=$(abs_path "${work_dir:-${recipe_dir}}")
+  export OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+  read -r -a all_extra <<< "${overrides}"
+  config_value "${config}" llm.task "${all_extra[@]}" > /dev/null
+  no_progress=""
+  if [ "${progress}" != true ]; then no_progress="--no-progress"; export TQDM_DISABLE=1; fi  # (tqdm >= 4.66)
+  mkdir -p "${work_dir}" && cd "${work_dir}"
+}
+
 # run_stage N: true when stage N is inside [stage, stop_stage].
 run_stage() {
   [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]
@@ -92,46 +108,56 @@ PY
 # combine_data OUT IN...: one data dir (Kaldi files + manifest.jsonl) with the utterances of the data
 # dirs IN... (e.g. train_clean_100 + train_clean_360). Read and written by data_prep, so every record is
 # checked; a key found in two inputs is an error. OUT is replaced.
-combine_data() {
-  local out=$1; shift
-  "${PYTHON}" - "${out}" "$@" <<'PY'
-import sys
-from pathlib import Path
-
-from data_prep.manifest import manifest_to_data_dir, read_manifest, write_manifest
-from speech_common.errors import UserError
-
-out, inputs = Path(sys.argv[1]), sys.argv[2:]
-try:
-    records = [r for d in inputs for r in read_manifest(Path(d) / "manifest.jsonl")]
-    write_manifest(out / "manifest.jsonl", records)
-    manifest_to_data_dir(records, out)
-except UserError as e:
-    sys.exit(f"error: combine_data {out}: {e}")
-print(f"combine_data: {len(records)} utterances from {' '.join(inputs)} -> {out}")
-PY
-}
+combine_data() { local out=$1; shift; _write_data_dir "${out}" 0 "$@"; }
 
 # subset_data OUT IN N: a data dir (Kaldi files + manifest.jsonl) with the first N utterances of IN (all
 # of them when N is 0 or more than IN has), e.g. a small test subset for a smoke run. OUT is replaced.
-subset_data() {
-  "${PYTHON}" - "$1" "$2" "$3" <<'PY'
+subset_data() { _write_data_dir "$1" "$3" "$2"; }
+
+# _write_data_dir OUT N IN...: OUT from the manifests of IN..., the first N records (0: all).
+_write_data_dir() {
+  "${PYTHON}" - "$@" <<'PY'
 import sys
 from pathlib import Path
 
 from data_prep.manifest import manifest_to_data_dir, read_manifest, write_manifest
 from speech_common.errors import UserError
 
-out, src, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+out, n, inputs = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 try:
-    records = read_manifest(src / "manifest.jsonl")
+    records = [r for d in inputs for r in read_manifest(Path(d) / "manifest.jsonl")]
     records = records[:n] if n > 0 else records
     write_manifest(out / "manifest.jsonl", records)
     manifest_to_data_dir(records, out)
 except UserError as e:
-    sys.exit(f"error: subset_data {out}: {e}")
-print(f"subset_data: {len(records)} utterances of {src} -> {out}")
+    sys.exit(f"error: {out}: {e}")
+print(f"{out}: {len(records)} utterances from {' '.join(inputs)}")
 PY
+}
+
+# ctc_and_align_stages TRAIN DEV [TRAIN OPTIONS...]: stages 3 and 4 of every recipe. 3: the CTC encoder on
+# data/TRAIN (validated on data/DEV) -> ${exp}/ctc; 4: forced alignment of both with it ->
+# ${exp}/align/{TRAIN,DEV}.jsonl (word end times for the streaming targets). Uses the recipe's ${config},
+# ${exp} and ${no_progress}; the options go to every call (config overrides). The commands are the arrays
+# train_cmd and align_cmd when the recipe sets them (e.g. accelerate launch), else `speech-llm train`.
+ctc_and_align_stages() {
+  local train=$1 dev=$2 set; shift 2
+  declare -p train_cmd > /dev/null 2>&1 || train_cmd=(speech-llm train)
+  declare -p align_cmd > /dev/null 2>&1 || align_cmd=(speech-llm train)
+  local paths=(data.train_manifest="data/${train}/manifest.jsonl" data.valid_manifest="data/${dev}/manifest.jsonl")
+  if stage_todo 3 "${exp}" ctc; then
+    log "Stage 3: CTC encoder -> ${exp}/ctc"
+    "${train_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} "${paths[@]}" "$@"
+    mark_done "${exp}" ctc
+  fi
+  if stage_todo 4 "${exp}" align; then
+    log "Stage 4: forced alignment of ${train} and ${dev} with ${exp}/ctc -> ${exp}/align"
+    for set in "${train}" "${dev}"; do
+      "${align_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage align ${no_progress} \
+        --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" "${paths[@]}" "$@"
+    done
+    mark_done "${exp}" align
+  fi
 }
 
 # fetch_hf_model NAME: download a hub model (config, tokenizer, weights) into the Hugging Face cache now,

@@ -169,23 +169,7 @@ if run_stage 2; then
   fi
 fi
 
-ctc_paths=(data.train_manifest="data/${train_set}/manifest.jsonl" data.valid_manifest="data/${dev_set}/manifest.jsonl")
-if stage_todo 3 "${exp}" ctc; then
-  log "Stage 3: CTC encoder -> ${exp}/ctc"
-  "${train_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} \
-    "${common[@]}" "${ctc_paths[@]}" "${extra[@]}"
-  mark_done "${exp}" ctc
-fi
-
-if stage_todo 4 "${exp}" align; then
-  log "Stage 4: forced alignment of ${train_set} and ${dev_set} with ${exp}/ctc -> ${exp}/align"
-  for set in "${train_set}" "${dev_set}"; do
-    "${align_cmd[@]}" --config "${config}" --exp-dir "${exp}" --stage align ${no_progress} \
-      --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" \
-      "${common[@]}" "${ctc_paths[@]}" "${extra[@]}"
-  done
-  mark_done "${exp}" align
-fi
+ctc_and_align_stages "${train_set}" "${dev_set}" "${common[@]}" "${extra[@]}"
 
 if stage_todo 5 "${exp}" llm; then
   log "Stage 5: projector + LoRA (${llm}) -> ${exp}/llm"

@@ -60,21 +60,14 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "${recipe_dir}/../common/utils.sh"
 no_positional "$@"
 
-config=$(find_config "${config}")
-work_dir=$(abs_path "${work_dir:-${recipe_dir}}")
-export OMP_NUM_THREADS=${threads} MKL_NUM_THREADS=${threads} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-read -r -a all_extra <<< "${overrides}"
+recipe_setup
 read -r -a tiny_extra <<< "${tiny_overrides}"
-config_value "${config}" llm.task "${all_extra[@]}" > /dev/null   # a bad key fails now, not after synthesis
 encoder=$(config_value "${config}" encoder.name "${all_extra[@]}")
-mkdir -p "${work_dir}" && cd "${work_dir}"
 
 exp=exp/${tag}
 tiny_exp=exp/${tag}_tiny
 whisper=exp/whisper-tiny.en
 corpus=data/corpus
-no_progress=""
-if [ "${progress}" != true ]; then no_progress="--no-progress"; export TQDM_DISABLE=1; fi
 aligned=(data.train_manifest="${exp}/align/train.jsonl" data.valid_manifest="${exp}/align/dev.jsonl")
 save_cmdline "${exp}" "${_argv[@]}"
 log "recipe ${recipe_dir}; working in $(pwd); experiment ${exp} (encoder ${encoder})"
@@ -105,20 +98,7 @@ if stage_todo 2 exp models; then
   mark_done exp models
 fi
 
-if stage_todo 3 "${exp}" ctc; then
-  log "Stage 3: CTC encoder (${encoder}) -> ${exp}/ctc"
-  speech-llm train --config "${config}" --exp-dir "${exp}" --stage ctc ${no_progress} "${all_extra[@]}"
-  mark_done "${exp}" ctc
-fi
-
-if stage_todo 4 "${exp}" align; then
-  log "Stage 4: forced alignment of train/dev with ${exp}/ctc -> ${exp}/align"
-  for set in train dev; do
-    speech-llm train --config "${config}" --exp-dir "${exp}" --stage align ${no_progress} \
-      --manifest "data/${set}/manifest.jsonl" --out "${exp}/align/${set}.jsonl" "${all_extra[@]}"
-  done
-  mark_done "${exp}" align
-fi
+ctc_and_align_stages train dev "${all_extra[@]}"
 
 if stage_todo 5 "${exp}" llm; then
   log "Stage 5: projector + LoRA on the frozen SmolLM2-135M-Instruct -> ${exp}/llm"
