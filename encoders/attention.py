@@ -61,6 +61,19 @@ def padded_chunk_mask(lens: torch.Tensor, num_frames: int, chunk_size: int | tor
     return mask.unsqueeze(1)
 
 
+def cached_chunk_mask(offset: torch.Tensor, cached: int, new: int) -> torch.Tensor:
+    """(B, 1, 1, C + T) bool mask of ``T`` new frames over a streaming cache of ``C`` right-aligned slots, of
+    which the last ``min(offset, C)`` are real (the rest are padding of a younger stream); every new frame
+    sees all real slots and all new frames (they are one chunk). Example, ``C=3``, ``T=2``, offsets
+    ``[1, 5]``::
+
+        stream 0  [ 0  0  1 | 1  1 ]
+        stream 1  [ 1  1  1 | 1  1 ]
+    """
+    real = torch.arange(cached, device=offset.device).unsqueeze(0) >= (cached - offset.clamp_max(cached)).unsqueeze(1)
+    return torch.cat([real, real.new_ones(offset.size(0), new)], dim=1)[:, None, None, :]
+
+
 class RotaryEmbedding(nn.Module):
     """cos/sin tables of rotary position embeddings for absolute positions (angles in float64)."""
 

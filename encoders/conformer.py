@@ -32,7 +32,8 @@ conv          (N, B, D, K - 1)        the depthwise convolution's left context
 
 :func:`stack_states` batches streams (streams may be at different offsets; their ``feats`` buffers must
 have the same length, which holds when every stream is fed the same block sizes, e.g. one chunk of
-features per step after the first); :func:`unstack_states` splits them again.
+features per step after the first); :func:`unstack_states` splits them again. The chunk loop, the states
+common to the streaming encoders and their stacking live in :mod:`encoders.streaming_state`.
 """
 
 from __future__ import annotations
@@ -41,12 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.attention import RotaryEmbedding, RotarySelfAttention, padded_chunk_mask
+from encoders import streaming_state
+from encoders.attention import RotaryEmbedding, RotarySelfAttention, cached_chunk_mask, padded_chunk_mask
 from encoders.constants import FRAME_SHIFT_MS
+from encoders.streaming_state import ChunkedStreamingEncoder, States
 from encoders.subsampling import Conv2dSubsampling, subsampled_lengths
-
-States = dict[str, torch.Tensor]
-_BATCH_DIM = {"feats": 0, "offset": 0, "chunk_size": 0, "left_chunks": 0, "att_k": 1, "att_v": 1, "conv": 1}
 
 
 class FeedForward(nn.Sequential):
@@ -106,7 +106,7 @@ class ConformerBlock(nn.Module):
         return self.final_norm(x), k, v, conv_cache
 
 
-class ConformerEncoder(nn.Module):
+class ConformerEncoder(ChunkedStreamingEncoder):
     """Streaming Conformer: (B, T, F) fbank -> (B, T', D) encoder frames, ``T' ≈ T / subsampling``.
 
     Args:
@@ -124,11 +124,13 @@ class ConformerEncoder(nn.Module):
             ``[0, max_left_chunks]`` (else the given ``left_chunks`` is used).
     """
 
+    STATE_BATCH_DIM = {**streaming_state.COMMON_BATCH_DIM, "conv": 1}  # each key's batch dimension
+
     def __init__(self, input_dim: int, d_model: int, num_layers: int, num_heads: int, subsampling: int = 4,
                  ffn_dim: int | None = None, conv_kernel: int = 15, dropout: float = 0.1,
                  dynamic_chunk: bool = False, max_dynamic_chunk: int = 25, full_attention_prob: float = 0.5,
                  dynamic_left_chunks: bool = False, max_left_chunks: int = 8) -> None:
-        super().__init__()
+        super().__init__(dynamic_chunk, max_dynamic_chunk, full_attention_prob, dynamic_left_chunks, max_left_chunks)
         if conv_kernel < 1:
             raise ValueError(f"conv_kernel must be >= 1, got {conv_kernel}")
         self.input_dim = input_dim
@@ -141,11 +143,6 @@ class ConformerEncoder(nn.Module):
         self.layers = nn.ModuleList(
             ConformerBlock(d_model, num_heads, ffn_dim or 4 * d_model, conv_kernel, dropout)
             for _ in range(num_layers))
-        self.dynamic_chunk = dynamic_chunk
-        self.max_dynamic_chunk = max_dynamic_chunk
-        self.full_attention_prob = full_attention_prob
-        self.dynamic_left_chunks = dynamic_left_chunks
-        self.max_left_chunks = max_left_chunks
 
     @property
     def frame_shift_s(self) -> float:
@@ -193,106 +190,26 @@ class ConformerEncoder(nn.Module):
         valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
         return x * valid.unsqueeze(-1).to(x.dtype), lens
 
-    def _sample_chunk(self, left_chunks: int) -> tuple[int, int]:
-        if float(torch.rand(())) < self.full_attention_prob:
-            return 0, -1
-        chunk = int(torch.randint(1, self.max_dynamic_chunk + 1, ()))
-        if self.dynamic_left_chunks:
-            left_chunks = int(torch.randint(0, self.max_left_chunks + 1, ()))
-        return chunk, left_chunks
-
-    def _check_feats(self, feats: torch.Tensor) -> None:
-        if feats.dim() != 3 or feats.size(2) != self.input_dim:
-            raise ValueError(f"ConformerEncoder expects features (B, T, {self.input_dim}), "
-                             f"got shape {tuple(feats.shape)}")
-
     # ---------------------------------------------------------------- streaming
     def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
         """Empty states of ``batch_size`` new streams (see the module docstring)."""
-        if chunk_size <= 0:
-            raise ValueError(f"streaming needs chunk_size >= 1 encoder frames, got {chunk_size}")
         p = next(self.parameters())
-        cache = left_chunks * chunk_size if left_chunks >= 0 else 0
-        n, h, dh = len(self.layers), self.num_heads, self.output_dim // self.num_heads
-        conv_context = self.layers[0].conv.context if n else 0
-        long = dict(dtype=torch.long, device=p.device)
-        return {
-            "feats": p.new_zeros(batch_size, 0, self.input_dim),
-            "offset": torch.zeros(batch_size, **long),
-            "chunk_size": torch.full((batch_size,), chunk_size, **long),
-            "left_chunks": torch.full((batch_size,), left_chunks, **long),
-            "att_k": p.new_zeros(n, batch_size, h, cache, dh),
-            "att_v": p.new_zeros(n, batch_size, h, cache, dh),
-            "conv": p.new_zeros(n, batch_size, self.output_dim, conv_context),
-        }
+        states = self._new_states(batch_size, chunk_size, left_chunks, p)
+        conv_context = self.layers[0].conv.context if self.layers else 0
+        states["conv"] = p.new_zeros(len(self.layers), batch_size, self.output_dim, conv_context)
+        return states
 
-    def streaming_forward(self, feats_block: torch.Tensor, states: States,
-                          final: bool = False) -> tuple[torch.Tensor, States]:
-        """Feed a block of features; get the encoder frames of every chunk that became complete.
-
-        Args:
-            feats_block: (B, t, F) new features of each stream (t may be 0 or anything).
-            states: from :meth:`init_states`, :func:`stack_states` or the previous call.
-            final: the input has ended: also encode the last partial chunk (features that do not fill
-                the subsampling's receptive field are dropped, as in :meth:`forward`). The stream is then
-                done; start a new one with :meth:`init_states`.
-
-        Returns:
-            out (B, t', D) with t' a multiple of the chunk size (any size when ``final``) and new states.
-        """
-        self._check_feats(feats_block)
-        chunk_size, left_chunks = _uniform(states, "chunk_size"), _uniform(states, "left_chunks")
-        if feats_block.size(0) != states["feats"].size(0):
-            raise ValueError(f"streaming_forward: feats_block has {feats_block.size(0)} streams, "
-                             f"states have {states['feats'].size(0)}")
-        states = dict(states)
-        buf = torch.cat([states["feats"], feats_block], dim=1)
-        stride, field = self.embed.stride, self.embed.receptive_field
-        needed = stride * (chunk_size - 1) + field  # features of one whole chunk
-        outs = []
-        while buf.size(1) >= needed:
-            out, states = self._forward_chunk(buf[:, :needed], states, left_chunks)
-            outs.append(out)
-            buf = buf[:, stride * chunk_size:]
-        if final:
-            rest = self.output_lengths(buf.size(1))
-            if rest > 0:
-                out, states = self._forward_chunk(buf, states, left_chunks)
-                outs.append(out)
-            buf = buf[:, :0]
-        states["feats"] = buf
-        if not outs:
-            return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
-        return torch.cat(outs, dim=1), states
-
-    def features_needed(self, states: States) -> int:
-        """Features to feed :meth:`streaming_forward` so that it encodes exactly one more chunk (the encoder's
-        window arithmetic: one chunk of c frames needs ``stride * (c - 1) + receptive_field`` features, of which
-        it keeps ``receptive_field - stride`` for the next chunk). Streams whose states need the same number
-        stack and go through one batched call."""
-        chunk = _uniform(states, "chunk_size")
-        return self.embed.stride * (chunk - 1) + self.embed.receptive_field - states["feats"].size(1)
-
-    @staticmethod
-    def stack_states(states_list: list[States]) -> States:
-        """See :func:`stack_states`."""
-        return stack_states(states_list)
-
-    @staticmethod
-    def unstack_states(states: States) -> list[States]:
-        """See :func:`unstack_states`."""
-        return unstack_states(states)
-
-    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int) -> tuple[torch.Tensor, States]:
-        """Encode the frames of one chunk (all its features present) against the caches."""
+    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
+                       final: bool = False) -> tuple[torch.Tensor, States]:
+        """Encode the frames of one chunk (all its features present, or the last ones when ``final``: the
+        subsampling drops those that do not fill its receptive field) against the caches."""
         x = self.embed_dropout(self.embed(feats))  # (B, c, D)
-        b, c, _ = x.shape
+        c = x.size(1)
         offset = states["offset"]
         positions = offset.unsqueeze(1) + torch.arange(c, device=x.device)
         cos, sin = self.rotary(positions, x.dtype)
         cached = states["att_k"].size(3)
-        real = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - offset.clamp_max(cached)).unsqueeze(1)
-        mask = torch.cat([real, real.new_ones(b, c)], dim=1)[:, None, None, :]  # (B, 1, 1, C + c)
+        mask = cached_chunk_mask(offset, cached, c)  # (B, 1, 1, C + c)
         keys, values, convs = [], [], []
         for i, layer in enumerate(self.layers):
             x, k, v, conv = layer(x, cos, sin, mask, states["att_k"][i], states["att_v"][i], states["conv"][i])
@@ -308,47 +225,6 @@ class ConformerEncoder(nn.Module):
         return x, new
 
 
-def _uniform(states: States, key: str) -> int:
-    values = states[key]
-    if values.numel() == 0:
-        raise ValueError("streaming states hold no streams")
-    if not bool((values == values[0]).all()):
-        raise ValueError(f"streaming states: '{key}' differs between streams: {values.tolist()}")
-    return int(values[0])
-
-
-def stack_states(states_list: list[States]) -> States:
-    """Batch the states of several streams (same chunk_size, left_chunks and buffered feature count).
-
-    With unlimited left context the attention caches are left-padded to the longest; ``offset`` tells
-    which slots are real.
-    """
-    if not states_list:
-        raise ValueError("stack_states: empty list")
-    for key in ("chunk_size", "left_chunks"):
-        _uniform({key: torch.cat([s[key] for s in states_list])}, key)
-    lengths = {s["feats"].size(1) for s in states_list}
-    if len(lengths) > 1:
-        raise ValueError(f"stack_states: streams have different numbers of buffered feature frames "
-                         f"{sorted(lengths)}; feed them equal blocks before stacking")
-    cached = max(s["att_k"].size(3) for s in states_list)
-    out = {}
-    for key, dim in _BATCH_DIM.items():
-        parts = [s[key] for s in states_list]
-        if key in ("att_k", "att_v"):
-            parts = [F.pad(p, (0, 0, cached - p.size(3), 0)) for p in parts]
-        out[key] = torch.cat(parts, dim=dim)
-    return out
-
-
-def unstack_states(states: States) -> list[States]:
-    """Split batched states into one states dict per stream (unlimited caches trimmed to the stream)."""
-    streams = []
-    for b in range(states["offset"].numel()):
-        one = {key: states[key].narrow(dim, b, 1).clone() for key, dim in _BATCH_DIM.items()}
-        if int(one["left_chunks"][0]) < 0:
-            keep = min(int(one["offset"][0]), one["att_k"].size(3))
-            for key in ("att_k", "att_v"):
-                one[key] = one[key][:, :, :, one[key].size(3) - keep:].clone()
-        streams.append(one)
-    return streams
+# Module-level, as the encoders are used: ``stack_states(list_of_states)``, ``unstack_states(states)``.
+stack_states = ConformerEncoder.stack_states
+unstack_states = ConformerEncoder.unstack_states

@@ -50,6 +50,9 @@ att_k, att_v  (N, B, H, C, Dh)        keys and values of the last C frames, righ
                                       ``min(offset, C)`` slots are real. C = ``left_chunks *
                                       chunk_size``, or grows with the stream when unlimited.
 ============  ======================  ==========================================================
+
+The chunk loop, the states common to the streaming encoders and their stacking live in
+:mod:`encoders.streaming_state`.
 """
 
 from __future__ import annotations
@@ -61,13 +64,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.attention import padded_chunk_mask
+from encoders import streaming_state
+from encoders.attention import cached_chunk_mask, padded_chunk_mask
 from encoders.constants import FRAME_SHIFT_MS
+from encoders.streaming_state import ChunkedStreamingEncoder, States
 from encoders.whisper_frontend import DEFAULT_CEILING, StreamingLogMel
 
-States = dict[str, torch.Tensor]
-_BATCH_DIM = {"feats": 0, "offset": 0, "chunk_size": 0, "left_chunks": 0, "mel": 0, "conv": 0,
-              "att_k": 1, "att_v": 1}
 LONG_POSITIONS = ("clamp", "extend")
 _SINUSOID_TOLERANCE = 1e-3  # fp16-stored tables differ from the formula by ~3e-4
 
@@ -145,7 +147,7 @@ def _whisper_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class WhisperStreamingEncoder(nn.Module):
+class WhisperStreamingEncoder(ChunkedStreamingEncoder):
     """Streaming Whisper encoder: (B, T, n_mels) log-mel -> (B, ceil(T/2), d_model).
 
     Args:
@@ -159,10 +161,12 @@ class WhisperStreamingEncoder(nn.Module):
         log_mel_ceiling: the fixed normalisation ceiling of the front end :meth:`make_frontend` builds.
     """
 
+    STATE_BATCH_DIM = {**streaming_state.COMMON_BATCH_DIM, "mel": 0, "conv": 0}  # each key's batch dimension
+
     def __init__(self, encoder, dynamic_chunk: bool = False, max_dynamic_chunk: int = 25,
                  full_attention_prob: float = 0.5, dynamic_left_chunks: bool = False, max_left_chunks: int = 8,
                  long_positions: str = "clamp", log_mel_ceiling: float = DEFAULT_CEILING) -> None:
-        super().__init__()
+        super().__init__(dynamic_chunk, max_dynamic_chunk, full_attention_prob, dynamic_left_chunks, max_left_chunks)
         from transformers import WhisperConfig
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -187,11 +191,6 @@ class WhisperStreamingEncoder(nn.Module):
         self.log_mel_ceiling = log_mel_ceiling
         if long_positions == "extend":
             self._check_sinusoid_table()
-        self.dynamic_chunk = dynamic_chunk
-        self.max_dynamic_chunk = max_dynamic_chunk
-        self.full_attention_prob = full_attention_prob
-        self.dynamic_left_chunks = dynamic_left_chunks
-        self.max_left_chunks = max_left_chunks
 
     @classmethod
     def from_pretrained(cls, path_or_name: str, dtype: torch.dtype = torch.float32,
@@ -320,104 +319,24 @@ class WhisperStreamingEncoder(nn.Module):
         valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
         return x * valid.unsqueeze(-1).to(x.dtype), lens
 
-    def _sample_chunk(self, left_chunks: int) -> tuple[int, int]:
-        if float(torch.rand(())) < self.full_attention_prob:
-            return 0, -1
-        chunk = int(torch.randint(1, self.max_dynamic_chunk + 1, ()))
-        if self.dynamic_left_chunks:
-            left_chunks = int(torch.randint(0, self.max_left_chunks + 1, ()))
-        return chunk, left_chunks
-
-    def _check_feats(self, feats: torch.Tensor) -> None:
-        if feats.dim() != 3 or feats.size(2) != self.input_dim:
-            raise ValueError(f"WhisperStreamingEncoder expects features (B, T, {self.input_dim}), "
-                             f"got shape {tuple(feats.shape)}")
-
     # ---------------------------------------------------------------- streaming
     def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
         """Empty states of ``batch_size`` new streams (see the module docstring)."""
-        if chunk_size <= 0:
-            raise ValueError(f"streaming needs chunk_size >= 1 encoder frames, got {chunk_size}")
         p = self.embed.conv1.weight
-        cache = left_chunks * chunk_size if left_chunks >= 0 else 0
-        n, h, dh = len(self.layers), self.num_heads, self.output_dim // self.num_heads
-        long = dict(dtype=torch.long, device=p.device)
-        return {
-            "feats": p.new_zeros(batch_size, 0, self.input_dim),
-            "offset": torch.zeros(batch_size, **long),
-            "chunk_size": torch.full((batch_size,), chunk_size, **long),
-            "left_chunks": torch.full((batch_size,), left_chunks, **long),
-            "mel": p.new_zeros(batch_size, 1, self.input_dim),
-            "conv": p.new_zeros(batch_size, self.output_dim, 1),
-            "att_k": p.new_zeros(n, batch_size, h, cache, dh),
-            "att_v": p.new_zeros(n, batch_size, h, cache, dh),
-        }
-
-    def streaming_forward(self, feats_block: torch.Tensor, states: States,
-                          final: bool = False) -> tuple[torch.Tensor, States]:
-        """Feed a block of features; get the encoder frames of every chunk that became complete.
-
-        Args:
-            feats_block: (B, t, F) new features of each stream (t may be 0 or anything).
-            states: from :meth:`init_states`, :func:`stack_states` or the previous call.
-            final: the input has ended: also encode the last partial chunk (zeros follow the features, as
-                in :meth:`forward`). The stream is then done; start a new one with :meth:`init_states`.
-
-        Returns:
-            out (B, t', D) with t' a multiple of the chunk size (any size when ``final``) and new states.
-        """
-        self._check_feats(feats_block)
-        chunk_size, left_chunks = _uniform(states, "chunk_size"), _uniform(states, "left_chunks")
-        if feats_block.size(0) != states["feats"].size(0):
-            raise ValueError(f"streaming_forward: feats_block has {feats_block.size(0)} streams, "
-                             f"states have {states['feats'].size(0)}")
-        states = dict(states)
-        buf = torch.cat([states["feats"], feats_block.to(states["feats"].dtype)], dim=1)
-        stride, field = self.embed.stride, self.embed.receptive_field
-        needed = stride * (chunk_size - 1) + field
-        outs = []
-        while buf.size(1) >= needed:
-            out, states = self._forward_chunk(buf[:, :needed], states, left_chunks, final=False)
-            outs.append(out)
-            buf = buf[:, stride * chunk_size:]
-        if final:
-            if buf.size(1):
-                out, states = self._forward_chunk(buf, states, left_chunks, final=True)
-                outs.append(out)
-            buf = buf[:, :0]
-        states["feats"] = buf
-        if not outs:
-            return feats_block.new_zeros(feats_block.size(0), 0, self.output_dim), states
-        return torch.cat(outs, dim=1), states
-
-    def features_needed(self, states: States) -> int:
-        """Features to feed :meth:`streaming_forward` so that it encodes exactly one more chunk: a chunk of c
-        frames needs ``stride * (c - 1) + receptive_field = 2c + 1`` features and consumes ``2c``; the one
-        left over stays in ``states["feats"]`` for the next chunk. Streams whose states need the same number
-        stack and go through one batched call (as for the Conformer)."""
-        chunk = _uniform(states, "chunk_size")
-        return self.embed.stride * (chunk - 1) + self.embed.receptive_field - states["feats"].size(1)
-
-    @staticmethod
-    def stack_states(states_list: list[States]) -> States:
-        """See :func:`stack_states`."""
-        return stack_states(states_list)
-
-    @staticmethod
-    def unstack_states(states: States) -> list[States]:
-        """See :func:`unstack_states`."""
-        return unstack_states(states)
+        states = self._new_states(batch_size, chunk_size, left_chunks, p)
+        states["mel"] = p.new_zeros(batch_size, 1, self.input_dim)
+        states["conv"] = p.new_zeros(batch_size, self.output_dim, 1)
+        return states
 
     def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
                        final: bool) -> tuple[torch.Tensor, States]:
         """Encode one chunk (all its features present, or the last ones when ``final``) against the caches."""
         x, mel, conv = self.embed.forward_chunk(feats, states["mel"], states["conv"], final)
-        b, c, _ = x.shape
+        c = x.size(1)
         offset = states["offset"]
         x = self._embed_frames(x, offset.unsqueeze(1) + torch.arange(c, device=x.device))
         cached = states["att_k"].size(3)
-        real = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - offset.clamp_max(cached)).unsqueeze(1)
-        mask = torch.cat([real, real.new_ones(b, c)], dim=1)[:, None, None, :]  # (B, 1, 1, C + c)
+        mask = cached_chunk_mask(offset, cached, c)  # (B, 1, 1, C + c)
         keys, values = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = self._layer(layer, x, mask, states["att_k"][i], states["att_v"][i])
@@ -450,50 +369,9 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _uniform(states: States, key: str) -> int:
-    values = states[key]
-    if values.numel() == 0:
-        raise ValueError("streaming states hold no streams")
-    if not bool((values == values[0]).all()):
-        raise ValueError(f"streaming states: '{key}' differs between streams: {values.tolist()}")
-    return int(values[0])
-
-
-def stack_states(states_list: list[States]) -> States:
-    """Batch the states of several streams (same chunk_size, left_chunks and buffered feature count).
-
-    With unlimited left context the attention caches are left-padded to the longest; ``offset`` tells
-    which slots are real.
-    """
-    if not states_list:
-        raise ValueError("stack_states: empty list")
-    for key in ("chunk_size", "left_chunks"):
-        _uniform({key: torch.cat([s[key] for s in states_list])}, key)
-    lengths = {s["feats"].size(1) for s in states_list}
-    if len(lengths) > 1:
-        raise ValueError(f"stack_states: streams have different numbers of buffered feature frames "
-                         f"{sorted(lengths)}; feed them equal blocks before stacking")
-    cached = max(s["att_k"].size(3) for s in states_list)
-    out = {}
-    for key, dim in _BATCH_DIM.items():
-        parts = [s[key] for s in states_list]
-        if key in ("att_k", "att_v"):
-            parts = [F.pad(p, (0, 0, cached - p.size(3), 0)) for p in parts]
-        out[key] = torch.cat(parts, dim=dim)
-    return out
-
-
-def unstack_states(states: States) -> list[States]:
-    """Split batched states into one states dict per stream (unlimited caches trimmed to the stream)."""
-    streams = []
-    for b in range(states["offset"].numel()):
-        one = {key: states[key].narrow(dim, b, 1).clone() for key, dim in _BATCH_DIM.items()}
-        if int(one["left_chunks"][0]) < 0:
-            keep = min(int(one["offset"][0]), one["att_k"].size(3))
-            for key in ("att_k", "att_v"):
-                one[key] = one[key][:, :, :, one[key].size(3) - keep:].clone()
-        streams.append(one)
-    return streams
+# Module-level, as the encoders are used: ``stack_states(list_of_states)``, ``unstack_states(states)``.
+stack_states = WhisperStreamingEncoder.stack_states
+unstack_states = WhisperStreamingEncoder.unstack_states
 
 
 def build_whisper_encoder(path_or_name: str, pretrained: bool = True, dropout: float | None = None,
