@@ -10,18 +10,19 @@ For each audio length, both ways produce the same encoder frames (the max abs di
 - re-encode: ``forward`` over all features received so far (same chunk mask), keeping the new chunk.
 Per-chunk time is wall-clock on this machine's CPU (one torch thread unless --threads), the minimum of ``--repeats``
 runs of the same step; RTF = compute time / audio
-duration; "x stream" is the re-encode time over the streaming time of the same run.
+duration; "x stream" is the re-encode time over the streaming time of the same run. The measurement is
+bench/_encoder_stream_common.py, shared with bench/whisper_encoder_stream.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _encoder_stream_common import compare_lengths, header
 
 from encoders.conformer import ConformerEncoder
-from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
+from encoders.constants import NUM_MEL_BINS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,50 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def timed(fn, repeats: int):
-    """(min seconds over ``repeats`` calls, last result): the minimum is the least disturbed by other load."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
-def chunk_ends(model: ConformerEncoder, num_feats: int, chunk: int) -> list[int]:
-    """Feature count at which each whole chunk of encoder frames becomes computable."""
-    stride = model.subsampling_rate
-    first = stride * (chunk - 1) + model.embed.receptive_field
-    return list(range(first, num_feats + 1, stride * chunk))
-
-
-def run_stream(model: ConformerEncoder, feats: torch.Tensor, chunk: int, left: int, repeats: int
-               ) -> tuple[list[float], torch.Tensor]:
-    """Seconds of each streaming_forward call (one per chunk of new features), and the frames."""
-    states = model.init_states(1, chunk, left)
-    times, outs, start = [], [], 0
-    for end in chunk_ends(model, feats.size(1), chunk):
-        block = feats[:, start:end]
-        seconds, (out, new_states) = timed(lambda b=block, s=states: model.streaming_forward(b, s), repeats)
-        states = new_states
-        times.append(seconds)
-        outs.append(out)
-        start = end
-    return times, torch.cat(outs, dim=1)
-
-
-def run_reencode(model: ConformerEncoder, feats: torch.Tensor, chunk: int, left: int, repeats: int
-                 ) -> tuple[list[float], torch.Tensor]:
-    """Seconds of a full masked forward over the prefix available when each chunk completes."""
-    times, outs = [], []
-    for k, end in enumerate(chunk_ends(model, feats.size(1), chunk)):
-        prefix, lens = feats[:, :end], torch.tensor([end])
-        seconds, (out, _) = timed(lambda p=prefix, n=lens: model(p, n, chunk, left), repeats)
-        times.append(seconds)
-        outs.append(out[:, k * chunk:(k + 1) * chunk])
-    return times, torch.cat(outs, dim=1)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads > 0:
@@ -98,29 +55,10 @@ def main(argv: list[str] | None = None) -> int:
           f"ffn={args.ffn_dim} x{args.subsampling}: {params / 1e6:.1f}M parameters; "
           f"chunk {args.chunk_size} frames = {chunk_ms:.0f} ms, left_chunks={args.left_chunks}, "
           f"torch threads={torch.get_num_threads()}")
-    frames_per_s = 1000.0 / FRAME_SHIFT_MS
-    header = (f"{'audio s':>7} {'mode':>9} {'chunks':>6} {'mean ms/chunk':>13} {'first ms':>8} "
-              f"{'last ms':>8} {'RTF':>6} {'x stream':>8} {'max diff':>9}")
-    print(header)
-    print("-" * len(header))
+    print(header("RTF"))
+    print("-" * len(header("RTF")))
     with torch.inference_mode():
-        warm = torch.randn(1, int(2 * frames_per_s), NUM_MEL_BINS)
-        run_stream(model, warm, args.chunk_size, args.left_chunks, 1)
-        run_reencode(model, warm, args.chunk_size, args.left_chunks, 1)
-        for seconds in args.seconds:
-            feats = torch.randn(1, int(seconds * frames_per_s), NUM_MEL_BINS)
-            s_times, s_out = run_stream(model, feats, args.chunk_size, args.left_chunks, args.repeats)
-            r_times, r_out = run_reencode(model, feats, args.chunk_size, args.left_chunks, args.repeats)
-            if not s_times:
-                print(f"{seconds:7.1f}: shorter than one chunk")
-                continue
-            diff = float((s_out - r_out).abs().max())
-            audio_s = len(s_times) * chunk_ms / 1000
-            for mode, times in (("stream", s_times), ("re-encode", r_times)):
-                ratio = sum(times) / sum(s_times)
-                print(f"{seconds:7.1f} {mode:>9} {len(times):6d} {1000 * sum(times) / len(times):13.1f} "
-                      f"{1000 * times[0]:8.1f} {1000 * times[-1]:8.1f} {sum(times) / audio_s:6.3f} "
-                      f"{ratio:8.2f} {diff:9.1e}")
+        compare_lengths(model, args.seconds, args.chunk_size, args.left_chunks, args.repeats, "RTF")
     return 0
 
 
