@@ -20,6 +20,7 @@ functions, so training and decoding build the very same module tree.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -363,8 +364,6 @@ def prepare_for_inference(model: SpeechLLM, dtype: str = "float32", quantize: st
         return model
     lm = model.glm.lm
     if hasattr(lm, "merge_and_unload"):
-        import warnings
-
         with warnings.catch_warnings():   # peft notes that tied adapters cannot be re-tied: nothing to re-tie
             warnings.simplefilter("ignore", UserWarning)
             model.glm.lm = lm = lm.merge_and_unload()
@@ -377,6 +376,10 @@ def prepare_for_inference(model: SpeechLLM, dtype: str = "float32", quantize: st
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
         except ImportError as e:
             raise UserError("decode.quantize=int8 needs torchao (pip install torchao)") from e
+        # torchao 0.17's layout-based int8 path: its fast CPU kernel (the version=2 tensor subclass ran about
+        # 20x slower on a 896x4864 linear here); it announces its own deprecation on every new call site
+        warnings.filterwarnings("ignore", message=r"Deprecation: \w+ is deprecated and will be removed in a "
+                                "future release of torchao", category=UserWarning)
         quantize_(lm, Int8DynamicActivationInt8WeightConfig())
     elif quantize != "none":
         raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")

@@ -495,8 +495,12 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", audio_x=f"{window.throughput:.1f}")
                     if p.step % tc.log_every == 0:
-                        self._log({"step": p.step, "epoch": p.epoch, "loss": window.mean_loss, "lr": lr,
-                                   "grad_norm": grad_norm, "audio_s_per_s": window.throughput})
+                        record = {"step": p.step, "epoch": p.epoch, "loss": window.mean_loss, "lr": lr,
+                                  "grad_norm": grad_norm, "audio_s_per_s": window.throughput,
+                                  "step_s": window.step_s}
+                        if self.acc.device.type == "cuda":   # peak memory so far, this process
+                            record["max_memory_gb"] = round(torch.cuda.max_memory_allocated(self.acc.device) / 1e9, 3)
+                        self._log(record)
                         if not self.progress_bar:  # no bar to show progress: one line per log interval
                             self._say(f"[{self.stage.name}] step {p.step} epoch {p.epoch}: loss "
                                       f"{window.mean_loss:.4f} lr {lr:.2e} audio {window.throughput:.1f} s/s")
@@ -551,3 +555,8 @@ class _Window:
     @property
     def throughput(self) -> float:
         return self.audio_s / max(self.wall_s, 1e-9)
+
+    @property
+    def step_s(self) -> float:
+        """Mean wall time of one optimizer step in the window."""
+        return round(self.wall_s / max(len(self.losses), 1), 4)

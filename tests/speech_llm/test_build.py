@@ -75,3 +75,46 @@ def test_assembly_is_deterministic_under_a_seed(tiny_llm_dir):
         model, _ = build_speech_llm(cfg)
         states.append({k: v.clone() for k, v in model.state_dict().items() if k.startswith("projector.")})
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@torch.no_grad()
+def test_prepare_for_inference_merges_lora_and_reduces_precision(tiny_llm_dir):
+    """The decode-time model: LoRA and the trained token rows merged into plain weights (the same logits),
+    bf16 weights, or torchao int8 linear layers (close logits, the same greedy tokens), quietly."""
+    import copy
+    import warnings
+
+    from speech_llm.build import prepare_for_inference
+
+    cfg = tiny_config(tiny_llm_dir)
+    torch.manual_seed(0)
+    model, _ = build_speech_llm(cfg)
+    for name, p in model.glm.lm.named_parameters():   # a trained-looking adapter, not peft's zero init
+        if "lora_B" in name:
+            p.normal_(0, 0.05)
+    model.eval()
+    ids = torch.randint(0, 50, (2, 7))
+
+    def logits(m):
+        return m.glm.lm(input_ids=ids).logits.float()
+
+    ref = logits(model)
+    merged = prepare_for_inference(copy.deepcopy(model))
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    assert torch.allclose(logits(merged), ref, atol=1e-5)
+    assert prepare_for_inference(merged) is merged                        # a second identical call: nothing
+    with pytest.raises(ValueError, match="already prepared"):
+        prepare_for_inference(merged, "bfloat16")
+
+    bf16 = prepare_for_inference(copy.deepcopy(model), "bfloat16")
+    assert {p.dtype for p in bf16.glm.lm.parameters()} == {torch.bfloat16}
+    assert (logits(bf16) - ref).abs().max() < 0.05 * ref.abs().max()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                    # torchao's notices are silenced
+        int8 = prepare_for_inference(copy.deepcopy(model), quantize="int8")
+        got = logits(int8)
+    kinds = {type(m.weight).__name__ for m in int8.glm.lm.modules() if isinstance(m, torch.nn.Linear)}
+    assert kinds and all("Quantized" in k or "Int8" in k for k in kinds), kinds
+    assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() > 0.9
