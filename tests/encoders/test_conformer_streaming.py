@@ -3,11 +3,11 @@ equal single streams."""
 
 import pytest
 import torch
+from streaming_testutil import TOL, assert_mask_choice_matters, assert_streaming_equals_masked
 
 from encoders.conformer import ConformerEncoder, stack_states, unstack_states
 
 FEAT_DIM = 40
-TOL = 1e-4
 
 
 def _model(subsampling: int = 4) -> ConformerEncoder:
@@ -16,64 +16,22 @@ def _model(subsampling: int = 4) -> ConformerEncoder:
                             ffn_dim=64, conv_kernel=5, dropout=0.1).eval()
 
 
-def _stream_random_blocks(model, feats, chunk_size, left_chunks, seed, max_block=30):
-    """feats (1, T, F) fed in random blocks (0..max_block frames), then flushed with final=True."""
-    g = torch.Generator().manual_seed(seed)
-    states = model.init_states(1, chunk_size, left_chunks)
-    outs, i = [], 0
-    with torch.no_grad():
-        while i < feats.size(1):
-            n = int(torch.randint(0, max_block + 1, (1,), generator=g))
-            out, states = model.streaming_forward(feats[:, i:i + n], states)
-            assert out.size(1) % chunk_size == 0  # only whole chunks before the end
-            outs.append(out)
-            i += n
-        out, states = model.streaming_forward(feats[:, :0], states, final=True)
-        outs.append(out)
-    return torch.cat(outs, dim=1)
-
-
 @pytest.mark.parametrize("chunk_size", [1, 4, 16])
 @pytest.mark.parametrize("left_chunks", [-1, 0, 2])
 def test_streaming_equals_masked_forward(chunk_size, left_chunks):
-    model = _model()
-    num_feats = 157  # 38 encoder frames (not a multiple of 4 or 16), 2 trailing features unused
-    feats = torch.randn(1, num_feats, FEAT_DIM)
-    with torch.no_grad():
-        ref, ref_lens = model(feats, torch.tensor([num_feats]), chunk_size, left_chunks)
-    assert int(ref_lens[0]) == 38 == ref.size(1)
-    for seed in range(2):
-        got = _stream_random_blocks(model, feats, chunk_size, left_chunks, seed)
-        assert got.shape == ref.shape
-        assert (got - ref).abs().max() <= TOL
+    ref = assert_streaming_equals_masked(_model(), torch.randn(1, 157, FEAT_DIM), chunk_size, left_chunks)
+    assert ref.size(1) == 38  # not a multiple of 4 or 16; 2 trailing features unused
 
 
 @pytest.mark.parametrize("subsampling", [6, 8])
 def test_streaming_equals_masked_forward_other_subsampling(subsampling):
     model = _model(subsampling)
-    feats = torch.randn(1, 203, FEAT_DIM)
-    with torch.no_grad():
-        ref, _ = model(feats, torch.tensor([203]), 3, 1)
-    got = _stream_random_blocks(model, feats, 3, 1, seed=0, max_block=50)
-    assert got.shape == ref.shape == (1, model.output_lengths(203), 32)
-    assert (got - ref).abs().max() <= TOL
+    ref = assert_streaming_equals_masked(model, torch.randn(1, 203, FEAT_DIM), 3, 1, seeds=(0,), max_block=50)
+    assert ref.shape == (1, model.output_lengths(203), 32)
 
 
 def test_mask_choice_matters():
-    """The equivalence above is not vacuous: another chunk mask gives clearly different frames."""
-    model = _model()
-    feats = torch.randn(1, 157, FEAT_DIM)
-    lens = torch.tensor([157])
-    with torch.no_grad():
-        limited, _ = model(feats, lens, 4, 1)
-        unlimited, _ = model(feats, lens, 4, -1)
-        full, _ = model(feats, lens, 0, -1)
-        streamed = _stream_random_blocks(model, feats, 4, 1, seed=0)
-    assert (limited - unlimited).abs().max() > 100 * TOL
-    assert (unlimited - full).abs().max() > 100 * TOL
-    # the first two chunks see the same context with or without a left limit
-    assert (limited[:, :8] - unlimited[:, :8]).abs().max() <= TOL
-    assert (streamed - unlimited).abs().max() > 100 * TOL
+    assert_mask_choice_matters(_model(), torch.randn(1, 157, FEAT_DIM))
 
 
 def test_streaming_rejects_bad_input():

@@ -7,6 +7,7 @@ Imports go through ``encoders.<module>`` (see tests/encoders/test_registry.py).
 
 import pytest
 import torch
+from streaming_testutil import TOL, assert_mask_choice_matters, assert_streaming_equals_masked, stream_random_blocks
 
 from encoders.registry import build_encoder
 from encoders.whisper import WhisperStreamingEncoder, stack_states, unstack_states
@@ -15,7 +16,6 @@ from encoders.whisper_frontend import StreamingLogMel
 N_MELS = 16
 D_MODEL = 32
 MAX_POS = 40  # encoder frames of the tiny model's "30 s" (80 mel frames)
-TOL = 1e-4
 
 
 def _config():
@@ -56,23 +56,6 @@ def model(whisper_dir):
     return WhisperStreamingEncoder.from_pretrained(whisper_dir).eval()
 
 
-def _stream_random_blocks(model, feats, chunk_size, left_chunks, seed, max_block=30):
-    """feats (1, T, F) fed in random blocks (0..max_block frames), then flushed with final=True."""
-    g = torch.Generator().manual_seed(seed)
-    states = model.init_states(1, chunk_size, left_chunks)
-    outs, i = [], 0
-    with torch.no_grad():
-        while i < feats.size(1):
-            n = int(torch.randint(0, max_block + 1, (1,), generator=g))
-            out, states = model.streaming_forward(feats[:, i:i + n], states)
-            assert out.size(1) % chunk_size == 0  # only whole chunks before the end
-            outs.append(out)
-            i += n
-        out, states = model.streaming_forward(feats[:, :0], states, final=True)
-        outs.append(out)
-    return torch.cat(outs, dim=1)
-
-
 def test_loaded_by_path_with_the_interface(model, whisper_dir):
     assert (model.input_dim, model.output_dim, model.subsampling_rate) == (N_MELS, D_MODEL, 2)
     assert model.frame_shift_s == pytest.approx(0.02)
@@ -103,26 +86,16 @@ def test_full_attention_equals_hf_whisper_encoder(model, hf_encoder):
 @pytest.mark.parametrize("chunk_size", [1, 4, 16])
 @pytest.mark.parametrize("left_chunks", [-1, 0, 2])
 def test_streaming_equals_masked_forward(model, chunk_size, left_chunks):
-    num_feats = 75  # 38 encoder frames (not a multiple of 4 or 16), an odd tail
-    feats = torch.randn(1, num_feats, N_MELS)
-    with torch.no_grad():
-        ref, ref_lens = model(feats, torch.tensor([num_feats]), chunk_size, left_chunks)
-    assert int(ref_lens[0]) == 38 == ref.size(1)
-    for seed in range(2):
-        got = _stream_random_blocks(model, feats, chunk_size, left_chunks, seed)
-        assert got.shape == ref.shape
-        assert (got - ref).abs().max() <= TOL
+    ref = assert_streaming_equals_masked(model, torch.randn(1, 75, N_MELS), chunk_size, left_chunks)
+    assert ref.size(1) == 38  # not a multiple of 4 or 16; an odd tail
 
 
 @pytest.mark.parametrize("num_feats", [1, 2, 3, 4, 5, 8, 9, 10])
 def test_streaming_equals_masked_forward_at_the_edges(model, num_feats):
     """Utterances of a few frames: the zero padding before the start and after the end is the same."""
     feats = torch.randn(1, num_feats, N_MELS)
-    with torch.no_grad():
-        ref, _ = model(feats, torch.tensor([num_feats]), 2, 1)
-    got = _stream_random_blocks(model, feats, 2, 1, seed=num_feats, max_block=3)
-    assert got.shape == ref.shape == (1, (num_feats + 1) // 2, D_MODEL)
-    assert (got - ref).abs().max() <= TOL
+    ref = assert_streaming_equals_masked(model, feats, 2, 1, seeds=(num_feats,), max_block=3)
+    assert ref.shape == (1, (num_feats + 1) // 2, D_MODEL)
 
 
 def test_padding_is_the_end_of_a_short_utterance(model):
@@ -138,18 +111,7 @@ def test_padding_is_the_end_of_a_short_utterance(model):
 
 
 def test_mask_choice_matters(model):
-    """The equivalences above are not vacuous: another chunk mask gives clearly different frames."""
-    feats = torch.randn(1, 75, N_MELS)
-    lens = torch.tensor([75])
-    with torch.no_grad():
-        limited, _ = model(feats, lens, 4, 1)
-        unlimited, _ = model(feats, lens, 4, -1)
-        full, _ = model(feats, lens, 0, -1)
-    streamed = _stream_random_blocks(model, feats, 4, 1, seed=0)
-    assert (limited - unlimited).abs().max() > 100 * TOL
-    assert (unlimited - full).abs().max() > 100 * TOL
-    assert (limited[:, :8] - unlimited[:, :8]).abs().max() <= TOL  # the first two chunks see the same
-    assert (streamed - unlimited).abs().max() > 100 * TOL
+    assert_mask_choice_matters(model, torch.randn(1, 75, N_MELS))
 
 
 @pytest.mark.parametrize("left_chunks", [-1, 1])
@@ -275,7 +237,7 @@ def test_positions_past_the_table_are_clamped(model):
     with torch.no_grad():
         ref, lens = model(feats, torch.tensor([num_feats]), 4, 2)
     assert int(lens[0]) == 65
-    got = _stream_random_blocks(model, feats, 4, 2, seed=0)
+    got = stream_random_blocks(model, feats, 4, 2, seed=0)
     assert (got - ref).abs().max() <= TOL
     positions = model.position_embeddings(torch.arange(65))
     table = model.embed_positions.weight
@@ -292,7 +254,7 @@ def test_past_whisper_1500_positions():
     feats = torch.randn(1, 3300, N_MELS)
     with torch.no_grad():
         ref, lens = model(feats, torch.tensor([3300]), 50, 1)
-        got = _stream_random_blocks(model, feats, 50, 1, seed=3, max_block=400)
+        got = stream_random_blocks(model, feats, 50, 1, seed=3, max_block=400)
     assert int(lens[0]) == 1650 and got.shape == ref.shape
     assert (got - ref).abs().max() <= TOL
     positions = model.position_embeddings(torch.tensor([1498, 1499, 1500, 1649]))
@@ -312,7 +274,7 @@ def test_extended_positions_continue_whisper_sinusoids(whisper_dir):
         ref, _ = model(feats, torch.tensor([feats.size(1)]), 4, -1)
         clamped, _ = WhisperStreamingEncoder.from_pretrained(whisper_dir).eval()(feats, torch.tensor([feats.size(1)]),
                                                                                  4, -1)
-    assert (_stream_random_blocks(model, feats, 4, -1, seed=1) - ref).abs().max() <= TOL
+    assert (stream_random_blocks(model, feats, 4, -1, seed=1) - ref).abs().max() <= TOL
     assert (ref[:, :MAX_POS] - clamped[:, :MAX_POS]).abs().max() <= TOL
     assert (ref[:, MAX_POS:] - clamped[:, MAX_POS:]).abs().max() > 100 * TOL
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -384,7 +346,7 @@ def test_lora_targets_whisper_module_names(model):
     feats = torch.randn(1, 37, N_MELS)
     with torch.no_grad():
         ref, _ = lora(feats, torch.tensor([37]), 4, 1)
-    assert (_stream_random_blocks(lora, feats, 4, 1, seed=2) - ref).abs().max() <= TOL
+    assert (stream_random_blocks(lora, feats, 4, 1, seed=2) - ref).abs().max() <= TOL
 
 
 def test_make_frontend_gives_the_encoders_features(model):
