@@ -26,6 +26,7 @@ import torchaudio
 from torch import nn
 
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
+from encoders.streaming_frontend import StreamingFrames, check_samples
 from speech_common.errors import UserError
 
 WINDOW_SAMPLES = int(SAMPLE_RATE * FRAME_LENGTH_MS / 1000)  # 400
@@ -37,13 +38,8 @@ PCM_SCALE = 32768.0  # Kaldi works on 16-bit sample values
 
 
 def _check_samples(samples: torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(samples, torch.Tensor):
-        samples = torch.as_tensor(samples)
-    if samples.dim() != 1:
-        raise ValueError(f"{name}: expected a 1-D tensor of samples (N,), got shape {tuple(samples.shape)}")
-    if not samples.is_floating_point():
-        raise ValueError(f"{name}: expected float samples in [-1, 1], got dtype {samples.dtype}")
-    return samples.detach().to(torch.float64) * PCM_SCALE
+    """(N,) float samples in [-1, 1] -> (N,) float64 at Kaldi's 16-bit scale."""
+    return check_samples(samples, name) * PCM_SCALE
 
 
 def _kaldi_fbank(waveform: torch.Tensor, snip_edges: bool) -> torch.Tensor:
@@ -81,7 +77,7 @@ def compute_fbank(samples: torch.Tensor) -> torch.Tensor:
     return _kaldi_fbank(wav, snip_edges=False)
 
 
-class StreamingFbank:
+class StreamingFbank(StreamingFrames):
     """Fbank of audio that arrives in blocks of any size; emits exactly the frames of :func:`compute_fbank`.
 
     Usage::
@@ -93,67 +89,33 @@ class StreamingFbank:
 
     Internally the buffer holds the padded signal ``reflect(start) ++ audio`` from the first sample that a
     not yet emitted frame needs; nothing is emitted before 25 ms of audio have arrived (shorter audio has
-    no frames offline either).
+    no frames offline either). Buffering: :class:`encoders.streaming_frontend.StreamingFrames`.
     """
 
-    def __init__(self) -> None:
-        self._pending = torch.zeros(0, dtype=torch.float64)  # raw audio before the first 400 samples
-        self._buffer: torch.Tensor | None = None  # padded signal from sample _next_frame * SHIFT on
-        self._num_samples = 0
-        self._next_frame = 0
-        self._finished = False
+    n_mels = NUM_MEL_BINS
+    window = WINDOW_SAMPLES
+    hop = SHIFT_SAMPLES
 
-    @property
-    def num_samples(self) -> int:
-        """Samples accepted so far."""
-        return self._num_samples
+    def _samples(self, samples: torch.Tensor, name: str) -> torch.Tensor:
+        return _check_samples(samples, name)
 
-    @property
-    def num_frames_emitted(self) -> int:
-        return self._next_frame
+    def _start(self, pending: torch.Tensor) -> torch.Tensor | None:
+        if pending.numel() < WINDOW_SAMPLES:  # Kaldi cannot frame less than one window
+            return None
+        return torch.cat([pending[:LEFT_PAD].flip(0), pending])
 
-    def accept_waveform(self, samples: torch.Tensor) -> torch.Tensor:
-        """Append (n,) samples; return the (k, NUM_MEL_BINS) frames whose window is now complete."""
-        if self._finished:
-            raise RuntimeError("StreamingFbank.accept_waveform called after input_finished()")
-        wav = _check_samples(samples, "StreamingFbank.accept_waveform(samples)")
-        self._num_samples += wav.numel()
-        if self._buffer is None:
-            self._pending = torch.cat([self._pending, wav])
-            if self._pending.numel() < WINDOW_SAMPLES:
-                return _empty()
-            self._buffer = torch.cat([self._pending[:LEFT_PAD].flip(0), self._pending])
-            self._pending = self._pending[:0]
-        else:
-            self._buffer = torch.cat([self._buffer, wav])
-        ready = 0 if self._buffer.numel() < WINDOW_SAMPLES else \
-            1 + (self._buffer.numel() - WINDOW_SAMPLES) // SHIFT_SAMPLES
-        return self._emit(ready)
+    def _total_frames(self, num_samples: int) -> int:
+        return num_frames(num_samples)
 
-    def input_finished(self) -> torch.Tensor:
-        """Mark the end of the audio; return the remaining (k, NUM_MEL_BINS) frames."""
-        if self._finished:
-            raise RuntimeError("StreamingFbank.input_finished called twice")
-        self._finished = True
+    def _pad_end(self, remaining: int) -> bool:
         if self._buffer is None:  # shorter than one window: no frames at all
-            return _empty()
-        remaining = num_frames(self._num_samples) - self._next_frame
-        if remaining <= 0:
-            return _empty()
+            return False
         # Kaldi reflects the audio at its end: the padded signal continues with reversed(audio).
-        needed = (remaining - 1) * SHIFT_SAMPLES + WINDOW_SAMPLES - self._buffer.numel()
-        if needed > 0:
-            self._buffer = torch.cat([self._buffer, self._buffer.flip(0)[:needed]])
-        return self._emit(remaining)
+        self._extend_buffer(remaining, lambda needed: self._buffer.flip(0)[:needed])
+        return True
 
-    def _emit(self, count: int) -> torch.Tensor:
-        if count <= 0:
-            return _empty()
-        span = (count - 1) * SHIFT_SAMPLES + WINDOW_SAMPLES
-        frames = _kaldi_fbank(self._buffer[:span], snip_edges=True)
-        self._buffer = self._buffer[count * SHIFT_SAMPLES:]
-        self._next_frame += count
-        return frames
+    def _frames(self, signal: torch.Tensor) -> torch.Tensor:
+        return _kaldi_fbank(signal, snip_edges=True)
 
 
 class GlobalCMVN(nn.Module):

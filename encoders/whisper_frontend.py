@@ -36,6 +36,7 @@ import functools
 import torch
 
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE
+from encoders.streaming_frontend import StreamingFrames, check_samples
 
 N_FFT = int(SAMPLE_RATE * FRAME_LENGTH_MS / 1000)  # 400: Whisper's 25 ms window
 HOP = int(SAMPLE_RATE * FRAME_SHIFT_MS / 1000)  # 160: 10 ms
@@ -63,13 +64,8 @@ def num_frames(num_samples: int) -> int:
 
 
 def _check_samples(samples: torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(samples, torch.Tensor):
-        samples = torch.as_tensor(samples)
-    if samples.dim() != 1:
-        raise ValueError(f"{name}: expected a 1-D tensor of samples (N,), got shape {tuple(samples.shape)}")
-    if not samples.is_floating_point():
-        raise ValueError(f"{name}: expected float samples in [-1, 1], got dtype {samples.dtype}")
-    return samples.detach().cpu().to(torch.float64)
+    """(N,) float samples in [-1, 1] -> (N,) float64 on the CPU."""
+    return check_samples(samples, name).cpu()
 
 
 def _log_mel(padded: torch.Tensor, n_mels: int) -> torch.Tensor:
@@ -112,7 +108,7 @@ def compute_log_mel(samples: torch.Tensor, n_mels: int = 80, ceiling: float = DE
     return _normalize(log_spec, ceiling)
 
 
-class StreamingLogMel:
+class StreamingLogMel(StreamingFrames):
     """Whisper log-mel of audio that arrives in blocks of any size; emits exactly :func:`compute_log_mel`.
 
     Usage::
@@ -124,66 +120,34 @@ class StreamingLogMel:
 
     The buffer holds the padded signal ``reflect200(audio) ++ ...`` from the first sample a frame not yet
     emitted needs; nothing is emitted before 201 samples (the reflection needs them) or the input end.
+    Buffering: :class:`encoders.streaming_frontend.StreamingFrames`.
     """
 
+    window = N_FFT
+    hop = HOP
+
     def __init__(self, n_mels: int = 80, ceiling: float = DEFAULT_CEILING) -> None:
+        super().__init__()
         self.n_mels = n_mels
         self.ceiling = ceiling
-        self._pending = torch.zeros(0, dtype=torch.float64)  # raw audio before the reflection is possible
-        self._buffer: torch.Tensor | None = None  # padded signal from padded sample HOP * _next_frame on
-        self._num_samples = 0
-        self._next_frame = 0
-        self._finished = False
 
-    @property
-    def num_samples(self) -> int:
-        """Samples accepted so far."""
-        return self._num_samples
+    def _samples(self, samples: torch.Tensor, name: str) -> torch.Tensor:
+        return _check_samples(samples, name)
 
-    @property
-    def num_frames_emitted(self) -> int:
-        return self._next_frame
+    def _start(self, pending: torch.Tensor) -> torch.Tensor | None:
+        if pending.numel() <= PAD:  # the reflection needs 201 samples
+            return None
+        return torch.cat([pending[1:PAD + 1].flip(0), pending])
 
-    def accept_waveform(self, samples: torch.Tensor) -> torch.Tensor:
-        """Append (n,) samples; return the (k, n_mels) frames whose window is now complete."""
-        if self._finished:
-            raise RuntimeError("StreamingLogMel.accept_waveform called after input_finished()")
-        x = _check_samples(samples, "StreamingLogMel.accept_waveform(samples)")
-        self._num_samples += x.numel()
-        if self._buffer is None:
-            self._pending = torch.cat([self._pending, x])
-            if self._pending.numel() <= PAD:
-                return self._empty()
-            self._buffer = torch.cat([self._pending[1:PAD + 1].flip(0), self._pending])
-            self._pending = self._pending[:0]
-        else:
-            self._buffer = torch.cat([self._buffer, x])
-        ready = 0 if self._buffer.numel() < N_FFT else 1 + (self._buffer.numel() - N_FFT) // HOP
-        return self._emit(ready)
+    def _total_frames(self, num_samples: int) -> int:
+        return num_frames(num_samples)
 
-    def input_finished(self) -> torch.Tensor:
-        """Mark the end of the audio; return the remaining (k, n_mels) frames (zeros after the end)."""
-        if self._finished:
-            raise RuntimeError("StreamingLogMel.input_finished called twice")
-        self._finished = True
-        remaining = num_frames(self._num_samples) - self._next_frame
-        if remaining <= 0:
-            return self._empty()
+    def _pad_end(self, remaining: int) -> bool:
         if self._buffer is None:  # fewer than 201 samples: the reflection reaches into the zeros
             signal = torch.cat([self._pending, self._pending.new_zeros(PAD + 1)])
             self._buffer = torch.cat([signal[1:PAD + 1].flip(0), self._pending])
-        needed = N_FFT + HOP * (remaining - 1) - self._buffer.numel()
-        if needed > 0:
-            self._buffer = torch.cat([self._buffer, self._buffer.new_zeros(needed)])
-        return self._emit(remaining)
+        self._extend_buffer(remaining, lambda needed: self._buffer.new_zeros(needed))  # zeros after the end
+        return True
 
-    def _empty(self) -> torch.Tensor:
-        return torch.zeros(0, self.n_mels)
-
-    def _emit(self, count: int) -> torch.Tensor:
-        if count <= 0:
-            return self._empty()
-        frames = _normalize(_log_mel(self._buffer[:N_FFT + HOP * (count - 1)], self.n_mels), self.ceiling)
-        self._buffer = self._buffer[count * HOP:]
-        self._next_frame += count
-        return frames
+    def _frames(self, signal: torch.Tensor) -> torch.Tensor:
+        return _normalize(_log_mel(signal, self.n_mels), self.ceiling)
