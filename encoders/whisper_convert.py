@@ -218,8 +218,43 @@ def _zero_key_bias(bias: torch.Tensor, name: str) -> None:
                               "k_proj has no bias, so this model cannot be converted exactly")
 
 
+# How the parts of a parameter group are named: (HF suffix, CTranslate2 suffix).
+LAYOUT_SUFFIXES = {"linear": (("weight", "weight"), ("bias", "bias")), "norm": (("weight", "gamma"), ("bias", "beta"))}
+
+
+def ct2_layout(config) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """Whisper's layout (the module docstring's table) for a ``WhisperConfig``: every parameter group as
+    ``(kind, HF name, CTranslate2 name, fused projections)``, in the order the converter reads them.
+
+    ``kind`` is ``"linear"`` or ``"norm"`` (the parts of :data:`LAYOUT_SUFFIXES`: ``{hf}.weight`` =
+    ``{ct2}/weight`` or ``{ct2}/gamma``, ...), ``"fused"`` (``{ct2}/weight`` and ``/bias`` are the row blocks of
+    ``{hf}.{p}.weight`` and ``.bias`` for each projection ``p``, a zero block for ``k_proj``'s absent bias) or
+    ``"tensor"`` (``{hf}`` = ``{ct2}``).
+    """
+    layout = []
+    for side, num_layers in (("encoder", config.encoder_layers), ("decoder", config.decoder_layers)):
+        for i in range(num_layers):
+            hf, ct2 = f"model.{side}.layers.{i}", f"{side}/layer_{i}"
+            layout += [("fused", f"{hf}.self_attn", f"{ct2}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj")),
+                       ("linear", f"{hf}.self_attn.out_proj", f"{ct2}/self_attention/linear_1", ()),
+                       ("norm", f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm", ())]
+            if side == "decoder":
+                layout += [("linear", f"{hf}.encoder_attn.q_proj", f"{ct2}/attention/linear_0", ()),
+                           ("fused", f"{hf}.encoder_attn", f"{ct2}/attention/linear_1", ("k_proj", "v_proj")),
+                           ("linear", f"{hf}.encoder_attn.out_proj", f"{ct2}/attention/linear_2", ()),
+                           ("norm", f"{hf}.encoder_attn_layer_norm", f"{ct2}/attention/layer_norm", ())]
+            layout += [("linear", f"{hf}.fc1", f"{ct2}/ffn/linear_0", ()),
+                       ("linear", f"{hf}.fc2", f"{ct2}/ffn/linear_1", ()),
+                       ("norm", f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm", ())]
+        layout += [("norm", f"model.{side}.layer_norm", f"{side}/layer_norm", ()),
+                   ("tensor", f"model.{side}.embed_positions.weight", f"{side}/position_encodings/encodings", ())]
+    layout += [("linear", f"model.encoder.{conv}", f"encoder/{conv}", ()) for conv in ("conv1", "conv2")]
+    layout.append(("tensor", "model.decoder.embed_tokens.weight", "decoder/embeddings/weight", ()))
+    return layout
+
+
 def _hf_state_dict(variables: dict, config) -> dict[str, torch.Tensor]:
-    """HF ``WhisperForConditionalGeneration`` state dict from CTranslate2 variables (see the module docstring).
+    """HF ``WhisperForConditionalGeneration`` state dict from CTranslate2 variables (:func:`ct2_layout`).
 
     Raises:
         ConversionError: a tensor of the file that no HF parameter takes, or a non-zero key bias.
@@ -233,12 +268,6 @@ def _hf_state_dict(variables: dict, config) -> dict[str, torch.Tensor]:
         used.add(name)
         return variables[name]
 
-    def linear(hf: str, ct2: str) -> None:
-        sd[f"{hf}.weight"], sd[f"{hf}.bias"] = take(f"{ct2}/weight"), take(f"{ct2}/bias")
-
-    def norm(hf: str, ct2: str) -> None:
-        sd[f"{hf}.weight"], sd[f"{hf}.bias"] = take(f"{ct2}/gamma"), take(f"{ct2}/beta")
-
     def fused(hf: str, ct2: str, names: tuple[str, ...]) -> None:
         weights = _split_rows(take(f"{ct2}/weight"), len(names), ct2)
         biases = _split_rows(take(f"{ct2}/bias"), len(names), ct2)
@@ -249,25 +278,14 @@ def _hf_state_dict(variables: dict, config) -> dict[str, torch.Tensor]:
             else:
                 sd[f"{hf}.{proj}.bias"] = b.contiguous()
 
-    for side, num_layers in (("encoder", config.encoder_layers), ("decoder", config.decoder_layers)):
-        for i in range(num_layers):
-            hf, ct2 = f"model.{side}.layers.{i}", f"{side}/layer_{i}"
-            fused(f"{hf}.self_attn", f"{ct2}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
-            linear(f"{hf}.self_attn.out_proj", f"{ct2}/self_attention/linear_1")
-            norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
-            if side == "decoder":
-                linear(f"{hf}.encoder_attn.q_proj", f"{ct2}/attention/linear_0")
-                fused(f"{hf}.encoder_attn", f"{ct2}/attention/linear_1", ("k_proj", "v_proj"))
-                linear(f"{hf}.encoder_attn.out_proj", f"{ct2}/attention/linear_2")
-                norm(f"{hf}.encoder_attn_layer_norm", f"{ct2}/attention/layer_norm")
-            linear(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
-            linear(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
-            norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
-        norm(f"model.{side}.layer_norm", f"{side}/layer_norm")
-        sd[f"model.{side}.embed_positions.weight"] = take(f"{side}/position_encodings/encodings")
-    for conv in ("conv1", "conv2"):
-        linear(f"model.encoder.{conv}", f"encoder/{conv}")
-    sd["model.decoder.embed_tokens.weight"] = take("decoder/embeddings/weight")
+    for kind, hf, ct2, projections in ct2_layout(config):
+        if kind == "fused":
+            fused(hf, ct2, projections)
+        elif kind == "tensor":
+            sd[hf] = take(ct2)
+        else:
+            for hf_part, ct2_part in LAYOUT_SUFFIXES[kind]:
+                sd[f"{hf}.{hf_part}"] = take(f"{ct2}/{ct2_part}")
     if "decoder/projection/weight" in variables:
         if not torch.equal(take("decoder/projection/weight"), sd["model.decoder.embed_tokens.weight"]):
             raise ConversionError("decoder/projection/weight differs from the embeddings; HF Whisper ties them")

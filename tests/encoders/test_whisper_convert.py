@@ -15,8 +15,10 @@ import torch
 
 from encoders.constants import SAMPLE_RATE
 from encoders.whisper_convert import (
+    LAYOUT_SUFFIXES,
     ConversionError,
     convert_ct2_whisper,
+    ct2_layout,
     greedy_transcribe,
     packaged_ct2_dir,
     read_ct2_model,
@@ -55,40 +57,21 @@ def _ct2_bytes(variables: dict, aliases: dict[str, str], version: int = 6, dtype
 
 
 def _ct2_variables(model) -> dict:
-    """HF Whisper state dict -> CTranslate2 variable names (q|k|v and k|v fused, a zero key bias added)."""
+    """HF Whisper state dict -> CTranslate2 variables by the converter's own layout table (q|k|v and k|v
+    fused, a zero key bias added). The table itself is checked against a real CTranslate2 file by the
+    tiny.en tests below (strict load, Whisper's decoder transcribing speech)."""
     sd, cfg = model.state_dict(), model.config
     v: dict = {"encoder/num_heads": cfg.encoder_attention_heads, "decoder/num_heads": cfg.decoder_attention_heads,
                "decoder/activation": 3, "decoder/pre_norm": 1, "decoder/scale_embeddings": 0}
-
-    def lin(ct2: str, hf: str) -> None:
-        v[f"{ct2}/weight"], v[f"{ct2}/bias"] = sd[f"{hf}.weight"], sd[f"{hf}.bias"]
-
-    def norm(ct2: str, hf: str) -> None:
-        v[f"{ct2}/gamma"], v[f"{ct2}/beta"] = sd[f"{hf}.weight"], sd[f"{hf}.bias"]
-
-    def fused(ct2: str, hf: str, projs: tuple[str, ...]) -> None:
-        v[f"{ct2}/weight"] = torch.cat([sd[f"{hf}.{p}.weight"] for p in projs])
-        v[f"{ct2}/bias"] = torch.cat([sd.get(f"{hf}.{p}.bias", torch.zeros(cfg.d_model)) for p in projs])
-
-    for side, n in (("encoder", cfg.encoder_layers), ("decoder", cfg.decoder_layers)):
-        for i in range(n):
-            ct2, hf = f"{side}/layer_{i}", f"model.{side}.layers.{i}"
-            fused(f"{ct2}/self_attention/linear_0", f"{hf}.self_attn", ("q_proj", "k_proj", "v_proj"))
-            lin(f"{ct2}/self_attention/linear_1", f"{hf}.self_attn.out_proj")
-            norm(f"{ct2}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm")
-            if side == "decoder":
-                lin(f"{ct2}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
-                fused(f"{ct2}/attention/linear_1", f"{hf}.encoder_attn", ("k_proj", "v_proj"))
-                lin(f"{ct2}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
-                norm(f"{ct2}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
-            lin(f"{ct2}/ffn/linear_0", f"{hf}.fc1")
-            lin(f"{ct2}/ffn/linear_1", f"{hf}.fc2")
-            norm(f"{ct2}/ffn/layer_norm", f"{hf}.final_layer_norm")
-        norm(f"{side}/layer_norm", f"model.{side}.layer_norm")
-        v[f"{side}/position_encodings/encodings"] = sd[f"model.{side}.embed_positions.weight"]
-    for conv in ("conv1", "conv2"):
-        lin(f"encoder/{conv}", f"model.encoder.{conv}")
-    v["decoder/embeddings/weight"] = sd["model.decoder.embed_tokens.weight"]
+    for kind, hf, ct2, projections in ct2_layout(cfg):
+        if kind == "fused":
+            v[f"{ct2}/weight"] = torch.cat([sd[f"{hf}.{p}.weight"] for p in projections])
+            v[f"{ct2}/bias"] = torch.cat([sd.get(f"{hf}.{p}.bias", torch.zeros(cfg.d_model)) for p in projections])
+        elif kind == "tensor":
+            v[ct2] = sd[hf]
+        else:
+            for hf_part, ct2_part in LAYOUT_SUFFIXES[kind]:
+                v[f"{ct2}/{ct2_part}"] = sd[f"{hf}.{hf_part}"]
     return v
 
 
