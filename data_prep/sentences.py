@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from num2words import num2words
 
@@ -50,6 +51,18 @@ class Noun:
     de: str
     de_pl: str
     de_gender: str   # "m", "f", "n"
+
+    # German with its definite article, nominative ("der Hund") and accusative ("den Hund")
+    de_nom = property(lambda self: f"{_DE_NOM[self.de_gender]} {self.de}")
+    de_acc = property(lambda self: f"{_DE_ACC[self.de_gender]} {self.de}")
+
+
+class _Phrase(NamedTuple):
+    """One entry of a phrase table (en, fr, de), named for the templates' patterns ("{room.fr}")."""
+
+    en: str
+    fr: str
+    de: str
 
 
 NOUNS = [Noun(*row) for row in [
@@ -163,6 +176,8 @@ DRINKS = [
 ]
 CONTAINERS = [("cup", "une tasse", "eine Tasse"), ("glass", "un verre", "ein Glas"),
               ("bowl", "un bol", "eine Schüssel")]
+# English, French, German time of day (weather sentences)
+TIMES = [("today", "aujourd'hui", "heute"), ("this morning", "ce matin", "heute Morgen")]
 
 _DE_NOM = {"m": "der", "f": "die", "n": "das"}
 _DE_ACC = {"m": "den", "f": "die", "n": "das"}
@@ -189,6 +204,37 @@ def _cap(s: str) -> str:
 def _name(rng: random.Random) -> tuple[str, bool]:
     name = rng.choice(sorted(NAMES))
     return name, NAMES[name]
+
+
+@dataclass(frozen=True)
+class _Person:
+    en: str     # lower case, as in the English sentence
+    fem: bool   # French feminine
+
+    @property
+    def title(self) -> str:
+        """The name as French and German write it."""
+        return self.en.title()
+
+
+def _person(rng: random.Random, drawn: dict) -> _Person:
+    return _Person(*_name(rng))
+
+
+def _other_person(rng: random.Random, drawn: dict) -> _Person:
+    """A person other than ``drawn["a"]``."""
+    b = _person(rng, drawn)
+    while b.en == drawn["a"].en:
+        b = _person(rng, drawn)
+    return b
+
+
+def _choice(table: list):
+    """Drawer of one entry of ``table`` (an (en, fr, de) tuple becomes a :class:`_Phrase`)."""
+    def draw(rng: random.Random, drawn: dict):
+        entry = rng.choice(table)
+        return _Phrase(*entry) if isinstance(entry, tuple) else entry
+    return draw
 
 
 # Each template returns (english lower case, french, german).
@@ -230,7 +276,7 @@ def _t_costs(rng):
     n = rng.randint(2, 999)
     return (f"the {noun.en} costs {number_words(n, 'en')} euros",
             f"{noun.fr} coûte {number_words(n, 'fr')} euros",
-            f"{_DE_NOM[noun.de_gender]} {noun.de} kostet {number_words(n, 'de')} Euro")
+            f"{noun.de_nom} kostet {number_words(n, 'de')} Euro")
 
 
 def _t_switch(rng):
@@ -246,15 +292,10 @@ def _t_switch(rng):
 
 def _t_open(rng):
     noun = rng.choice(OPENABLE)
-    acc = f"{_DE_ACC[noun.de_gender]} {noun.de}"
+    acc = noun.de_acc
     if rng.random() < 0.5:
         return f"open the {noun.en}", f"ouvre {noun.fr}", f"öffne {acc}"
     return f"close the {noun.en}", f"ferme {noun.fr}", f"schließe {acc}"
-
-
-def _t_bring(rng):
-    noun = rng.choice(NOUNS)
-    return f"bring me the {noun.en}", f"apporte-moi {noun.fr}", f"bring mir {_DE_ACC[noun.de_gender]} {noun.de}"
 
 
 def _t_call(rng):
@@ -264,13 +305,6 @@ def _t_call(rng):
     day_en, day_fr, day_de = rng.choice(DAYS)
     return (f"call {name} on {day_en}", f"appelle {name.title()} {day_fr}",
             f"ruf {name.title()} am {day_de} an")
-
-
-def _t_likes(rng):
-    name, _ = _name(rng)
-    noun = rng.choice(NOUNS)
-    return (f"{name} likes the {noun.en}", f"{name.title()} aime {noun.fr}",
-            f"{name.title()} mag {_DE_ACC[noun.de_gender]} {noun.de}")
 
 
 def _t_person_is(rng):
@@ -283,69 +317,50 @@ def _t_thing_is(rng):
     noun = rng.choice(NOUNS)
     en, fr_m, fr_f, de = rng.choice(THING_ADJECTIVES)
     return (f"the {noun.en} is {en}", f"{noun.fr} est {fr_f if noun.fr_fem else fr_m}",
-            f"{_DE_NOM[noun.de_gender]} {noun.de} ist {de}")
+            f"{noun.de_nom} ist {de}")
 
 
-def _t_thing_in(rng):
-    noun = rng.choice(NOUNS)
-    room_en, room_fr, room_de = rng.choice(ROOMS)
-    return (f"the {noun.en} is in the {room_en}", f"{noun.fr} est {room_fr}",
-            f"{_DE_NOM[noun.de_gender]} {noun.de} ist {room_de}")
+# Templates that only fill slots: the slots drawn in this order (a drawer takes the rng and the slots drawn so
+# far), then the English, French and German ``str.format`` patterns over them.
+_SLOT_TEMPLATES = {
+    "bring": ({"noun": _choice(NOUNS)},
+              "bring me the {noun.en}", "apporte-moi {noun.fr}", "bring mir {noun.de_acc}"),
+    "likes": ({"a": _person, "noun": _choice(NOUNS)},
+              "{a.en} likes the {noun.en}", "{a.title} aime {noun.fr}", "{a.title} mag {noun.de_acc}"),
+    "thing_in": ({"noun": _choice(NOUNS), "room": _choice(ROOMS)},
+                 "the {noun.en} is in the {room.en}", "{noun.fr} est {room.fr}", "{noun.de_nom} ist {room.de}"),
+    "where": ({"noun": _choice(NOUNS)},
+              "where is the {noun.en}", "où est {noun.fr}", "wo ist {noun.de_nom}"),
+    "goes": ({"a": _person, "place": _choice(PLACES), "day": _choice(DAYS)},
+             "{a.en} goes to the {place.en} on {day.en}", "{a.title} va {place.fr} {day.fr}",
+             "{a.title} geht am {day.de} {place.de}"),
+    "two_in": ({"a": _person, "b": _other_person, "room": _choice(ROOMS)},
+               "{a.en} and {b.en} are in the {room.en}", "{a.title} et {b.title} sont {room.fr}",
+               "{a.title} und {b.title} sind {room.de}"),
+    "gives": ({"a": _person, "b": _other_person, "noun": _choice(NOUNS)},
+              "{a.en} gives the {noun.en} to {b.en}", "{a.title} donne {noun.fr} à {b.title}",
+              "{a.title} gibt {b.title} {noun.de_acc}"),
+    "weather": ({"weather": _choice(WEATHER), "when": _choice(TIMES)},
+                "it is {weather.en} {when.en}", "{weather.fr} {when.fr}", "es ist {when.de} {weather.de}"),
+    "wants": ({"a": _person, "container": _choice(CONTAINERS), "drink": _choice(DRINKS)},
+              "{a.en} wants a {container.en} of {drink.en}", "{a.title} veut {container.fr} {drink.fr}",
+              "{a.title} möchte {container.de} {drink.de}"),
+}
 
 
-def _t_where(rng):
-    noun = rng.choice(NOUNS)
-    return f"where is the {noun.en}", f"où est {noun.fr}", f"wo ist {_DE_NOM[noun.de_gender]} {noun.de}"
-
-
-def _t_goes(rng):
-    name, _ = _name(rng)
-    place_en, place_fr, place_de = rng.choice(PLACES)
-    day_en, day_fr, day_de = rng.choice(DAYS)
-    return (f"{name} goes to the {place_en} on {day_en}", f"{name.title()} va {place_fr} {day_fr}",
-            f"{name.title()} geht am {day_de} {place_de}")
-
-
-def _t_two_in(rng):
-    a, _ = _name(rng)
-    b, _ = _name(rng)
-    while b == a:
-        b, _ = _name(rng)
-    room_en, room_fr, room_de = rng.choice(ROOMS)
-    return (f"{a} and {b} are in the {room_en}", f"{a.title()} et {b.title()} sont {room_fr}",
-            f"{a.title()} und {b.title()} sind {room_de}")
-
-
-def _t_gives(rng):
-    a, _ = _name(rng)
-    b, _ = _name(rng)
-    while b == a:
-        b, _ = _name(rng)
-    noun = rng.choice(NOUNS)
-    return (f"{a} gives the {noun.en} to {b}", f"{a.title()} donne {noun.fr} à {b.title()}",
-            f"{a.title()} gibt {b.title()} {_DE_ACC[noun.de_gender]} {noun.de}")
-
-
-def _t_weather(rng):
-    en, fr, de = rng.choice(WEATHER)
-    when_en, when_fr, when_de = rng.choice([("today", "aujourd'hui", "heute"),
-                                            ("this morning", "ce matin", "heute Morgen")])
-    return f"it is {en} {when_en}", f"{fr} {when_fr}", f"es ist {when_de} {de}"
-
-
-def _t_wants(rng):
-    name, _ = _name(rng)
-    c_en, c_fr, c_de = rng.choice(CONTAINERS)
-    d_en, d_fr, d_de = rng.choice(DRINKS)
-    return (f"{name} wants a {c_en} of {d_en}", f"{name.title()} veut {c_fr} {d_fr}",
-            f"{name.title()} möchte {c_de} {d_de}")
+def _slot_template(slots: dict, *patterns: str):
+    def template(rng):
+        drawn: dict = {}
+        for key, draw in slots.items():
+            drawn[key] = draw(rng, drawn)
+        return tuple(pattern.format(**drawn) for pattern in patterns)
+    return template
 
 
 TEMPLATES = {
     "number": _t_number, "has_count": _t_has_count, "timer": _t_timer, "wake": _t_wake, "costs": _t_costs,
-    "switch": _t_switch, "open": _t_open, "bring": _t_bring, "call": _t_call, "likes": _t_likes,
-    "person_is": _t_person_is, "thing_is": _t_thing_is, "thing_in": _t_thing_in, "where": _t_where,
-    "goes": _t_goes, "two_in": _t_two_in, "gives": _t_gives, "weather": _t_weather, "wants": _t_wants,
+    "switch": _t_switch, "open": _t_open, "call": _t_call, "person_is": _t_person_is, "thing_is": _t_thing_is,
+    **{kind: _slot_template(*spec) for kind, spec in _SLOT_TEMPLATES.items()},
 }
 
 
