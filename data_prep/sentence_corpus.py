@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import random
 import shutil
@@ -54,7 +53,7 @@ from tqdm import tqdm
 from data_prep.audio import write_audio
 from data_prep.fileutil import atomic_write_text
 from data_prep.normalize import normalize_text
-from data_prep.synth import _split_counts
+from data_prep.synth_common import align_line, assign_speakers, set_level, speaker_chunks, split_counts, worker_results
 from data_prep.text_corpus import MAX_WORDS, MIN_WORDS, CorpusSentence, select_sentences
 from data_prep.tts import ENGINES, SENTENCE_VOICES, check_engines, synthesize_sentence
 from data_prep.voices import Voice
@@ -71,7 +70,6 @@ PARAMS_FILE = "params.json"
 FORMAT_VERSION = 1
 
 EDGE_PAUSE_S = (0.15, 0.30)
-TARGET_RMS_DB = -20.0
 SILENCE_DB = -40.0
 
 
@@ -132,17 +130,10 @@ def plan_sentences(num_utts: int, seed: int, engines: Iterable[str] = ENGINES, h
     sentences = select_sentences(num_utts, seed, exclude, wordnet_dir, min_words, max_words)
     rng = random.Random(seed * 7919 + 23)
     plan: list[PlannedSentence] = []
-    start = 0
-    for split, count in _split_counts(num_utts, shares).items():
-        speakers = held if split == HELDOUT_SPLIT else training
-        offset = rng.randrange(len(speakers))
-        per_speaker: dict[str, int] = {}
-        for i, sentence in enumerate(sentences[start:start + count]):
-            voice = speakers[(offset + i) % len(speakers)]
-            n = per_speaker.get(voice.speaker, 0)
-            per_speaker[voice.speaker] = n + 1
-            plan.append(PlannedSentence(f"{voice.speaker}-{CHAPTERS[split]}-{n:04d}", split, voice, sentence))
-        start += count
+    counts = split_counts(num_utts, shares)
+    for _, split, voice, n, sentence in assign_speakers(sentences, counts,
+                                                       lambda split: held if split == HELDOUT_SPLIT else training, rng):
+        plan.append(PlannedSentence(f"{voice.speaker}-{CHAPTERS[split]}-{n:04d}", split, voice, sentence))
     return plan
 
 
@@ -173,13 +164,7 @@ def render_sentence(utt: PlannedSentence, seed: int, noise_snr_db: float | None 
     lead, tail = (int(rng.uniform(*EDGE_PAUSE_S) * SAMPLE_RATE) for _ in range(2))
     speech = x[a:b]
     x = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
-    x *= 10 ** (TARGET_RMS_DB / 20) / math.sqrt(float(np.mean(speech ** 2)) + 1e-12)
-    if noise_snr_db is not None:
-        noise_power = 10 ** ((TARGET_RMS_DB - noise_snr_db) / 10)
-        x += rng.standard_normal(len(x)).astype(np.float32) * math.sqrt(noise_power)
-    peak = float(np.abs(x).max())
-    if peak > 0.99:
-        x *= 0.99 / peak
+    x = set_level(x, speech, rng, noise_snr_db, eps=1e-12)
     words = None
     if times:
         shift = (lead - a) / SAMPLE_RATE
@@ -205,16 +190,6 @@ def _render_chunk(args: tuple[list[PlannedSentence], str, int, float | None]) ->
     return [u.key for u in chunk]
 
 
-def _chunks(plan: list[PlannedSentence], num_workers: int) -> list[list[PlannedSentence]]:
-    """Work units of one speaker each (an engine is loaded once per worker), a few per worker."""
-    by_voice: dict[str, list[PlannedSentence]] = {}
-    for utt in plan:
-        by_voice.setdefault(utt.voice.speaker, []).append(utt)
-    size = max(1, math.ceil(len(plan) / (4 * max(1, num_workers))))
-    chunks = [utts[i:i + size] for utts in by_voice.values() for i in range(0, len(utts), size)]
-    return sorted(chunks, key=len, reverse=True)
-
-
 # ---------------------------------------------------------------------------------------------- writing
 
 def _write_text_files(root: Path, plan: list[PlannedSentence], words: dict[str, list[dict] | None]) -> None:
@@ -230,9 +205,7 @@ def _write_text_files(root: Path, plan: list[PlannedSentence], words: dict[str, 
         aligned = [u for u in utts if words.get(u.key)]
         align = d / f"{stem}.align.txt"
         if aligned:
-            atomic_write_text(align, "".join(
-                f"{u.key} " + " ".join(f"{w['word']}:{w['start']:.3f}:{w['end']:.3f}" for w in words[u.key]) + "\n"
-                for u in aligned))
+            atomic_write_text(align, "".join(align_line(u.key, words[u.key]) for u in aligned))
         elif align.exists():
             align.unlink()
 
@@ -289,23 +262,11 @@ def generate_sentence_corpus(out_dir: str | os.PathLike, num_utts: int, seed: in
     for leftover in progress_dir.glob("*.flac"):          # temporaries of an interrupted run
         leftover.unlink()
     todo = [u for u in plan if not (progress_dir / f"{u.key}.json").is_file() or not (out_dir / u.rel_path).is_file()]
-    tasks = [(chunk, str(out_dir), seed, noise_snr_db) for chunk in _chunks(todo, num_workers)]
+    tasks = [(chunk, str(out_dir), seed, noise_snr_db) for chunk in speaker_chunks(todo, num_workers)]
     with tqdm(total=len(plan), initial=len(plan) - len(todo), desc="synthesize", unit="utt",
-              disable=not progress) as bar:
-        pool = None
-        if num_workers <= 1 or len(tasks) <= 1:
-            results = map(_render_chunk, tasks)
-        else:
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(num_workers)
-            results = pool.imap_unordered(_render_chunk, tasks)
-        try:
-            for done in results:
-                bar.update(len(done))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+              disable=not progress) as bar, worker_results(_render_chunk, tasks, num_workers) as results:
+        for done in results:
+            bar.update(len(done))
     words = {u.key: (_read_json(progress_dir / f"{u.key}.json") or {}).get("words") for u in plan}
     _write_text_files(out_dir, plan, words)
     counts: dict[str, int] = {}

@@ -34,8 +34,6 @@ non-empty ``<out>`` is refused, so nothing is overwritten.
 from __future__ import annotations
 
 import json
-import math
-import multiprocessing as mp
 import os
 import random
 import zlib
@@ -49,6 +47,7 @@ from tqdm import tqdm
 from data_prep.audio import write_audio
 from data_prep.fileutil import staged_dir
 from data_prep.sentences import LANGUAGES, Sentence, generate_sentences
+from data_prep.synth_common import align_line, assign_speakers, set_level, speaker_chunks, split_counts, worker_results
 from data_prep.voices import VOICES, Voice, check_engines, synthesize, trim_silence
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
@@ -59,7 +58,6 @@ FORMAT_VERSION = 1
 
 EDGE_PAUSE_S = (0.15, 0.30)
 WORD_PAUSE_S = (0.06, 0.14)
-TARGET_RMS_DB = -20.0
 MAX_UTTS_PER_CHAPTER = 10000
 
 
@@ -79,23 +77,6 @@ class PlannedUtterance:
         return f"{self.split}/{self.voice.speaker}/{self.chapter}/{self.key}.flac"
 
 
-def _split_counts(num_utts: int, splits: Mapping[str, float]) -> dict[str, int]:
-    """Utterances per split by largest remainder; every split with a share gets one when possible."""
-    if not splits or any(p < 0 for p in splits.values()) or sum(splits.values()) <= 0:
-        raise UserError(f"bad split proportions {dict(splits)} (want non-negative shares, sum > 0)")
-    total = sum(splits.values())
-    raw = {s: num_utts * p / total for s, p in splits.items()}
-    counts = {s: math.floor(r) for s, r in raw.items()}
-    for s in sorted(raw, key=lambda s: counts[s] - raw[s])[: num_utts - sum(counts.values())]:
-        counts[s] += 1
-    for s in splits:
-        while splits[s] > 0 and counts[s] == 0 and num_utts >= len(splits):
-            donor = max(counts, key=counts.get)
-            counts[donor] -= 1
-            counts[s] += 1
-    return counts
-
-
 def plan_corpus(num_utts: int, seed: int, splits: Mapping[str, float] = DEFAULT_SPLITS,
                 voices: tuple[Voice, ...] = VOICES) -> list[PlannedUtterance]:
     """The corpus as a list of planned utterances (no audio yet), fully determined by the arguments.
@@ -108,18 +89,11 @@ def plan_corpus(num_utts: int, seed: int, splits: Mapping[str, float] = DEFAULT_
     sentences = generate_sentences(num_utts, seed)
     rng = random.Random(seed * 7919 + 17)
     plan: list[PlannedUtterance] = []
-    start = 0
-    for split_idx, (split, count) in enumerate(_split_counts(num_utts, splits).items()):
-        offset = rng.randrange(len(voices))
-        per_speaker: dict[str, int] = {}
-        for i, sentence in enumerate(sentences[start:start + count]):
-            voice = voices[(offset + i) % len(voices)]
-            n = per_speaker.get(voice.speaker, 0)
-            per_speaker[voice.speaker] = n + 1
-            chapter = str(100 * (split_idx + 1) + n // MAX_UTTS_PER_CHAPTER)
-            key = f"{voice.speaker}-{chapter}-{n % MAX_UTTS_PER_CHAPTER:04d}"
-            plan.append(PlannedUtterance(key, split, voice, chapter, sentence))
-        start += count
+    counts = split_counts(num_utts, splits)
+    for split_idx, split, voice, n, sentence in assign_speakers(sentences, counts, lambda _: voices, rng):
+        chapter = str(100 * (split_idx + 1) + n // MAX_UTTS_PER_CHAPTER)
+        key = f"{voice.speaker}-{chapter}-{n % MAX_UTTS_PER_CHAPTER:04d}"
+        plan.append(PlannedUtterance(key, split, voice, chapter, sentence))
     return plan
 
 
@@ -165,15 +139,7 @@ def render(utt: PlannedUtterance, seed: int, noise_snr_db: float | None = None) 
         pos += len(audio)
     pause(EDGE_PAUSE_S)
     x = np.concatenate(pieces)
-    speech = np.concatenate([x[a:b] for a, b in spans])
-    power = float(np.mean(speech ** 2))
-    x *= 10 ** (TARGET_RMS_DB / 20) / math.sqrt(power)
-    if noise_snr_db is not None:
-        noise_power = 10 ** ((TARGET_RMS_DB - noise_snr_db) / 10)  # speech power is now TARGET_RMS_DB
-        x += rng.standard_normal(len(x)).astype(np.float32) * math.sqrt(noise_power)
-    peak = float(np.abs(x).max())
-    if peak > 0.99:
-        x *= 0.99 / peak
+    x = set_level(x, np.concatenate([x[a:b] for a, b in spans]), rng, noise_snr_db)
     return x.astype(np.float32), words
 
 
@@ -188,16 +154,6 @@ def _render_chunk(args: tuple[list[PlannedUtterance], str, int, float | None]) -
     return out
 
 
-def _chunks(plan: list[PlannedUtterance], num_workers: int) -> list[list[PlannedUtterance]]:
-    """Work units grouped by speaker (so each worker's word cache is reused), a few per worker."""
-    by_voice: dict[str, list[PlannedUtterance]] = {}
-    for utt in plan:
-        by_voice.setdefault(utt.voice.speaker, []).append(utt)
-    size = max(1, math.ceil(len(plan) / (4 * max(1, num_workers))))
-    chunks = [utts[i:i + size] for utts in by_voice.values() for i in range(0, len(utts), size)]
-    return sorted(chunks, key=len, reverse=True)
-
-
 # ---------------------------------------------------------------------------------------- writing
 
 def _write_text_files(root: Path, plan: list[PlannedUtterance], words: dict[str, list[dict]]) -> None:
@@ -210,9 +166,7 @@ def _write_text_files(root: Path, plan: list[PlannedUtterance], words: dict[str,
         utts = sorted(utts, key=lambda u: u.key)
         stem = f"{spk}-{chapter}"
         (d / f"{stem}.trans.txt").write_text("".join(f"{u.key} {u.sentence.text}\n" for u in utts))
-        (d / f"{stem}.align.txt").write_text("".join(
-            f"{u.key} " + " ".join(f"{w['word']}:{w['start']:.3f}:{w['end']:.3f}" for w in words[u.key]) + "\n"
-            for u in utts))
+        (d / f"{stem}.align.txt").write_text("".join(align_line(u.key, words[u.key]) for u in utts))
         for lang in LANGUAGES:
             (d / f"{stem}.trans.{lang}.txt").write_text(
                 "".join(f"{u.key} {u.sentence.translation[lang]}\n" for u in utts), encoding="utf-8")
@@ -257,23 +211,12 @@ def generate_corpus(out_dir: str | os.PathLike, num_utts: int, seed: int, noise_
     plan = plan_corpus(num_utts, seed, splits)
     words: dict[str, list[dict]] = {}
     with staged_dir(out_dir) as root:
-        tasks = [(chunk, str(root), seed, noise_snr_db) for chunk in _chunks(plan, num_workers)]
-        with tqdm(total=len(plan), desc="synthesize", unit="utt", disable=not progress) as bar:
-            if num_workers <= 1:
-                results = map(_render_chunk, tasks)
-                pool = None
-            else:
-                ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-                pool = ctx.Pool(num_workers)
-                results = pool.imap_unordered(_render_chunk, tasks)
-            try:
-                for done in results:
-                    words.update(done)
-                    bar.update(len(done))
-            finally:
-                if pool is not None:
-                    pool.terminate()
-                    pool.join()
+        tasks = [(chunk, str(root), seed, noise_snr_db) for chunk in speaker_chunks(plan, num_workers)]
+        with tqdm(total=len(plan), desc="synthesize", unit="utt", disable=not progress) as bar, \
+                worker_results(_render_chunk, tasks, num_workers) as results:
+            for done in results:
+                words.update(done)
+                bar.update(len(done))
         _write_text_files(root, plan, words)
         counts: dict[str, int] = {}
         for utt in plan:
