@@ -119,11 +119,12 @@ class GroupStreamingLM(nn.Module):
             raise ValueError("source_lens/target_lens exceed the padded lengths of source_embeds/target_ids")
 
         tgt_valid = lengths_to_valid(target_lens, tgt_len)
-        tgt_embeds = self.embed(target_ids.masked_fill(~tgt_valid, 0)).to(source_embeds.dtype)
+        dtype = next(self.lm.parameters()).dtype   # the LLM's weights (bf16 weights need bf16 inputs without autocast)
+        tgt_embeds = self.embed(target_ids.masked_fill(~tgt_valid, 0)).to(dtype)
         mask = streaming_mask(source_lens, target_lens, source_visible, src_len, tgt_len)
         out = self.lm(
-            inputs_embeds=torch.cat([source_embeds, tgt_embeds], dim=1),
-            attention_mask=to_additive(mask, source_embeds.dtype),
+            inputs_embeds=torch.cat([source_embeds.to(dtype), tgt_embeds], dim=1),
+            attention_mask=to_additive(mask, dtype),
             position_ids=training_position_ids(src_len, tgt_len, self.phi, batch, source_embeds.device),
             use_cache=False,
             logits_to_keep=tgt_len,

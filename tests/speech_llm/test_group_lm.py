@@ -276,3 +276,17 @@ def test_greedy_write_per_stream_stop_ids_and_caps():
         sess.greedy_write(first, stop_ids=[], max_tokens=[1, 0])
     with pytest.raises(ValueError, match="stop_ids"):
         sess.greedy_write(first, stop_ids=[[1], [2], [3]], max_tokens=2)
+
+
+@torch.no_grad()
+def test_training_forward_runs_bf16_weights_on_float32_embeddings():
+    """An LLM loaded in bf16 (llm.dtype) trained without autocast (precision fp32, e.g. on a CPU): the
+    projector's float32 embeddings are cast to the LLM's dtype; the logits match the float32 model's."""
+    ref_lm = tiny_lm()
+    bf16_lm = tiny_lm().to(torch.bfloat16)
+    src = torch.randn(2, 5, 32)
+    args = (src, torch.tensor([5, 3]), torch.randint(0, VOCAB, (2, 4)), torch.tensor([4, 2]))
+    ref = GroupStreamingLM(ref_lm)(*args).logits
+    got = GroupStreamingLM(bf16_lm)(*args).logits
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - ref).abs().max() < 0.1 * ref.abs().max()
