@@ -17,7 +17,7 @@ import torch
 import torchaudio.functional as AF
 from alsa_file_device import alsa_config, file_capture_device
 from endpoint_testutil import EP, bursts, expected_samples
-from tiny_speech_llm import make_speech_llm
+from tiny_speech_llm import decode_in_chunks, make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
 from speech_llm import live
@@ -34,24 +34,13 @@ def espeak(text: str, path: Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def transcribed(rec: Recognizer, samples, rate: int):
-    """What `transcribe` gets for these samples: chunk-sized blocks, decode after each, then finish."""
-    s = rec.create_stream()
-    block = max(1, int(rate * rec.chunk_s))
-    for i in range(0, len(samples), block):
-        s.accept_waveform(rate, samples[i:i + block])
-        rec.decode(s)
-    s.input_finished()
-    rec.decode(s)
-    return rec.get_result(s)
-
-
 def reference_text(rec: Recognizer, samples, rate: int) -> str:
-    return transcribed(rec, samples, rate).text
+    """What `transcribe` gets for these samples (chunk-sized blocks, decode after each, then finish)."""
+    return decode_in_chunks(rec, samples, rate).text
 
 
 def transcribe_segments(rec: Recognizer, samples, rate: int) -> list[tuple[float, float, str]]:
-    return [(s.start_s, s.end_s, s.text) for s in transcribed(rec, samples, rate).segments]
+    return [(s.start_s, s.end_s, s.text) for s in decode_in_chunks(rec, samples, rate).segments]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -25,3 +25,17 @@ def make_speech_llm(llm_dir, chunk_frames: int = 4, stack: int = 2, seed: int = 
     torch.manual_seed(seed)
     model, tok = build_speech_llm(tiny_config(llm_dir, chunk_frames, stack), adapters=False)
     return model.eval(), tok
+
+
+def decode_in_chunks(rec, samples, rate: int):
+    """The in-process reference :class:`~speech_llm.recognizer.Result` of samples (N,) at ``rate``: one
+    stream alone, fed in chunk-sized blocks and decoded after each, then finished (as ``transcribe`` does;
+    the server and live tests must give the same)."""
+    s = rec.create_stream()
+    block = max(1, int(rate * rec.chunk_s))
+    for i in range(0, len(samples), block):
+        s.accept_waveform(rate, samples[i:i + block])
+        rec.decode(s)
+    s.input_finished()
+    rec.decode(s)
+    return rec.get_result(s)

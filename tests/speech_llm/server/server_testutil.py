@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tiny_speech_llm import decode_in_chunks
 
 from speech_llm.recognizer import Recognizer, Result
 from speech_llm.server.client import Audio
@@ -35,15 +36,8 @@ def espeak(text: str, path: Path, voice: str = "en") -> Utterance:
 
 
 def reference(rec: Recognizer, samples: np.ndarray, rate: int) -> Result:
-    """The in-process result: one stream alone, fed in chunk-sized blocks, decoded after each."""
-    s = rec.create_stream()
-    block = max(1, int(rate * rec.chunk_s))
-    for i in range(0, len(samples), block):
-        s.accept_waveform(rate, samples[i:i + block])
-        rec.decode(s)
-    s.input_finished()
-    rec.decode(s)
-    return rec.get_result(s)
+    """The in-process result the server must give: one stream alone, fed in chunk-sized blocks."""
+    return decode_in_chunks(rec, samples, rate)
 
 
 def start_message(rate: int, fmt: str = "s16le", **extra) -> dict:
