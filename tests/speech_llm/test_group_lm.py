@@ -40,11 +40,15 @@ def visibility_from(steps: list[tuple[int, int]]) -> list[int]:
     return vis
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-@pytest.mark.parametrize("phi", [0, 1000])
-def test_incremental_equals_training_forward_single(arch, attn, phi):
-    glm = GroupStreamingLM(tiny_lm(arch, attn), phi=phi)
+@pytest.fixture(params=[(arch, attn, phi) for arch in ("qwen2", "llama") for attn in ("eager", "sdpa")
+                        for phi in (0, 1000)], ids=lambda p: "-".join(map(str, p)))
+def glm(request) -> GroupStreamingLM:
+    """The session under test on each architecture and attention implementation, with phi 0 and 1000."""
+    arch, attn, phi = request.param
+    return GroupStreamingLM(tiny_lm(arch, attn), phi=phi)
+
+
+def test_incremental_equals_training_forward_single(glm):
     rng = torch.Generator().manual_seed(1)
     S, T = 11, 7
     src = torch.randn(1, S, 32)
@@ -67,12 +71,8 @@ def test_incremental_equals_training_forward_single(arch, attn, phi):
     assert sess.num_forwarded == S + T
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
-@pytest.mark.parametrize("phi", [0, 1000])
-def test_incremental_equals_training_forward_batch_of_two(arch, attn, phi):
+def test_incremental_equals_training_forward_batch_of_two(glm):
     """Two streams of different lengths, padded in training and stepped with per-stream lens in a session."""
-    glm = GroupStreamingLM(tiny_lm(arch, attn), phi=phi)
     rng = torch.Generator().manual_seed(2)
     src_lens, tgt_lens = [9, 5], [6, 4]
     S, T = max(src_lens), max(tgt_lens)
@@ -153,19 +153,29 @@ def test_group_streaming_equals_generate_when_nothing_streams(arch):
     assert sess.num_forwarded == 10 + 12
 
 
-def test_greedy_write_stops_on_stop_token_and_leaves_it_pending():
-    glm = GroupStreamingLM(tiny_lm("qwen2", "sdpa"))
+def _read(glm: GroupStreamingLM, src: torch.Tensor) -> GroupStreamingSession:
+    """A new session that has read src (B, S, D)."""
+    sess = glm.start(src.size(0))
+    sess.read(src)
+    return sess
+
+
+def _write_freely(glm: GroupStreamingLM, stop_ids: list[int]):
+    """Two streams of 5 random source frames, then 6 tokens written greedily after [3, 4] with stop ids
+    that never occur: (src, first tokens, the write's result), what the stop-token tests replay."""
     src = torch.randn(2, 5, 32)
     first = torch.tensor([3, 4])
-    free_sess = glm.start(2)
-    free_sess.read(src)
-    free = free_sess.greedy_write(first, stop_ids=[VOCAB + 1], max_tokens=6)
+    return src, first, _read(glm, src).greedy_write(first, stop_ids=stop_ids, max_tokens=6)
+
+
+def test_greedy_write_stops_on_stop_token_and_leaves_it_pending():
+    glm = GroupStreamingLM(tiny_lm("qwen2", "sdpa"))
+    src, first, free = _write_freely(glm, [VOCAB + 1])
     assert [len(t) for t in free.tokens] == [6, 6] and not free.stopped.any()
 
     # Replay with the 3rd token of stream 0 as a stop token: stream 0 stops at its first occurrence.
     stop_tok = free.tokens[0][2]
-    sess = glm.start(2)
-    sess.read(src)
+    sess = _read(glm, src)
     res = sess.greedy_write(first, stop_ids=[stop_tok], max_tokens=6)
     hit0 = free.tokens[0].index(stop_tok)
     assert res.tokens[0] == free.tokens[0][:hit0 + 1]
@@ -260,13 +270,8 @@ def test_merge_and_select_sessions_with_different_histories():
 
 def test_greedy_write_per_stream_stop_ids_and_caps():
     glm = GroupStreamingLM(tiny_lm("qwen2", "sdpa"))
-    src = torch.randn(2, 5, 32)
-    first = torch.tensor([3, 4])
-    free_sess = glm.start(2)
-    free_sess.read(src)
-    free = free_sess.greedy_write(first, stop_ids=[], max_tokens=6)
-    sess = glm.start(2)
-    sess.read(src)
+    src, first, free = _write_freely(glm, [])
+    sess = _read(glm, src)
     stop0 = free.tokens[0][1]
     res = sess.greedy_write(first, stop_ids=[[stop0], []], max_tokens=[6, 3])
     assert res.tokens[0] == free.tokens[0][:free.tokens[0].index(stop0) + 1]
