@@ -137,17 +137,22 @@ def test_int16_and_stereo_conversions_and_bad_input(rec):
         s.accept_waveform(SAMPLE_RATE, np.zeros((2, 2, 2)))
 
 
+def _finish_silence(rec: Recognizer, n: int):
+    """A new stream given n zero samples (nothing when n = 0), finished and decoded: (stream, result)."""
+    s = rec.create_stream()
+    if n:
+        s.accept_waveform(SAMPLE_RATE, torch.zeros(n))
+    s.input_finished()
+    rec.decode(s)
+    return s, rec.get_result(s)
+
+
 def test_empty_and_very_short_input_finish_cleanly(rec):
     """No speech opens no segment: nothing is decoded. Without endpointing the whole input is one segment,
     even an empty one: the model reads the prompt and the end marker, then writes until eos, exactly as
     one session doing that by hand."""
     for n in (0, 100):
-        s = rec.create_stream()
-        if n:
-            s.accept_waveform(SAMPLE_RATE, torch.zeros(n))
-        s.input_finished()
-        rec.decode(s)
-        r = rec.get_result(s)
+        s, r = _finish_silence(rec, n)
         assert r.finished and r.text == "" and r.segments == [] and not s.trace
     m, tk = rec.model, rec.model.tokens
     whole = Recognizer(m, rec.tokenizer, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60,
@@ -156,12 +161,7 @@ def test_empty_and_very_short_input_finish_cleanly(rec):
     sess.read(torch.cat([m.token_embeds(tk.prompt_ids), m.token_embeds(tk.end_ids)], dim=1))
     expected = sess.greedy_write(torch.tensor([tk.bos_id]), [tk.eos_id], 60, suppress_ids=[tk.wait_id]).tokens[0]
     for n in (0, 100):
-        s = whole.create_stream()
-        if n:
-            s.accept_waveform(SAMPLE_RATE, torch.zeros(n))
-        s.input_finished()
-        whole.decode(s)
-        r = whole.get_result(s)
+        s, r = _finish_silence(whole, n)
         assert r.finished and s.tokens_read == 0 and len(r.segments) == 1
         assert [t for t, _ in s.trace] == expected
         assert r.text == whole.tokenizer.decode([t for t in expected if t != tk.eos_id],
