@@ -23,6 +23,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, out_png: str | Path) -> Path:
+    """Lay out, write ``out_png`` (120 dpi, parent dirs made) and close ``fig``; returns the path."""
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_sweep(curves: dict, out_png: str | Path, title: str = "") -> Path:
     """``curves``: model label -> list of :class:`speech_llm.sweep.SweepPoint`."""
     plt = _pyplot()
@@ -54,12 +64,7 @@ def plot_sweep(curves: dict, out_png: str | Path, title: str = "") -> Path:
     axes[0].set_ylabel(qname)
     axes[1].legend(fontsize=8, loc="best")
     fig.suptitle(title or f"{qname} against latency: one checkpoint, decoded at several chunk sizes (ms)")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png)
 
 
 def plot_emissions(samples: np.ndarray, sample_rate: int, ref_words: list[tuple[str, float, float]],
@@ -95,9 +100,4 @@ def plot_emissions(samples: np.ndarray, sample_rate: int, ref_words: list[tuple[
     axes[-1].set_xlabel("time (s): reference words shaded above; markers = when each word was committed")
     axes[-1].set_xlim(0, max([duration] + [s for ws in decodes.values() for _, s in ws]) + 0.2)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png)
