@@ -55,14 +55,11 @@ def test_decode_writes_text_emissions_summary_and_scores(model_and_tok, data_dir
     assert res["num_utts"] == 3 and res["wer"]["ref_words"] == 6
 
 
-def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
-    rec = Recognizer(*model_and_tok, DecodeConfig(max_tokens_per_read=2, max_tokens_per_segment=12))
-    ref_out = tmp_path / "full"
-    decode_data_dir(rec, data_dir, ref_out, progress=False)
-
-    out = tmp_path / "resumed"
-    calls = []
+def _interrupt_at_third_utterance(rec: Recognizer, decode) -> list:
+    """Run ``decode()`` with the 3rd utterance failing to start (KeyboardInterrupt, as Ctrl-C does), then let
+    ``rec.create_stream`` count its calls; returns that count (a list), for the resumed run."""
     orig = rec.create_stream
+    calls = []
 
     def failing_create_stream():
         if len(calls) == 2:
@@ -72,12 +69,22 @@ def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
 
     rec.create_stream = failing_create_stream
     with pytest.raises(KeyboardInterrupt):
-        decode_data_dir(rec, data_dir, out, progress=False)
+        decode()
+    calls.clear()
+    rec.create_stream = lambda: (calls.append(1), orig())[1]
+    return calls
+
+
+def test_interrupted_decode_resumes(model_and_tok, data_dir, tmp_path):
+    rec = Recognizer(*model_and_tok, DecodeConfig(max_tokens_per_read=2, max_tokens_per_segment=12))
+    ref_out = tmp_path / "full"
+    decode_data_dir(rec, data_dir, ref_out, progress=False)
+
+    out = tmp_path / "resumed"
+    calls = _interrupt_at_third_utterance(rec, lambda: decode_data_dir(rec, data_dir, out, progress=False))
     assert len((out / "partial.jsonl").read_text().splitlines()) == 2
     with open(out / "partial.jsonl", "a") as f:
         f.write('{"key": "spk-1-00')  # a line cut by the interruption
-    calls.clear()
-    rec.create_stream = lambda: (calls.append(1), orig())[1]
     decode_data_dir(rec, data_dir, out, progress=False)
     assert len(calls) == 1  # only the missing utterance was decoded again
     assert (out / "text").read_text() == (ref_out / "text").read_text()
@@ -94,22 +101,10 @@ def test_batched_decode_gives_the_same_output_and_resumes(model_and_tok, data_di
     assert words[0] == words[1]
     assert summary["num_utts"] == 3 and summary["rtf"] > 0
 
-    out = tmp_path / "resumed"
-    orig = rec.create_stream
-    calls = []
-
-    def failing_create_stream():  # the 3rd utterance fails to start: the first two finish meanwhile
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return orig()
-
-    rec.create_stream = failing_create_stream
-    with pytest.raises(KeyboardInterrupt):
-        decode_data_dir(rec, data_dir, out, progress=False, batch_size=2)
+    out = tmp_path / "resumed"  # the 3rd utterance fails to start: the first two finish meanwhile
+    calls = _interrupt_at_third_utterance(
+        rec, lambda: decode_data_dir(rec, data_dir, out, progress=False, batch_size=2))
     assert 1 <= len((out / "partial.jsonl").read_text().splitlines()) <= 2
-    calls.clear()
-    rec.create_stream = lambda: (calls.append(1), orig())[1]
     decode_data_dir(rec, data_dir, out, progress=False, batch_size=2)
     assert 1 <= len(calls) <= 2  # only what was not finished
     assert (out / "text").read_text() == (tmp_path / "one" / "text").read_text()
