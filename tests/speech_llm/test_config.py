@@ -246,7 +246,7 @@ def test_yaml_round_trip_is_identical(tmp_path):
     # and the saved file lists every key, in schema order
     saved = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
     assert list(saved) == ["encoder", "ctc", "projector", "llm", "streaming", "train", "data", "decode"]
-    assert list(saved["encoder"])[:3] == ["name", "input_dim", "d_model"]
+    assert list(saved["encoder"])[:3] == ["name", "path_or_name", "adapt"]
 
 
 def test_config_from_dict_rejects_unknown_keys():
