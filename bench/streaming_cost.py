@@ -3,20 +3,31 @@
 Usage:
     python bench/streaming_cost.py                       # tiny model and ~0.5B Qwen2 shape, 60 s stream
     python bench/streaming_cost.py --models tiny --seconds 30
+    python bench/streaming_cost.py --models 0.5b --seconds 300 --threads 2 --reencode-every 8
     python bench/streaming_cost.py --help
 
 A source of ``seconds`` of audio arrives as one token per ``token-ms`` (80 ms), read ``read-ms`` (640 ms)
-at a time; after each read ``writes-per-read`` target tokens are written one by one (greedy). Methods:
+at a time; after each read ``writes-per-read`` target tokens are written one by one (greedy). The token
+written last at a read (the ``<wait>`` of the Recognizer) stays pending and is fed at the next read.
+Methods:
 
-  (a) group   — GroupStreamingLM session: each token forwarded once, group position IDs;
+  (a) group   — GroupStreamingLM session, as the Recognizer runs it: the chunk and the pending token in
+                ONE forward (``greedy_write(..., source=chunk)``), then one forward per further token;
+                each token forwarded once, group position IDs;
+  (a') group-2fwd — the same session, the chunk read in a forward of its own and the pending token fed
+                in the next (the decode path before issue #19: one forward more per read);
   (b) reencode — at every read the whole prefix (source so far + target so far) is run again through the
-                 LLM from an empty cache, then the new target tokens are written, as re-encoding
-                 systems do;
+                LLM from an empty cache, then the new target tokens are written, as re-encoding
+                systems do;
   (c) interleaved — one KV cache, arrival-order position IDs and a plain causal mask (no re-encoding,
-                 but source attends to earlier target: the input-attention mismatch).
+                but source attends to earlier target: the input-attention mismatch); the chunk and the
+                pending token in one forward, as (a).
 
 Models have random weights (speed does not depend on them). The table gives total time, the mean time
-per read (read + its writes) over the first and last 5 reads, and ratios to (a) measured in the same run.
+per read (read + its writes) over the first and last 10 % of the reads, their ratio, and ratios to (a)
+measured in the same run. Re-encoding at read i does not depend on earlier reads (it starts from an empty
+cache), so ``--reencode-every N`` times it at every N-th read only (and at the last) and interpolates the
+reads between linearly: the total is then an estimate, marked "~", of a cost that grows smoothly with i.
 """
 
 from __future__ import annotations
@@ -44,7 +55,20 @@ def build(name: str) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(cfg).eval()
 
 
-def run_group(model, source: torch.Tensor, per_read: int, writes: int) -> list[float]:
+def run_group(model, source: torch.Tensor, per_read: int, writes: int, **_) -> list[float | None]:
+    glm = GroupStreamingLM(model, phi=0)
+    sess = glm.start(1)
+    pending = torch.tensor([1])
+    times = []
+    for start in range(0, source.size(1), per_read):
+        t0 = time.perf_counter()
+        pending = sess.greedy_write(pending, stop_ids=[], max_tokens=writes,
+                                    source=source[:, start:start + per_read]).pending
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_group_2fwd(model, source: torch.Tensor, per_read: int, writes: int, **_) -> list[float | None]:
     glm = GroupStreamingLM(model, phi=0)
     sess = glm.start(1)
     pending = torch.tensor([1])
@@ -57,12 +81,18 @@ def run_group(model, source: torch.Tensor, per_read: int, writes: int) -> list[f
     return times
 
 
-def run_reencode(model, source: torch.Tensor, per_read: int, writes: int) -> list[float]:
+def run_reencode(model, source: torch.Tensor, per_read: int, writes: int, every: int = 1) -> list[float | None]:
+    """Times of the reads that were measured (every ``every``-th and the last); None for the others."""
     glm = GroupStreamingLM(model, phi=0)
+    n_reads = -(-source.size(1) // per_read)
     written: list[int] = []
     pending = torch.tensor([1])
-    times = []
-    for start in range(0, source.size(1), per_read):
+    times: list[float | None] = []
+    for i, start in enumerate(range(0, source.size(1), per_read)):
+        if i % every and i != n_reads - 1:   # not measured: the prefix grows as it would (ids do not matter)
+            written += [int(pending)] + [1] * (writes - 1)
+            times.append(None)
+            continue
         t0 = time.perf_counter()
         sess = glm.start(1)
         sess.read(source[:, :start + per_read])
@@ -76,7 +106,7 @@ def run_reencode(model, source: torch.Tensor, per_read: int, writes: int) -> lis
 
 
 @torch.inference_mode()
-def run_interleaved(model, source: torch.Tensor, per_read: int, writes: int) -> list[float]:
+def run_interleaved(model, source: torch.Tensor, per_read: int, writes: int, **_) -> list[float | None]:
     cache = DynamicCache(config=model.config)
     emb = model.get_input_embeddings()
     pos = 0
@@ -84,32 +114,52 @@ def run_interleaved(model, source: torch.Tensor, per_read: int, writes: int) -> 
     times = []
     for start in range(0, source.size(1), per_read):
         t0 = time.perf_counter()
-        block = source[:, start:start + per_read]
-        ids = torch.arange(pos, pos + block.size(1)).unsqueeze(0)
-        model(inputs_embeds=block, position_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-        pos += block.size(1)
+        block = torch.cat([source[:, start:start + per_read], emb(pending)], dim=1)  # chunk + pending token
         for _ in range(writes):
-            out = model(inputs_embeds=emb(pending), position_ids=torch.tensor([[pos]]), cache=cache,
-                        use_cache=True)
-            pos += 1
+            ids = torch.arange(pos, pos + block.size(1)).unsqueeze(0)
+            out = model(inputs_embeds=block, position_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+            pos += block.size(1)
             pending = out.logits[:, -1:].argmax(-1)
+            block = emb(pending)
         times.append(time.perf_counter() - t0)
     return times
 
 
-METHODS = {"group": run_group, "reencode": run_reencode, "interleaved": run_interleaved}
+METHODS = {"group": run_group, "group-2fwd": run_group_2fwd, "reencode": run_reencode,
+           "interleaved": run_interleaved}
+
+
+def fill_gaps(times: list[float | None]) -> list[float]:
+    """Linear interpolation over the reads that were not measured (None) between measured ones."""
+    known = [i for i, t in enumerate(times) if t is not None]
+    out = list(times)
+    for a, b in zip(known, known[1:]):
+        for i in range(a + 1, b):
+            out[i] = times[a] + (times[b] - times[a]) * (i - a) / (b - a)
+    return out
+
+
+def window_means(times: list[float]) -> tuple[float, float]:
+    """Mean time per read over the first and the last 10 % of the reads (at least one read each)."""
+    n = max(1, len(times) // 10)
+    return sum(times[:n]) / n, sum(times[-n:]) / n
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="tiny,0.5b", help="comma list of: " + ", ".join(MODELS))
-    ap.add_argument("--methods", default="group,reencode,interleaved")
+    ap.add_argument("--methods", default="group,group-2fwd,reencode,interleaved",
+                    help="comma list of: " + ", ".join(METHODS) + " (group first: the others are compared to it)")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the streamed source")
     ap.add_argument("--token-ms", type=float, default=80.0, help="audio per source token")
     ap.add_argument("--read-ms", type=float, default=640.0, help="audio per read")
     ap.add_argument("--writes-per-read", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--reencode-every", type=int, default=1,
+                    help="time re-encoding at every N-th read only, interpolating between (1 = every read)")
     args = ap.parse_args()
+    if args.reencode_every < 1:
+        ap.error("--reencode-every must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -117,7 +167,7 @@ def main() -> None:
     per_read = int(round(args.read_ms / args.token_ms))
     print(f"# {args.seconds:g} s stream: {n_src} source tokens, {per_read} per read, "
           f"{args.writes_per_read} target tokens per read, {torch.get_num_threads()} threads")
-    header = ("| model | method | total s | RTF | ms/read first 5 | ms/read last 5 | last/first | "
+    header = ("| model | method | total s | RTF | ms/read first 10% | ms/read last 10% | last/first | "
               "total vs group |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -127,14 +177,17 @@ def main() -> None:
         base = None
         for method in args.methods.split(","):
             with torch.inference_mode():
-                times = METHODS[method](model, source, per_read, args.writes_per_read)
+                measured = METHODS[method](model, source, per_read, args.writes_per_read,
+                                           every=args.reencode_every)
+            times = fill_gaps(measured)
+            est = "~" if None in measured else ""
             total = sum(times)
             base = total if method == "group" else base
-            first, last = sum(times[:5]) / 5 * 1e3, sum(times[-5:]) / 5 * 1e3
-            ratio = f"{total / base:.2f}x" if base else "n/a"
+            first, last = window_means(times)
+            ratio = f"{est}{total / base:.2f}x" if base else "n/a"
             rtf = total / args.seconds
-            print(f"| {name} | {method} | {total:.2f} | {rtf:.3f} | {first:.1f} | {last:.1f} | "
-                  f"{last / first:.2f} | {ratio} |", flush=True)
+            print(f"| {name} | {method} | {est}{total:.2f} | {est}{rtf:.3f} | {first * 1e3:.1f} | "
+                  f"{last * 1e3:.1f} | {last / first:.2f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
