@@ -77,7 +77,7 @@ if stage_todo 0 data corpus; then
   speech-llm prepare asterisk --out data/asterisk
   noise=(); [ "${noise_snr}" = none ] || noise=(--noise-snr "${noise_snr}")
   speech-llm prepare sentences --out "${corpus}" --num-utts "${num_utts}" --seed "${seed}" \
-    --engines "${engines}" --heldout-voice "${heldout_voice}" --exclude-text data/asterisk/text "${noise[@]}"
+    --engines "${engines}" --heldout-voice "${heldout_voice}" --exclude-text data/asterisk/text "${noise[@]}" ${no_progress}
   mark_done data corpus
 fi
 
@@ -93,7 +93,7 @@ if stage_todo 2 exp models; then
   if [ "${compare_tiny}" = true ]; then
     speech-llm build-llm --text data/train/text --kaldi-text --out exp/tiny_llm --overwrite --arch qwen2 \
       --vocab-size 1000 --hidden-size 256 --num-layers 4 --num-heads 4 --num-kv-heads 2 \
-      --intermediate-size 1024 --pretrain-steps "${tiny_llm_pretrain_steps}"
+      --intermediate-size 1024 --pretrain-steps "${tiny_llm_pretrain_steps}" ${no_progress}
   fi
   mark_done exp models
 fi
@@ -155,7 +155,7 @@ if run_stage 8 && [ "${anchor}" = true ]; then
     if ! is_done "${d}" decode; then
       log "Stage 8: Whisper tiny.en's own greedy decoder on ${set_dir[${set}]} -> ${d}"
       speech-llm whisper-decode --model "${whisper}" --data "${set_dir[${set}]}" --out "${d}" \
-        --batch-size "${decode_batch}"
+        --batch-size "${decode_batch}" ${no_progress}
       rm -f "${d}/.done.score"; mark_done "${d}" decode
     fi
   done

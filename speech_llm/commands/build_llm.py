@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the files are Kaldi 'text' files: drop the first field (utterance id) of each line")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output model dir")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty DIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = parser.add_argument_group("model")
     g.add_argument("--arch", choices=["qwen2", "llama"], default=d["arch"])
     g.add_argument("--vocab-size", type=int, default=1000, help="BPE vocabulary size (default: %(default)s)")
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         sample = lines[:1000]
         before = evaluate_lm(args.out, sample, seq_len=args.seq_len)
         pretrain_lm(args.out, lines, steps=args.pretrain_steps, batch_size=args.batch_size, lr=args.lr,
-                    seq_len=args.seq_len, seed=args.seed)
+                    seq_len=args.seq_len, seed=args.seed, progress=not args.no_progress)
         after = evaluate_lm(args.out, sample, seq_len=args.seq_len)
         print(f"build-llm: LM loss on (the start of) the text {before:.3f} -> {after:.3f} nats/token")
     print(f"build-llm: wrote {args.out}")

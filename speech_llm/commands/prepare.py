@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sy.add_argument("--num-workers", type=int, default=2, help="synthesis processes (default 2)")
     sy.add_argument("--data-out", type=Path, default=None,
                     help="also prepare data dirs + manifests here (as prepare librispeech would)")
+    sy.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_sentences(sub)
     _add_asterisk(sub)
     _add_longform(sub)
@@ -91,6 +92,7 @@ def _add_sentences(sub) -> None:
     se.add_argument("--noise-snr", type=float, default=None, metavar="DB", help="add white noise at this SNR")
     se.add_argument("--num-workers", type=int, default=2, help="synthesis processes (default 2)")
     se.add_argument("--data-out", type=Path, default=None, help="also prepare data dirs + manifests here")
+    se.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_asterisk(sub) -> None:
@@ -119,6 +121,7 @@ def _add_longform(sub) -> None:
                     help="what the pauses hold: 'match' = white noise at the noise floor of the next utterance "
                          "(default), 'none' = digital silence, or a fixed noise level in dBFS (e.g. -60)")
     lf.add_argument("--num-files", type=int, default=1, help="long files per length (default 1)")
+    lf.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
         from data_prep.longform import build_longform
 
         print(build_longform(args.data, args.out, args.minutes, seed=args.seed, pause_s=args.pause,
-                             pause_noise=args.pause_noise, num_files=args.num_files, progress=True).summary())
+                             pause_noise=args.pause_noise, num_files=args.num_files,
+                             progress=not args.no_progress).summary())
         return 0
     elif args.corpus == "asterisk":
         from data_prep.asterisk import prepare_asterisk
@@ -157,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         exclude = [t for path in args.exclude_text for t in read_text_file(path, allow_empty=False).values()]
         corpus = generate_sentence_corpus(args.out, args.num_utts, args.seed, engines=parse_engines(args.engines),
                                           heldout_voice=args.heldout_voice, exclude=exclude,
-                                          noise_snr_db=args.noise_snr, num_workers=args.num_workers)
+                                          noise_snr_db=args.noise_snr, num_workers=args.num_workers,
+                                          progress=not args.no_progress)
         print(f"sentence corpus in {corpus}")
         if args.data_out is None:
             return 0
@@ -166,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         from data_prep.synth import DEFAULT_SPLITS, generate_corpus
 
         corpus = generate_corpus(args.out, args.num_utts, args.seed, noise_snr_db=args.noise_snr,
-                                 num_workers=args.num_workers)
+                                 num_workers=args.num_workers, progress=not args.no_progress)
         print(f"synthetic corpus in {corpus}")
         if args.data_out is None:
             return 0

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="Kaldi data dir")
     p.add_argument("--out", required=True, help="decode dir to write")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.audio import read_audio
     from data_prep.fileutil import atomic_write_text
     from data_prep.kaldi_dir import read_data_dir
+    from encoders.constants import SAMPLE_RATE
     from encoders.whisper_convert import greedy_transcribe
     from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
 
@@ -46,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     texts, start, audio_s = [], time.perf_counter(), 0.0
-    for i in tqdm(range(0, len(keys), args.batch_size), desc="whisper", unit="batch"):
+    for i in tqdm(range(0, len(keys), args.batch_size), desc="whisper", unit="batch", disable=args.no_progress):
         waves = [torch.from_numpy(read_audio(utts[k].wav)) for k in keys[i:i + args.batch_size]]
-        audio_s += sum(w.numel() for w in waves) / 16000
+        audio_s += sum(w.numel() for w in waves) / SAMPLE_RATE
         texts += greedy_transcribe(args.model, waves, batch_size=args.batch_size, model=model, processor=processor)
     compute = time.perf_counter() - start
     atomic_write_text(out / "text", "".join(f"{k} {t}".rstrip() + "\n" for k, t in zip(keys, texts)))
