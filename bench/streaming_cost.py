@@ -33,6 +33,7 @@ reads between linearly: the total is then an estimate, marked "~", of a cost tha
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -55,28 +56,21 @@ def build(name: str) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(cfg).eval()
 
 
-def run_group(model, source: torch.Tensor, per_read: int, writes: int, **_) -> list[float | None]:
+def run_group(model, source: torch.Tensor, per_read: int, writes: int, fused: bool = True,
+              **_) -> list[float | None]:
+    """The Recognizer's path: with ``fused`` the chunk and the pending token share one forward, else the chunk
+    is read in a forward of its own first (group-2fwd)."""
     glm = GroupStreamingLM(model, phi=0)
     sess = glm.start(1)
     pending = torch.tensor([1])
     times = []
     for start in range(0, source.size(1), per_read):
         t0 = time.perf_counter()
+        chunk = source[:, start:start + per_read]
+        if not fused:
+            sess.read(chunk)
         pending = sess.greedy_write(pending, stop_ids=[], max_tokens=writes,
-                                    source=source[:, start:start + per_read]).pending
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def run_group_2fwd(model, source: torch.Tensor, per_read: int, writes: int, **_) -> list[float | None]:
-    glm = GroupStreamingLM(model, phi=0)
-    sess = glm.start(1)
-    pending = torch.tensor([1])
-    times = []
-    for start in range(0, source.size(1), per_read):
-        t0 = time.perf_counter()
-        sess.read(source[:, start:start + per_read])
-        pending = sess.greedy_write(pending, stop_ids=[], max_tokens=writes).pending
+                                    source=chunk if fused else None).pending
         times.append(time.perf_counter() - t0)
     return times
 
@@ -125,7 +119,7 @@ def run_interleaved(model, source: torch.Tensor, per_read: int, writes: int, **_
     return times
 
 
-METHODS = {"group": run_group, "group-2fwd": run_group_2fwd, "reencode": run_reencode,
+METHODS = {"group": run_group, "group-2fwd": functools.partial(run_group, fused=False), "reencode": run_reencode,
            "interleaved": run_interleaved}
 
 
