@@ -67,6 +67,17 @@ def plot_sweep(curves: dict, out_png: str | Path, title: str = "") -> Path:
     return _save(plt, fig, out_png)
 
 
+def _same_time_groups(words: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Consecutive words committed at the same moment as one label: ``[("call alice", 1.28), ...]``."""
+    groups: list[tuple[str, float]] = []
+    for w, s in words:
+        if groups and groups[-1][1] == s:
+            groups[-1] = (groups[-1][0] + " " + w.lower(), s)
+        else:
+            groups.append((w.lower(), s))
+    return groups
+
+
 def plot_emissions(samples: np.ndarray, sample_rate: int, ref_words: list[tuple[str, float, float]],
                    decodes: dict[str, list[tuple[str, float]]], out_png: str | Path, title: str = "") -> Path:
     """One utterance (``samples`` at ``sample_rate``), its reference words ``(word, start_s, end_s)``
@@ -87,10 +98,10 @@ def plot_emissions(samples: np.ndarray, sample_rate: int, ref_words: list[tuple[
     wave.set_ylabel("waveform")
     wave.set_yticks([])
     for ax, (label, words) in zip(axes[1:], decodes.items()):
-        times = [s for _, s in words]
-        ax.scatter(times, [0.5] * len(times), marker="v", color="C3", zorder=3)
-        for k, (w, s) in enumerate(words):
-            ax.text(s, 0.62 if k % 2 else 0.2, w.lower(), fontsize=8, ha="right", rotation=0)
+        groups = _same_time_groups(words)
+        ax.scatter([s for _, s in groups], [0.5] * len(groups), marker="v", color="C3", zorder=3)
+        for k, (text, s) in enumerate(groups):
+            ax.text(s, 0.62 if k % 2 else 0.2, text, fontsize=8, ha="right", rotation=0)
         for _, _, end in ref_words:
             ax.axvline(end, color="0.85", linewidth=0.8, zorder=1)
         ax.axvline(duration, color="k", linewidth=1.0)

@@ -72,7 +72,7 @@ log "recipe ${recipe_dir}; working in $(pwd); experiment ${exp}"
 if stage_todo 0 data synth; then
   log "Stage 0: synthesize ${num_utts} utterances into ${corpus}"
   noise=(); [ "${noise_snr}" = none ] || noise=(--noise-snr "${noise_snr}")
-  speech-llm prepare synth --out "${corpus}" --num-utts "${num_utts}" --seed "${seed}" "${noise[@]}"
+  speech-llm prepare synth --out "${corpus}" --num-utts "${num_utts}" --seed "${seed}" "${noise[@]}" ${no_progress}
   mark_done data synth
 fi
 
@@ -89,7 +89,7 @@ if stage_todo 2 exp/tiny_llm build; then
   [ -f data/train/text.fr ] && texts+=(--text data/train/text.fr)
   speech-llm build-llm "${texts[@]}" --kaldi-text --out exp/tiny_llm --overwrite --arch qwen2 \
     --vocab-size 1000 --hidden-size "${llm_hidden}" --num-layers "${llm_layers}" --num-heads 4 --num-kv-heads 2 \
-    --intermediate-size $((llm_hidden * 4)) --pretrain-steps "${llm_pretrain_steps}"
+    --intermediate-size $((llm_hidden * 4)) --pretrain-steps "${llm_pretrain_steps}" ${no_progress}
   mark_done exp/tiny_llm build
 fi
 

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
         device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
         reports = run_align_stage(cfg, exp, manifests=args.manifest, out=args.out,
-                                  encoder_checkpoint=args.encoder_checkpoint, device=device, progress=True)
+                                  encoder_checkpoint=args.encoder_checkpoint, device=device, progress=progress)
         return 0 if all(r.aligned for r in reports) else 1
     if args.manifest or args.out:
         raise UserError("--manifest and --out are options of --stage align")

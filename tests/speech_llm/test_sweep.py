@@ -57,3 +57,11 @@ def test_plot_emissions_draws_one_utterance(llm_run, toy_root, tmp_path, capsys)
     assert "streaming 160 ms:" in printed and "batch:" in printed
     size, pixels = _png_size(out)
     assert size[1] > 300 and pixels.std() > 10
+
+
+def test_words_committed_at_the_same_moment_share_one_label():
+    from speech_llm.plots import _same_time_groups
+
+    words = [("CALL", 0.64), ("ALICE", 1.28), ("ON", 1.28), ("MONDAY", 3.8), ("PLEASE", 3.8)]
+    assert _same_time_groups(words) == [("call", 0.64), ("alice on", 1.28), ("monday please", 3.8)]
+    assert _same_time_groups([]) == []
