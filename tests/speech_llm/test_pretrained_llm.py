@@ -68,6 +68,18 @@ def test_the_adapters_leave_the_base_llm_unchanged(cfg, speech_llm):
     assert not torch.allclose(on, off)
 
 
+def test_loading_the_gguf_prints_nothing(cfg, capfd):
+    """transcribe/live load the LLM on every start: no library progress bar or notice on the terminal."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    before = gguf_utils.tqdm
+    load_causal_lm(cfg.llm.path_or_name, cfg.llm)
+    load_tokenizer(cfg.llm.path_or_name, cfg.llm.gguf_file)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", err[:300]
+    assert gguf_utils.tqdm is before          # the reader's own bar is back for other callers
+
+
 @torch.no_grad()
 def test_gguf_llm_and_wait_token_round_trip_through_a_checkpoint(cfg, speech_llm, tmp_path):
     model, tok = speech_llm
