@@ -3,7 +3,7 @@
 Usage:
     python bench/streaming_cost.py                       # tiny model and ~0.5B Qwen2 shape, 60 s stream
     python bench/streaming_cost.py --models tiny --seconds 30
-    python bench/streaming_cost.py --models 0.5b --seconds 300 --threads 2 --reencode-every 8
+    python bench/streaming_cost.py --models 0.5b --seconds 60,300 --threads 2 --reencode-every 8
     python bench/streaming_cost.py --help
 
 A source of ``seconds`` of audio arrives as one token per ``token-ms`` (80 ms), read ``read-ms`` (640 ms)
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--models", default="tiny,0.5b", help="comma list of: " + ", ".join(MODELS))
     ap.add_argument("--methods", default="group,group-2fwd,reencode,interleaved",
                     help="comma list of: " + ", ".join(METHODS) + " (group first: the others are compared to it)")
-    ap.add_argument("--seconds", type=float, default=60.0, help="length of the streamed source")
+    ap.add_argument("--seconds", default="60", help="length(s) of the streamed source, comma list (e.g. 60,300)")
     ap.add_argument("--token-ms", type=float, default=80.0, help="audio per source token")
     ap.add_argument("--read-ms", type=float, default=640.0, help="audio per read")
     ap.add_argument("--writes-per-read", type=int, default=3)
@@ -157,31 +157,32 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    n_src = int(round(args.seconds * 1000 / args.token_ms))
     per_read = int(round(args.read_ms / args.token_ms))
-    print(f"# {args.seconds:g} s stream: {n_src} source tokens, {per_read} per read, "
-          f"{args.writes_per_read} target tokens per read, {torch.get_num_threads()} threads")
-    header = ("| model | method | total s | RTF | ms/read first 10% | ms/read last 10% | last/first | "
+    lengths = [float(x) for x in args.seconds.split(",")]
+    header = ("| model | stream s | method | total s | RTF | ms/read first 10% | ms/read last 10% | last/first | "
               "total vs group |")
+    print(f"# {per_read} source tokens per read ({args.token_ms:g} ms each), {args.writes_per_read} target tokens "
+          f"per read, {torch.get_num_threads()} threads; re-encoding timed at every {args.reencode_every}. read")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for name in args.models.split(","):
         model = build(name)
-        source = torch.randn(1, n_src, model.config.hidden_size) * 0.02
-        base = None
-        for method in args.methods.split(","):
-            with torch.inference_mode():
-                measured = METHODS[method](model, source, per_read, args.writes_per_read,
-                                           every=args.reencode_every)
-            times = fill_gaps(measured)
-            est = "~" if None in measured else ""
-            total = sum(times)
-            base = total if method == "group" else base
-            first, last = window_means(times)
-            ratio = f"{est}{total / base:.2f}x" if base else "n/a"
-            rtf = total / args.seconds
-            print(f"| {name} | {method} | {est}{total:.2f} | {est}{rtf:.3f} | {first * 1e3:.1f} | "
-                  f"{last * 1e3:.1f} | {last / first:.2f} | {ratio} |", flush=True)
+        for seconds in lengths:
+            n_src = int(round(seconds * 1000 / args.token_ms))
+            source = torch.randn(1, n_src, model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.02
+            base = None
+            for method in args.methods.split(","):
+                with torch.inference_mode():
+                    measured = METHODS[method](model, source, per_read, args.writes_per_read,
+                                               every=args.reencode_every)
+                times = fill_gaps(measured)
+                est = "~" if None in measured else ""
+                total = sum(times)
+                base = total if method == "group" else base
+                first, last = window_means(times)
+                ratio = f"{est}{total / base:.2f}x" if base else "n/a"
+                print(f"| {name} | {seconds:g} | {method} | {est}{total:.2f} | {est}{total / seconds:.3f} | "
+                      f"{first * 1e3:.1f} | {last * 1e3:.1f} | {last / first:.2f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
