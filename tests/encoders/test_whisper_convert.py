@@ -22,6 +22,7 @@ from encoders.whisper_convert import (
     greedy_transcribe,
     packaged_ct2_dir,
     read_ct2_model,
+    split_at_quiet_points,
 )
 
 # ------------------------------------------------------------------------ a CTranslate2 writer (tests only)
@@ -217,8 +218,35 @@ def test_whisper_greedy_decoder_transcribes_espeak(tiny_en, tmp_path):
     for sentence, text in zip(sentences, texts):
         words = set(re.findall(r"[a-z]+", text.lower()))
         assert set(sentence.replace(",", "").split()) <= words, text
-    with pytest.raises(ValueError, match="30 s"):
-        greedy_transcribe(out, [torch.zeros(31 * SAMPLE_RATE)], model=model)
+    with pytest.raises(ValueError, match=r"\(N,\)"):
+        greedy_transcribe(out, [torch.zeros(2, SAMPLE_RATE)], model=model)
+
+
+def test_input_longer_than_the_window_is_cut_in_a_pause():
+    """Pieces of at most 30 s that join back into the input, each cut inside the pause nearest the limit."""
+    gen = torch.Generator().manual_seed(0)
+    wave = 0.3 * torch.randn(70 * SAMPLE_RATE, generator=gen)
+    for pause_s in (27.0, 53.0):  # 400 ms pauses, each within the last 5 s of a window
+        wave[int(pause_s * SAMPLE_RATE):int((pause_s + 0.4) * SAMPLE_RATE)] = 0.0
+    pieces = split_at_quiet_points(wave)
+    assert torch.equal(torch.cat(pieces), wave)
+    assert all(p.numel() <= 30 * SAMPLE_RATE for p in pieces) and len(pieces) == 3
+    cuts = torch.tensor([pieces[0].numel(), pieces[0].numel() + pieces[1].numel()]) / SAMPLE_RATE
+    assert 27.0 <= cuts[0] < 27.4 and 53.0 <= cuts[1] < 53.4, cuts
+    short = torch.ones(SAMPLE_RATE)
+    assert len(split_at_quiet_points(short)) == 1
+
+
+def test_whisper_greedy_decoder_reads_input_longer_than_30_s(tiny_en, tmp_path):
+    out, model = tiny_en
+    first, second = "good morning how are you today", "please call me tomorrow morning"
+    gap = torch.zeros(28 * SAMPLE_RATE)  # the two sentences land in different 30 s windows
+    wave = torch.cat([_espeak(first, tmp_path / "a.wav"), gap, _espeak(second, tmp_path / "b.wav")])
+    assert wave.numel() > 30 * SAMPLE_RATE
+    (text,) = greedy_transcribe(out, [wave], model=model)
+    words = re.findall(r"[a-z]+", text.lower())
+    assert set(first.split()) | set(second.split()) <= set(words), text
+    assert words.index("good") < words.index("please"), text
 
 
 def test_streaming_encoder_on_the_converted_weights(tiny_en, tmp_path):
