@@ -2,23 +2,26 @@
 
 Usage:
     python bench/profile_chunk.py                        # 0.5B shape, 640 ms chunks, 2 threads, fp32
+    python bench/profile_chunk.py --warmup 420 --writes-per-chunk 3   # 4.5 minutes into the stream
     python bench/profile_chunk.py --precision int8 --threads 2
     python bench/profile_chunk.py --model mini --chunks 20
 
 A stream of random audio is decoded chunk by chunk through the Recognizer exactly as in
 bench/decode_speed.py (every chunk writes ``--writes-per-chunk`` tokens; <wait>/eos banned). After
-``--warmup`` chunks, ``--chunks`` chunks are timed with wall-clock timers around each part:
+``--warmup`` chunks (the context the timed chunks attend to), ``--chunks`` chunks are timed with wall-clock
+timers around each part:
 
   front end     fbank of the new audio (Recognizer.Stream.accept_waveform)
   encoder       the chunked Conformer and the projector (SpeechLLM.stream_audio)
-  attention     every decoder layer's self-attention (q/k/v/o projections, rotary, SDPA, the KV update)
+  attention     every decoder layer's self-attention (q/k/v/o projections, rotary, SDPA)
+  KV cache      writing the new keys/values into the preallocated cache (speech_llm.kv_cache.BlockLayer.update)
   MLP           every decoder layer's MLP
   LM head       the final norm and the output projection (logits of the kept position)
   mask build    the additive mask columns and the block mask of each forward (masks.column_bias/block_mask)
   rest          everything else inside decode (embedding, greedy bookkeeping, Python)
 
 The table gives milliseconds per chunk and the share of the chunk's total. Timers are nested-aware: a part's
-time excludes the parts inside it (the KV update is counted in attention).
+time excludes the parts inside it (the KV cache write is taken out of attention).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def wrap_function(owner, attr: str, name: str) -> None:
 
 def instrument(rec) -> None:
     import speech_llm.group_lm as group_lm
+    import speech_llm.kv_cache as kv_cache
     import speech_llm.recognizer as recognizer
 
     lm = rec.model.glm.lm
@@ -91,6 +95,7 @@ def instrument(rec) -> None:
     wrap_module(lm.get_output_embeddings(), "LM head")
     wrap_function(group_lm, "column_bias", "mask build")
     wrap_function(group_lm, "block_mask", "mask build")
+    wrap_function(kv_cache.BlockLayer, "update", "KV cache")
     wrap_function(rec.model, "stream_audio", "encoder")
     wrap_function(recognizer.Stream, "accept_waveform", "front end")
 
@@ -104,7 +109,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--writes-per-chunk", type=int, default=1,
                     help="tokens each chunk writes (1: the <wait> of a quiet chunk, the common case)")
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=3, help="chunks decoded before the timed ones")
     ap.add_argument("--chunks", type=int, default=10)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,10 +132,11 @@ def main() -> None:
                     rec.decode(stream)
     total = sum(TIMES.values())
     print(f"# {args.model} LLM, {args.precision}, {torch.get_num_threads()} thread(s), {rec.chunk_s * 1e3:.0f} ms "
-          f"chunks, {args.writes_per_chunk} token(s) written per chunk, mean of {args.chunks} chunks")
+          f"chunks, {args.writes_per_chunk} token(s) written per chunk, mean of {args.chunks} chunks after "
+          f"{args.warmup} ({args.warmup * rec.chunk_s:.0f} s of stream)")
     print("| part | ms per chunk | share |")
     print("|---|---:|---:|")
-    order = ["front end", "encoder", "attention", "MLP", "LM head", "mask build", "rest"]
+    order = ["front end", "encoder", "attention", "KV cache", "MLP", "LM head", "mask build", "rest"]
     for name in order:
         ms = TIMES.get(name, 0.0) / args.chunks * 1e3
         print(f"| {name} | {ms:.2f} | {100 * TIMES.get(name, 0.0) / total:.1f} % |")
