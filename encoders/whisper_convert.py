@@ -490,3 +490,69 @@ def greedy_transcribe(model_dir: str | Path, waveforms: Sequence[torch.Tensor], 
     for i, text in zip(owner, window_texts):
         texts[i] = f"{texts[i]} {text}".strip()
     return texts
+
+
+def streamed_memory(encoder, feats: torch.Tensor, real_lens: torch.Tensor, chunk_frames: int, left_chunks: int = -1,
+                    pad_encoder=None) -> torch.Tensor:
+    """What Whisper's decoder reads when the encoder streams: (B, 1500, D) encoder output.
+
+    Args:
+        encoder: a :class:`~encoders.whisper.WhisperStreamingEncoder` (the one under test).
+        feats: (B, 3000, F) log-mel of each window zero-padded to 30 s (``compute_log_mel``).
+        real_lens: (B,) mel frames of the real audio in each window.
+        chunk_frames: encoder frames per chunk; <= 0 is Whisper's own setting (``encoder`` with full attention
+            over the padded window).
+        pad_encoder: the encoder whose full-attention output over the padded window gives the frames after
+            the audio (Whisper's decoder expects 1500 frames; default ``encoder``).
+
+    The frames of the real audio are the chunk-masked forward over the audio alone (equal to streaming it:
+    ``tests/encoders/test_whisper.py``); the rest are ``pad_encoder``'s frames of the padded window.
+    """
+    full_lens = torch.full((feats.size(0),), feats.size(1), dtype=torch.long)
+    if chunk_frames <= 0:
+        return encoder(feats, full_lens)[0]
+    memory = (pad_encoder or encoder)(feats, full_lens)[0].clone()
+    longest = int(real_lens.max())
+    out, lens = encoder(feats[:, :longest], real_lens, chunk_frames, left_chunks)
+    for b, n in enumerate(lens.tolist()):
+        memory[b, :n] = out[b, :n]
+    return memory
+
+
+def streamed_transcribe(model, processor, encoder, waveforms: Sequence[torch.Tensor], chunk_frames: int,
+                        left_chunks: int = -1, pad_encoder=None, batch_size: int = 8) -> list[str]:
+    """Whisper's greedy decoder reading :func:`streamed_memory` (the encoder under a chunk mask): how much of
+    what Whisper's decoder needs survives streaming. Windows over 30 s are cut as in :func:`greedy_transcribe`.
+
+    Args:
+        model, processor: a transformers Whisper model (its decoder is used) and its processor.
+        encoder, chunk_frames, left_chunks, pad_encoder: see :func:`streamed_memory`.
+        waveforms: (N,) float tensors at 16 kHz.
+    """
+    from transformers.modeling_outputs import BaseModelOutput
+
+    from encoders.whisper_frontend import compute_log_mel
+
+    windows, owner = [], []
+    for i, w in enumerate(waveforms):
+        pieces = split_at_quiet_points(w)
+        windows += pieces
+        owner += [i] * len(pieces)
+    kwargs = {"language": "en", "task": "transcribe"} if model.generation_config.is_multilingual else {}
+    window_s = 2 * encoder.max_positions * 160
+    texts_of_windows: list[str] = []
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start:start + batch_size]
+        feats = torch.stack([compute_log_mel(torch.cat([w.float(), w.new_zeros(window_s - w.numel()).float()]))
+                             for w in batch])
+        real = torch.tensor([w.numel() // 160 for w in batch], dtype=torch.long)
+        with torch.inference_mode():
+            memory = streamed_memory(encoder, feats, real, chunk_frames, left_chunks, pad_encoder)
+            with quiet_transformers():
+                ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=memory.to(model.dtype)),
+                                     do_sample=False, num_beams=1, return_timestamps=False, **kwargs)
+        texts_of_windows += [t.strip() for t in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    texts = [""] * len(waveforms)
+    for i, text in zip(owner, texts_of_windows):
+        texts[i] = f"{texts[i]} {text}".strip()
+    return texts

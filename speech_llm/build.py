@@ -428,6 +428,34 @@ def set_trainable(model: SpeechLLM, freeze_encoder: bool) -> None:
             p.requires_grad_(False)
 
 
+def base_embedding_weight(llm: nn.Module) -> torch.Tensor:
+    """The LLM's input embedding matrix (V, D) itself, under peft's wrappers (trainable-token rows are deltas
+    on top of it)."""
+    emb = llm.get_input_embeddings()
+    for attr in ("token_adapter", "base_layer"):
+        while hasattr(emb, attr):
+            emb = getattr(emb, attr)
+    return emb.weight
+
+
+def build_projector(cfg: ExperimentConfig, input_dim: int, llm: nn.Module, tokenizer) -> Projector:
+    """The projector of ``cfg.projector`` from ``input_dim`` encoder channels to ``llm``'s hidden size: the MLP,
+    or (``kind: vocab``) a :class:`~speech_llm.projector.VocabProjector` over ``llm``'s input embeddings, its
+    CTC classes ``projector.vocab_size`` placeholder ids (a checkpoint fills in the real ones) or, with 0,
+    every token but the added wait token."""
+    pc = cfg.projector
+    if pc.kind == "mlp":
+        return Projector(input_dim, llm.config.hidden_size, stack=pc.stack, hidden_dim=pc.hidden_dim)
+    from speech_llm.projector import VocabProjector
+
+    weight = base_embedding_weight(llm)
+    wait_id = tokenizer.convert_tokens_to_ids(cfg.llm.wait_token)
+    ids = torch.arange(pc.vocab_size) if pc.vocab_size else \
+        torch.tensor([i for i in range(weight.size(0)) if i != wait_id], dtype=torch.long)
+    return VocabProjector(input_dim, weight, stack=pc.stack, hidden_dim=pc.hidden_dim, vocab_ids=ids,
+                          temperature=pc.temperature)
+
+
 def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None, cmvn: nn.Module | None = None,
                      llm_path: str | Path | None = None, tokenizer=None, adapters: bool = True,
                      initialize_rows: bool = True) -> tuple[SpeechLLM, object]:
@@ -453,8 +481,7 @@ def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None,
         encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False)
     llm, tokenizer = build_llm_with_adapters(cfg, llm_path or cfg.llm.path_or_name, tokenizer, adapters=adapters,
                                              initialize_rows=initialize_rows, gguf=adapters)
-    projector = Projector(encoder.output_dim, llm.config.hidden_size, stack=cfg.projector.stack,
-                          hidden_dim=cfg.projector.hidden_dim)
+    projector = build_projector(cfg, encoder.output_dim, llm, tokenizer)
     model = SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),
                       left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=cmvn)
     set_trainable(model, cfg.train.llm.freeze_encoder)

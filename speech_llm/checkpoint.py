@@ -279,6 +279,28 @@ def encoder_checkpoint(ckpt: Checkpoint) -> Path:
     return path
 
 
+def pretrained_encoder(ckpt: Checkpoint):
+    """The pretrained encoder an ``llm`` checkpoint was trained on as it is (meta ``encoder_pretrained``:
+    e.g. a distilled Whisper dir), rebuilt from that dir and checked against its recorded weights digest."""
+    import dataclasses
+
+    from encoders.feature_cache import state_digest
+    from speech_llm.build import build_encoder_from_config
+
+    ref = ckpt.meta["encoder_pretrained"]
+    path = resolve_reference(ref, ckpt.path)
+    if path is None:
+        raise CheckpointError(f"{ckpt.path}: the pretrained encoder it was trained with is gone: "
+                              f"{ref.get('path')} (relative: {ref.get('relpath')})")
+    cfg = dataclasses.replace(ckpt.config.encoder, path_or_name=str(path))
+    encoder = build_encoder_from_config(cfg, dynamic_chunk=False)
+    digest = ref.get("sha256")
+    if digest and state_digest(encoder) != digest:
+        raise CheckpointError(f"{ckpt.path}: the encoder at {path} has changed since this model was trained "
+                              "(another weights digest); retrain the llm stage or restore it")
+    return encoder
+
+
 def base_llm_path(ckpt: Checkpoint) -> str:
     """Where the base LLM of an ``llm`` checkpoint loads from: a local dir, else the recorded hub name."""
     ref = ckpt.meta.get("base_llm")
@@ -320,6 +342,8 @@ def load_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "
     if any(k.startswith("encoder.") for k in state):
         encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False, pretrained=False)
         cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
+    elif "encoder_pretrained" in ckpt.meta:
+        encoder, cmvn = pretrained_encoder(ckpt), None
     else:
         ctc_model, _, ctc_cfg = load_ctc_model(encoder_checkpoint(ckpt), dynamic_chunk=False)
         check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(ckpt.meta["encoder_checkpoint"]["path"]))

@@ -111,10 +111,21 @@ class ProjectorConfig:
     stack: int = 4
     """Encoder frames stacked into one LLM input token (4 x 40 ms = 160 ms per token)."""
     hidden_dim: int = 256
+    kind: Literal["mlp", "vocab"] = "mlp"
+    """mlp: stacked frames -> Linear-GELU-Linear -> the LLM's input. vocab: the same MLP, then a softmax over
+    the LLM's token embeddings (CTC classes, blank a learned row) whose posterior-weighted mix is the LLM's
+    input (:class:`speech_llm.projector.VocabProjector`; pre-aligned by ``--stage proj``)."""
+    vocab_size: int = 0
+    """vocab: the number of CTC classes without blank (0 = the LLM's whole vocabulary); the llm stage sets it
+    from the ``proj`` checkpoint it starts from."""
+    temperature: float = 1.0
+    """vocab: softmax temperature of the mix."""
 
     def validate(self) -> None:
         _check(self.stack > 0, "stack", f"must be positive, got {self.stack}")
         _check(self.hidden_dim > 0, "hidden_dim", f"must be positive, got {self.hidden_dim}")
+        _check(self.vocab_size >= 0, "vocab_size", f"must be >= 0, got {self.vocab_size}")
+        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
 
 
 @dataclass
@@ -269,6 +280,12 @@ class LLMTrainConfig(SpeechTrainConfig):
     silence_share: float = 0.0
     """Share of training samples whose audio is replaced by silence or noise of the same length, with an
     empty transcript (so the model learns to write nothing when nobody speaks)."""
+    init_projector: Optional[str] = None
+    """A ``proj`` checkpoint (dir) to start the projector from (``projector.kind: vocab``)."""
+    cache_encoder_frames: bool = False
+    """With a frozen encoder: compute its streamed frames once per utterance and read them from the cache
+    (``data.cache_dir``) at every step, instead of running the encoder (one chunk size only: the chunk mix
+    and ``silence_share`` read audio)."""
 
     def validate(self) -> None:
         super().validate()
@@ -295,12 +312,57 @@ class MTTrainConfig(TrainConfig):
 
 
 @dataclass
+class DistillTrainConfig(SpeechTrainConfig):
+    """Stage ``distill``: a pretrained (Whisper) encoder taught to keep its full-attention output under chunk
+    attention masks (self-distillation; no transcripts needed)."""
+
+    chunk_ms_choices: list[int] = field(default_factory=lambda: [640])
+    """The student's chunk sizes (ms); each batch draws one. Validation uses ``streaming.chunk_ms``."""
+    lr: float = 2e-5
+
+    def validate(self) -> None:
+        super().validate()
+        _check(bool(self.chunk_ms_choices) and all(c > 0 for c in self.chunk_ms_choices), "chunk_ms_choices",
+               f"must be positive chunk sizes in ms, got {self.chunk_ms_choices}")
+
+
+@dataclass
+class ProjTrainConfig(SpeechTrainConfig):
+    """Stage ``proj``: the projector pre-aligned with CTC over the LLM's vocabulary (a :class:`VocabProjector`
+    on the frozen encoder's cached frames; no LLM forward)."""
+
+    lr: float = 1e-3
+    frame_dropout: float = 0.1
+    """Dropout on the cached encoder frames (they are the same every epoch: this and ``time_masks`` keep the
+    projector from memorising them)."""
+    time_masks: int = 2
+    """Spans of up to ``time_mask_frames`` encoder frames zeroed per utterance (SpecAugment on the frames)."""
+    time_mask_frames: int = 10
+    vocab_text: list[str] = field(default_factory=list)
+    """Kaldi text files (``key WORDS``) or plain text files (one sentence a line) whose tokens join the CTC
+    classes, besides those of the training transcripts (the full vocabulary costs a 49k-way softmax per
+    vector; tokens no text shows cannot be learned anyway). Empty = the training transcripts' tokens only."""
+    full_vocab: bool = False
+    """CTC over the LLM's whole vocabulary instead (slower; ``vocab_text`` is then ignored)."""
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        _check(0.0 <= self.frame_dropout < 1.0, "frame_dropout", f"must be in [0, 1), got {self.frame_dropout}")
+        _check(self.time_masks >= 0 and self.time_mask_frames >= 0, "time_masks",
+               "time_masks and time_mask_frames must be >= 0")
+        _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")
+
+
+@dataclass
 class TrainStages:
-    """One training section per stage: ``train.ctc``, ``train.llm``, ``train.mt``."""
+    """One training section per stage: ``train.ctc``, ``llm``, ``mt``, ``distill``, ``proj``."""
 
     ctc: CTCTrainConfig = field(default_factory=CTCTrainConfig)
     llm: LLMTrainConfig = field(default_factory=LLMTrainConfig)
     mt: MTTrainConfig = field(default_factory=MTTrainConfig)
+    distill: DistillTrainConfig = field(default_factory=DistillTrainConfig)
+    proj: ProjTrainConfig = field(default_factory=ProjTrainConfig)
 
     def of(self, stage: str) -> TrainConfig:
         """The section of stage ``ctc`` / ``llm`` / ``mt`` (``align`` uses ``ctc``'s)."""
@@ -317,6 +379,9 @@ class DataConfig:
     """Global CMVN statistics; None = no normalisation."""
     units_path: Optional[str] = None
     """CTC units: a character list, or a BPE tokenizer file when ctc.units is 'bpe'."""
+    cache_dir: Optional[str] = None
+    """Where the outputs of frozen modules are cached per utterance (:mod:`encoders.feature_cache`, keyed
+    by weights, settings and audio); None = ``<exp>/cache``."""
 
 
 @dataclass

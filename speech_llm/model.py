@@ -104,9 +104,14 @@ class SpeechLLM(nn.Module):
         return len(self.tokens.prompt_ids)
 
     def audio_embeds(self, feats: torch.Tensor, feat_lens: torch.Tensor,
-                     chunk_frames: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     chunk_frames: torch.Tensor | None = None,
+                     encoded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (B, T, F) -> audio tokens (B, N, D_llm) and their lengths (B,). The encoder runs with
-        the chunk mask of ``chunk_frames`` (B,) encoder frames per utterance (default: the model's chunk)."""
+        the chunk mask of ``chunk_frames`` (B,) encoder frames per utterance (default: the model's chunk).
+        ``encoded``: ``feats`` are the encoder's output already (B, T', D_enc) (a frozen encoder's cached
+        frames, computed with the model's chunk), so only the projector runs."""
+        if encoded:
+            return self.projector(feats, feat_lens)
         if self.cmvn is not None:
             feats = self.cmvn(feats)
         chunk = self.chunk_frames if chunk_frames is None else chunk_frames
@@ -200,17 +205,18 @@ class SpeechLLM(nn.Module):
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                 target_lens: torch.Tensor, source_visible: torch.Tensor,
-                chunk_frames: torch.Tensor | None = None) -> SpeechLLMOutput:
+                chunk_frames: torch.Tensor | None = None, encoded: bool = False) -> SpeechLLMOutput:
         """Teacher-forced loss.
 
         Args:
-            feats: (B, T, F) fbank features, feat_lens: (B,).
+            feats: (B, T, F) features (fbank or Whisper log-mel), feat_lens: (B,); with ``encoded`` the
+                encoder's cached output (B, T', D_enc) and its lengths.
             input_ids, labels, source_visible: (B, U) target rows (see :class:`speech_llm.targets.Target`),
                 right-padded; target_lens: (B,).
             chunk_frames: (B,) encoder frames per chunk of each utterance (the chunk its target was built
                 for); default the model's chunk for all.
         """
-        audio, audio_lens = self.audio_embeds(feats, feat_lens, chunk_frames)
+        audio, audio_lens = self.audio_embeds(feats, feat_lens, chunk_frames, encoded)
         src, src_lens = self.source_batch(audio, audio_lens)
         logits = self.glm(src, src_lens, input_ids, target_lens, source_visible).logits
         valid = lengths_to_valid(target_lens, labels.size(1))

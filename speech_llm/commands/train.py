@@ -5,12 +5,17 @@ Usage:
     speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage align [--manifest M] [--out O]
     speech-llm train --config conf/mini.yaml --exp-dir exp/mini --stage llm train.llm.lr=1e-4 train.llm.max_steps=2000
     speech-llm train --exp-dir exp/mt --stage mt llm.path_or_name=exp/tiny_llm data.train_manifest=M llm.lora_rank=0
+    speech-llm train --config conf/asr_cpu.yaml --exp-dir exp/asr --stage distill   # Whisper encoder -> streaming
     accelerate launch -m speech_llm train --config ... --stage llm        # several GPUs
 
 Stages (DESIGN.md §2):
     ctc    chunked streaming encoder + CTC head       -> EXP/ctc/{best,last}
     align  CTC forced alignment -> "words" with start/end times in the manifests (in place)
     llm    projector + LoRA + <wait> token rows on the frozen encoder -> EXP/llm/{best,last}
+    distill  a Whisper encoder fine-tuned to keep its full-attention output under chunk masks (no transcripts
+           needed; the teacher's frames cached once)       -> EXP/distill/{best,last} (+ whisper/ in each)
+    proj   the projector pre-aligned with CTC over the LLM's vocabulary through its frozen embedding matrix, on
+           the frozen encoder's cached frames (no LLM forward)  -> EXP/proj/{best,last}
     mt     word-level wait-k text translation (LoRA, or the whole LLM with llm.lora_rank=0) on the
            manifests' text -> translation[llm.target_lang] pairs     -> EXP/mt/{best,last}
 
@@ -29,9 +34,10 @@ from pathlib import Path
 from speech_common.errors import UserError
 
 NAME = "train"
-HELP = "train a stage: ctc (encoder), align (word times), llm (projector + LoRA), mt (text translation)"
+HELP = ("train a stage: ctc (encoder), align (word times), llm (projector + LoRA), mt (text translation), "
+        "distill (a streaming Whisper encoder), proj (CTC pre-alignment of the projector)")
 ORDER = 20
-STAGES = ("ctc", "align", "llm", "mt")
+STAGES = ("ctc", "align", "llm", "mt", "distill", "proj")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
         from speech_llm.train.ctc import run_ctc_stage
 
         run_ctc_stage(cfg, exp, resume=not args.restart, cpu=args.cpu, progress_bar=progress)
+    elif args.stage == "distill":
+        from speech_llm.train.distill import run_distill_stage
+
+        run_distill_stage(cfg, exp, resume=not args.restart, cpu=args.cpu, progress_bar=progress)
+    elif args.stage == "proj":
+        from speech_llm.train.proj import run_proj_stage
+
+        run_proj_stage(cfg, exp, resume=not args.restart, cpu=args.cpu, progress_bar=progress)
     elif args.stage == "mt":
         from speech_llm.mt.train import run_mt_stage
 

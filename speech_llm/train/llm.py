@@ -37,8 +37,9 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from encoders.feature_cache import state_digest
 from speech_common.errors import UserError
-from speech_llm.build import build_speech_llm, check_same_encoder
+from speech_llm.build import build_encoder_from_config, build_speech_llm, check_same_encoder
 from speech_llm.checkpoint import (
     LAST,
     MODEL,
@@ -137,6 +138,13 @@ def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool],
     return out
 
 
+def uses_pretrained_encoder(cfg: ExperimentConfig, ctc_checkpoint: str | Path | None) -> bool:
+    """True when the llm stage takes a pretrained encoder as it is (``encoder.name: whisper``, frozen, e.g. the
+    ``distill`` stage's Whisper dir) because no CTC checkpoint exists at ``ctc_checkpoint``."""
+    return cfg.encoder.name == "whisper" and cfg.train.llm.freeze_encoder and \
+        (ctc_checkpoint is None or not Path(ctc_checkpoint).exists())
+
+
 def is_batch_mode_key(key: str, share: float) -> bool:
     """Fixed per-utterance choice for validation: batch mode for about ``share`` of the keys."""
     return zlib.crc32(key.encode("utf-8")) % 10000 < share * 10000
@@ -153,21 +161,38 @@ class LLMStage(Stage):
 
     name = "llm"
 
-    def __init__(self, cfg: ExperimentConfig, ctc_checkpoint: str | Path, resume_from: Path | None = None):
+    def __init__(self, cfg: ExperimentConfig, ctc_checkpoint: str | Path | None, resume_from: Path | None = None,
+                 exp_dir: str | Path | None = None):
         if cfg.llm.task not in ("asr", "st"):
             raise UserError(f"llm.task={cfg.llm.task}: the llm stage trains speech recognition (asr) or speech "
                             "translation (st); text translation is `speech-llm train --stage mt`")
         self.cfg = cfg
-        self.ctc_path = find_checkpoint(ctc_checkpoint, "ctc")
-        self.ctc_digest = file_digest(self.ctc_path / MODEL)
+        tc = cfg.train.llm
+        self.ctc_path = None if uses_pretrained_encoder(cfg, ctc_checkpoint) else find_checkpoint(ctc_checkpoint, "ctc")
+        if self.ctc_path is None:   # a pretrained (e.g. distilled Whisper) encoder, frozen, from encoder.path_or_name
+            encoder, cmvn = build_encoder_from_config(cfg.encoder, dynamic_chunk=False), None
+            self.encoder_digest = state_digest(encoder)
+        else:
+            ctc_model, _, ctc_cfg = load_ctc_model(self.ctc_path, dynamic_chunk=False)
+            check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(self.ctc_path))
+            encoder, cmvn = ctc_model.encoder, ctc_model.cmvn
+            self.encoder_digest = file_digest(self.ctc_path / MODEL)
         if resume_from is not None and is_checkpoint(resume_from):
-            ref = read_checkpoint(resume_from).meta.get("encoder_checkpoint") or {}
-            if cfg.train.llm.freeze_encoder and ref.get("sha256") not in (None, self.ctc_digest):
-                raise UserError(f"cannot resume {resume_from}: the encoder checkpoint {self.ctc_path} "
-                                "changed since that run started (restart the llm stage)")
-        ctc_model, _, ctc_cfg = load_ctc_model(self.ctc_path, dynamic_chunk=False)
-        check_same_encoder(cfg.encoder, ctc_cfg.encoder, str(self.ctc_path))
-        self.model, self.tokenizer = build_speech_llm(cfg, encoder=ctc_model.encoder, cmvn=ctc_model.cmvn)
+            meta = read_checkpoint(resume_from).meta
+            ref = meta.get("encoder_checkpoint") or meta.get("encoder_pretrained") or {}
+            if tc.freeze_encoder and ref.get("sha256") not in (None, self.encoder_digest):
+                where = self.ctc_path or cfg.encoder.path_or_name
+                raise UserError(f"cannot resume {resume_from}: the encoder ({where}) changed since that run started "
+                                "(restart the llm stage)")
+        projector_state = None
+        if tc.init_projector:
+            ckpt = read_checkpoint(find_checkpoint(tc.init_projector, "proj"))
+            projector_state = ckpt.state()
+            if cfg.projector.kind == "vocab":
+                cfg.projector.vocab_size = int(projector_state["vocab_ids"].numel())
+        self.model, self.tokenizer = build_speech_llm(cfg, encoder=encoder, cmvn=cmvn)
+        if projector_state is not None:
+            self.model.projector.load_state_dict(projector_state)
         share = cfg.streaming.batch_mode_share
         self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
         self.words: dict[int, list[tuple[list[list[int]], list[float] | None]]] = {}
@@ -176,6 +201,48 @@ class LLMStage(Stage):
                 self.words[id(ds)] = [(word_token_ids(self.tokenizer, w), ends)
                                       for w, ends in target_words_of(ds.records, cfg.llm, share < 1.0,
                                                                      ds.source)]
+        self.words_by_base = dict(self.words)
+        self.cached = tc.cache_encoder_frames
+        if self.cached:
+            self._use_cached_frames(exp_dir)
+
+    def _use_cached_frames(self, exp_dir: str | Path | None) -> None:
+        """Swap the datasets for the frozen encoder's cached streamed frames (filled here when missing)."""
+        from speech_llm.train.proj import CachedFrames, encoder_cache, fill_encoder_cache
+
+        cfg = self.cfg
+        if not cfg.train.llm.freeze_encoder or cfg.streaming.chunk_ms_choices or cfg.train.llm.silence_share > 0:
+            raise UserError("train.llm.cache_encoder_frames needs a frozen encoder (train.llm.freeze_encoder), one "
+                            "chunk size (streaming.chunk_ms_choices: []) and train.llm.silence_share: 0")
+        enc = self.model.encoder.eval()
+        self.cache = encoder_cache(cfg, enc, exp_dir or ".", self.model.chunk_frames)
+        records = self.train_set.records + (self.valid_set.records if self.valid_set is not None else [])
+        compute = self.train_set.compute
+        if self.model.cmvn is not None:
+            cmvn = self.model.cmvn
+            compute = (lambda f: lambda x: cmvn(f(x)))(compute)
+        fill_encoder_cache(self.cache, enc, compute, records, self.model.chunk_frames, cfg.encoder.left_chunks)
+        base = {id(self.train_set): None}
+        self.train_set, old_train = CachedFrames(self.train_set, self.cache), self.train_set
+        base[id(self.train_set)] = id(old_train)
+        if self.valid_set is not None:
+            self.valid_set, old_valid = CachedFrames(self.valid_set, self.cache), self.valid_set
+            base[id(self.valid_set)] = id(old_valid)
+        self.words = {id(ds): self.words_by_base[base[id(ds)]] for ds in (self.train_set, self.valid_set)
+                      if ds is not None}
+
+    def collate(self, items: list) -> dict:
+        if not self.cached:
+            return super().collate(items)
+        from speech_llm.train.proj import collate_frames
+
+        batch = collate_frames(items)
+        return {**batch, "feats": batch.pop("frames"), "feat_lens": batch.pop("frame_lens")}
+
+    def batch_audio_s(self, batch: dict) -> float:
+        if not self.cached:
+            return super().batch_audio_s(batch)
+        return float(batch["feat_lens"].sum()) * self.model.encoder.frame_shift_s
 
     # ------------------------------------------------------------------ targets
     def target(self, word_ids: list[list[int]], word_ends: list[float] | None, num_audio_tokens: int,
@@ -219,7 +286,8 @@ class LLMStage(Stage):
         ``target_lens`` (B,) and, with ``drawn`` (per-sample chunk sizes and shifts), ``chunk_frames`` (B,)
         for the encoder's chunk mask. Rows marked ``silent`` get an empty transcript (see :func:`silence_like`)."""
         m = self.model
-        num_tokens = m.projector.output_lengths(m.encoder.output_lengths(batch["feat_lens"])).tolist()
+        frames = batch["feat_lens"] if self.cached else m.encoder.output_lengths(batch["feat_lens"])
+        num_tokens = m.projector.output_lengths(frames).tolist()
         silent = silent or [False] * len(num_tokens)
         chunks, delays = drawn or ([None] * len(num_tokens), [None] * len(num_tokens))
         rows = [self.target(*(([], []) if quiet else self.words[id(dataset)][int(i)]), n, bm, c, d)
@@ -248,7 +316,7 @@ class LLMStage(Stage):
               silent: list[bool] | None = None, drawn: tuple[list[int], list[int]] | None = None):
         t = self.targets(batch, dataset, batch_mode, silent, drawn)
         return model(batch["feats"], batch["feat_lens"], t["input_ids"], t["labels"], t["target_lens"],
-                     t["source_visible"], t.get("chunk_frames"))
+                     t["source_visible"], t.get("chunk_frames"), encoded=self.cached)
 
     def train_loss(self, model, batch: dict) -> torch.Tensor:
         share = self.cfg.streaming.batch_mode_share
@@ -269,10 +337,14 @@ class LLMStage(Stage):
 
     def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:
         frozen = self.cfg.train.llm.freeze_encoder
-        state = trained_state(self.model, prefixes=("cmvn.",) if frozen else ("cmvn.", "encoder."))
-        meta = {"base_llm": llm_reference(self.cfg.llm.path_or_name, out_dir),
-                "encoder_checkpoint": {**path_reference(self.ctc_path, out_dir), "sha256": self.ctc_digest},
-                "encoder_in_checkpoint": not frozen}
+        state = trained_state(self.model, prefixes=("cmvn.", "projector.") if frozen
+                              else ("cmvn.", "encoder.", "projector."))
+        meta = {"base_llm": llm_reference(self.cfg.llm.path_or_name, out_dir), "encoder_in_checkpoint": not frozen}
+        if self.ctc_path is None:
+            meta["encoder_pretrained"] = {**path_reference(self.cfg.encoder.path_or_name, out_dir),
+                                          "sha256": self.encoder_digest}
+        else:
+            meta["encoder_checkpoint"] = {**path_reference(self.ctc_path, out_dir), "sha256": self.encoder_digest}
         return state, meta, {TOKENIZER_DIR: self.tokenizer.save_pretrained}
 
 
@@ -283,5 +355,5 @@ def run_llm_stage(cfg: ExperimentConfig, exp_dir: str | Path, encoder_checkpoint
     ``<exp_dir>/ctc``); resumes from ``llm/last`` when ``resume``."""
     stage_dir = Path(exp_dir) / "llm"
     return run_training(lambda: LLMStage(cfg, encoder_checkpoint or Path(exp_dir) / "ctc",
-                                         resume_from=stage_dir / LAST),
+                                         resume_from=stage_dir / LAST, exp_dir=exp_dir),
                         cfg, stage_dir, resume, cpu, stop_after, progress_bar)

@@ -18,20 +18,6 @@ from speech_llm.train.llm import run_llm_stage
 from speech_llm.train.toy import make_toy_experiment
 
 
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=4,
-                           encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
-                           max_source_positions=1500, max_target_positions=16, pad_token_id=0, bos_token_id=1,
-                           eos_token_id=1, decoder_start_token_id=2, begin_suppress_tokens=None)
-    path = tmp_path_factory.mktemp("tiny_whisper")
-    WhisperForConditionalGeneration(config).save_pretrained(path)
-    return path
-
-
 def whisper_cfg(toy_root, whisper_dir, *overrides):
     """The toy experiment on the Whisper encoder: 20 ms frames, 4 stacked per 80 ms LLM token, 160 ms chunks
     (8 encoder frames), no CMVN (Whisper's log-mel is normalised already)."""
