@@ -208,6 +208,9 @@ class StreamingConfig:
     model learns to wait L chunks more; not to be confused with ``decode.read_ahead_chunks``)."""
     batch_mode_share: float = 0.3
     """Share of training samples in batch mode (no waits, full visibility)."""
+    untimed_as_batch: bool = False
+    """Utterances without word times (``words`` in the manifest) train in batch mode only, instead of being an
+    error (a synthesizer gives times for most sentences; the llm stage needs them for streaming targets)."""
 
     def validate(self) -> None:
         _check(self.chunk_ms > 0, "chunk_ms", f"must be positive, got {self.chunk_ms}")

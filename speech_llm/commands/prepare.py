@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sy.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_sentences(sub)
     _add_asterisk(sub)
+    _add_text(sub)
     _add_longform(sub)
 
 
@@ -93,6 +94,16 @@ def _add_sentences(sub) -> None:
     se.add_argument("--num-workers", type=int, default=2, help="synthesis processes (default 2)")
     se.add_argument("--data-out", type=Path, default=None, help="also prepare data dirs + manifests here")
     se.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_text(sub) -> None:
+    tx = sub.add_parser("text", help="WordNet's example sentences as plain text (e.g. train.proj.vocab_text)",
+                        description="Write every usable WordNet example sentence (Debian wordnet-base), normalised "
+                                    "the LibriSpeech way, one per line, minus the sentences of --exclude-text (the "
+                                    "test sets'): the text whose LLM tokens the proj stage's CTC classes cover.")
+    tx.add_argument("--out", type=Path, required=True, help="text file to write")
+    tx.add_argument("--exclude-text", type=Path, action="append", default=[], metavar="TEXT",
+                    help="Kaldi text file whose sentences to leave out (repeatable)")
 
 
 def _add_asterisk(sub) -> None:
@@ -147,6 +158,19 @@ def run(args: argparse.Namespace) -> int:
         print(build_longform(args.data, args.out, args.minutes, seed=args.seed, pause_s=args.pause,
                              pause_noise=args.pause_noise, num_files=args.num_files,
                              progress=not args.no_progress).summary())
+        return 0
+    elif args.corpus == "text":
+        from data_prep.fileutil import atomic_write_text
+        from data_prep.kaldi_dir import read_text_file
+        from data_prep.normalize import normalize_text
+        from data_prep.text_corpus import available_sentences
+
+        exclude = {normalize_text(t) for path in args.exclude_text
+                   for t in read_text_file(path, allow_empty=False).values()}
+        lines = [s.text for s in available_sentences() if s.text not in exclude]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, "".join(line + "\n" for line in lines))
+        print(f"{len(lines)} sentences -> {args.out}")
         return 0
     elif args.corpus == "asterisk":
         from data_prep.asterisk import prepare_asterisk

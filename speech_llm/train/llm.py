@@ -196,11 +196,11 @@ class LLMStage(Stage):
         share = cfg.streaming.batch_mode_share
         self.train_set, self.valid_set, self.dropped = load_datasets(cfg)
         self.words: dict[int, list[tuple[list[list[int]], list[float] | None]]] = {}
+        need_times = share < 1.0 and not cfg.streaming.untimed_as_batch
         for ds in (self.train_set, self.valid_set):
             if ds is not None:
                 self.words[id(ds)] = [(word_token_ids(self.tokenizer, w), ends)
-                                      for w, ends in target_words_of(ds.records, cfg.llm, share < 1.0,
-                                                                     ds.source)]
+                                      for w, ends in target_words_of(ds.records, cfg.llm, need_times, ds.source)]
         self.words_by_base = dict(self.words)
         self.cached = tc.cache_encoder_frames
         if self.cached:
