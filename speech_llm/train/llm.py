@@ -138,6 +138,40 @@ def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool],
     return out
 
 
+SILENCE_POOL = 24
+"""Clips of silence or noise whose encoder frames a cached llm stage draws its silent samples from."""
+
+
+def silence_frames(encoder, compute, chunk_frames: int, left_chunks: int, n: int = SILENCE_POOL,
+                   seconds: float = 12.0) -> list[torch.Tensor]:
+    """Encoder frames (T', D) of ``n`` clips of ``seconds`` of digital silence or white noise at a log-uniform
+    level between -80 and -30 dBFS (:func:`silence_like`'s draw), for a stage that reads cached frames: its
+    silent samples take (a crop of) one of them. Drawn from the global torch RNG."""
+    from encoders.constants import SAMPLE_RATE
+
+    out = []
+    with torch.inference_mode():
+        for _ in range(n):
+            level = 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
+            feats = compute(torch.randn(int(seconds * SAMPLE_RATE)) * level)
+            frames, _ = encoder(feats[None], torch.tensor([feats.size(0)]), chunk_frames, left_chunks)
+            out.append(frames[0])
+    return out
+
+
+def with_silence_frames(frames: torch.Tensor, lens: torch.Tensor, rows: list[bool],
+                        pool: list[torch.Tensor]) -> torch.Tensor:
+    """``frames`` (B, T', D) with the real frames of the marked rows replaced by the start of a pool clip (drawn
+    from the global torch RNG; repeated when the row is longer than the clip)."""
+    out = frames.clone()
+    for b, quiet in enumerate(rows):
+        if quiet:
+            n, clip = int(lens[b]), pool[int(torch.randint(len(pool), ()))]
+            reps = -(-n // clip.size(0))
+            out[b, :n] = clip.repeat(reps, 1)[:n].to(out.dtype)
+    return out
+
+
 def uses_pretrained_encoder(cfg: ExperimentConfig, ctc_checkpoint: str | Path | None) -> bool:
     """True when the llm stage takes a pretrained encoder as it is (``encoder.name: whisper``, frozen, e.g. the
     ``distill`` stage's Whisper dir) because no CTC checkpoint exists at ``ctc_checkpoint``."""
@@ -211,9 +245,9 @@ class LLMStage(Stage):
         from speech_llm.train.proj import CachedFrames, encoder_cache, fill_encoder_cache
 
         cfg = self.cfg
-        if not cfg.train.llm.freeze_encoder or cfg.streaming.chunk_ms_choices or cfg.train.llm.silence_share > 0:
-            raise UserError("train.llm.cache_encoder_frames needs a frozen encoder (train.llm.freeze_encoder), one "
-                            "chunk size (streaming.chunk_ms_choices: []) and train.llm.silence_share: 0")
+        if not cfg.train.llm.freeze_encoder or cfg.streaming.chunk_ms_choices:
+            raise UserError("train.llm.cache_encoder_frames needs a frozen encoder (train.llm.freeze_encoder) and one "
+                            "chunk size (streaming.chunk_ms_choices: [])")
         enc = self.model.encoder.eval()
         self.cache = encoder_cache(cfg, enc, exp_dir or ".", self.model.chunk_frames)
         records = self.train_set.records + (self.valid_set.records if self.valid_set is not None else [])
@@ -222,6 +256,8 @@ class LLMStage(Stage):
             cmvn = self.model.cmvn
             compute = (lambda f: lambda x: cmvn(f(x)))(compute)
         fill_encoder_cache(self.cache, enc, compute, records, self.model.chunk_frames, cfg.encoder.left_chunks)
+        if cfg.train.llm.silence_share > 0:
+            self.silence_pool = silence_frames(enc, compute, self.model.chunk_frames, cfg.encoder.left_chunks)
         base = {id(self.train_set): None}
         self.train_set, old_train = CachedFrames(self.train_set, self.cache), self.train_set
         base[id(self.train_set)] = id(old_train)
@@ -324,7 +360,10 @@ class LLMStage(Stage):
         silent = None
         if self.cfg.train.llm.silence_share > 0:
             silent = (torch.rand(len(batch["keys"])) < self.cfg.train.llm.silence_share).tolist()
-            if any(silent):
+            if any(silent) and self.cached:
+                batch = {**batch, "feats": with_silence_frames(batch["feats"], batch["feat_lens"], silent,
+                                                               self.silence_pool)}
+            elif any(silent):
                 batch = {**batch, "feats": silence_like(batch["feats"], batch["feat_lens"], silent,
                                                         self.train_set.compute)}
         return self._loss(model, batch, self.train_set, batch_mode, silent, self.draw(len(batch["keys"]))).loss

@@ -94,7 +94,7 @@ def asr_runs(toy_root, whisper_dir, tmp_path_factory):
     proj = run_proj_stage(cfg2, exp, resume=False, cpu=True, progress_bar=False)
     cfg3 = asr_cfg(toy_root, whisper_dir, f"encoder.path_or_name={student}", "projector.kind=vocab",
                    f"train.llm.init_projector={exp / 'proj' / 'last'}", "train.llm.cache_encoder_frames=true",
-                   "streaming.chunk_ms_choices=[]", "train.llm.silence_share=0")
+                   "streaming.chunk_ms_choices=[]", "train.llm.silence_share=0.3")
     llm = run_llm_stage(cfg3, exp, resume=False, cpu=True, progress_bar=False)
     return exp, cfg3, distill, proj, llm
 
@@ -179,3 +179,14 @@ def test_cached_frames_equal_the_encoder_the_llm_stage_runs(asr_runs):
                                      cfg.encoder.left_chunks)
     assert out.shape[1:] == item["frames"].shape
     assert torch.allclose(out[0], item["frames"], atol=1e-2 * float(out.abs().max()))   # float16 storage
+
+
+def test_silent_rows_of_a_cached_batch_take_frames_of_silence():
+    from speech_llm.train.llm import with_silence_frames
+
+    frames = torch.ones(3, 10, 4)
+    pool = [torch.full((4, 4), -1.0), torch.full((4, 4), -2.0)]
+    out = with_silence_frames(frames, torch.tensor([10, 6, 10]), [False, True, False], pool)
+    assert torch.equal(out[0], frames[0]) and torch.equal(out[2], frames[2])
+    assert set(out[1, :6, 0].tolist()) <= {-1.0, -2.0} and len(set(out[1, :6, 0].tolist())) == 1   # one clip, repeated
+    assert torch.equal(out[1, 6:], frames[1, 6:])                                                  # padding untouched
