@@ -40,7 +40,7 @@ def chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
 class AudioState:
     """One stream's streaming state on the audio side (:meth:`SpeechLLM.stream_audio`).
 
-    feats: (T, F) fbank frames (CMVN applied) not yet given to the encoder.
+    feats: (T, F) feature frames (fbank or Whisper log-mel; CMVN applied) not yet given to the encoder.
     enc: the encoder's streaming states (``init_states`` of one stream; plain tensors).
     proj: (1, k, D_enc) the projector's carry-over of encoder frames not yet stacked.
     """
@@ -134,12 +134,12 @@ class SpeechLLM(nn.Module):
         """CMVN -> encoder -> projector for several streams at once; returns each stream's new audio tokens
         ``(n_b, D_llm)``.
 
-        ``feats[b]`` (T_b, F) are stream b's new fbank frames; ``final[b]`` says its input has ended (the
-        last partial chunk is encoded too and the state is spent). Every whole chunk is encoded once, and
-        the streams that have one go through the encoder together: the encoder says how many features its
-        next chunk needs (``features_needed``), streams needing the same number stack their states
-        (``stack_states``) and take one ``streaming_forward``. The rest of each stream's features waits in
-        ``AudioState.feats`` for the next call, so the output does not depend on how the features were cut.
+        ``feats[b]`` (T_b, F) are stream b's new feature frames (fbank or Whisper log-mel); ``final[b]`` says
+        its input has ended (the last partial chunk is encoded too and the state is spent). Every whole chunk is
+        encoded once, and the streams that have one go through the encoder together: the encoder says how many
+        features its next chunk needs (``features_needed``), streams needing the same number stack their
+        states (``stack_states``) and take one ``streaming_forward``. The rest of each stream's features waits
+        in ``AudioState.feats`` for the next call, so the output does not depend on how the features were cut.
         """
         for st, f in zip(states, feats):
             if f.numel():

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -192,6 +193,9 @@ class Stream:
     """One input's decoding state (a file, a microphone, a client connection). Create with
     :meth:`Recognizer.create_stream`."""
 
+    trace_max_tokens = 4096
+    """How many generated tokens :attr:`trace` keeps (the newest; minutes of speech)."""
+
     def __init__(self, rec: Recognizer):
         self.rec = rec
         ep = rec.config.endpoint
@@ -206,8 +210,9 @@ class Stream:
         self.open: list[_Segment] = []
         """Segments not finalised yet, in order (the last one may still be receiving audio)."""
         self.tokens_read = 0
-        self.trace: list[tuple[int, int]] = []
-        """Every generated token, <wait>/eos included, with the source tokens its row saw when it was chosen."""
+        self.trace: deque[tuple[int, int]] = deque(maxlen=self.trace_max_tokens)
+        """The last :attr:`trace_max_tokens` generated tokens, <wait>/eos included, each with the source tokens
+        its row saw when it was chosen (bounded: a stream may run for days)."""
 
     @property
     def finished(self) -> bool:
@@ -225,7 +230,10 @@ class Stream:
         return self.open[-1].session if self.open else None
 
     def accept_waveform(self, sample_rate: int, samples) -> None:
-        """Append audio: ``samples`` (N,) or (N, C), float in [-1, 1] or integer PCM, at ``sample_rate``."""
+        """Append audio: ``samples`` (N,) or (N, C), float in [-1, 1] or integer PCM, at ``sample_rate``.
+
+        Integer PCM is scaled by its full scale: signed ``x / 2**(bits-1)``; unsigned is offset binary as in
+        8-bit WAV (``(x - 2**(bits-1)) / 2**(bits-1)``: uint8 128 is silence)."""
         if self.input_done:
             raise RuntimeError("accept_waveform() after input_finished()")
         x = _to_mono_float(samples)
@@ -485,7 +493,7 @@ class Recognizer:
     def _record(self, seg: _Segment, tokens: list[int], pending: torch.Tensor, stopped: bool, visible: int,
                 final: bool) -> None:
         tk = self.model.tokens
-        seg.stream.trace += [(t, visible) for t in tokens]
+        seg.stream.trace.extend((t, visible) for t in tokens)
         read_s = seg.duration_s if final else min(seg.tokens_read * self.token_s, seg.duration_s)
         audio_s, wall = seg.start_s + read_s, seg.stream.wall_s()
         for t in tokens:
@@ -533,7 +541,11 @@ def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConf
 def _to_mono_float(samples) -> torch.Tensor:
     x = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
     if x.dtype.kind in "iu":
-        x = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
+        full_scale = float(2 ** (8 * x.dtype.itemsize - 1))
+        if x.dtype.kind == "u":     # offset binary (8-bit WAV): full_scale is zero, 0 is -1
+            x = (x.astype(np.float64) - full_scale) / full_scale
+        else:
+            x = x.astype(np.float64) / full_scale
     x = x.astype(np.float32)
     if x.ndim == 2:
         x = x.mean(axis=1)

@@ -27,7 +27,7 @@
 # Options that take paths (--work-dir, --download-dir, --corpus-dir, --config, a local --llm) are taken
 # relative to the current dir; a --config that is not found there is looked up in the repository root.
 # --llm: empty = the config's llm.path_or_name (Qwen/Qwen2.5-0.5B-Instruct in the default config); a hub
-# name is downloaded into the Hugging Face cache in stage 0. --ngpu: 0 = CPU, 1 = one GPU, N > 1 =
+# name is downloaded into the Hugging Face cache in stage 2. --ngpu: 0 = CPU, 1 = one GPU, N > 1 =
 # `accelerate launch --multi_gpu --num_processes N` for the training stages (decoding runs --decode-jobs
 # processes side by side, one per GPU). Per-GPU batch sizes are train.<stage>.max_frames_per_batch in the
 # config, which holds every stage's hyperparameters (train.ctc, train.llm).

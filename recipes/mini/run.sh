@@ -2,7 +2,7 @@
 # recipes/mini: the whole toolkit end to end on CPU, on synthetic speech (espeak-ng + flite), no download.
 #
 # Usage:
-#   bash recipes/mini/run.sh                          # everything, about 20 min on 2 CPU cores
+#   bash recipes/mini/run.sh                          # everything, about 2 h on 2 CPU cores (RESULTS.md)
 #   bash recipes/mini/run.sh --stage 6 --stop-stage 7 # only decode + score again
 #   bash recipes/mini/run.sh --help                   # all options with their current values
 #

@@ -4,8 +4,8 @@ that advances every session together (:mod:`speech_llm.server.decode_loop`).
 
 Modules: :mod:`~speech_llm.server.protocol` (messages, checks), :mod:`~speech_llm.server.options`
 (per-session decode options), :mod:`~speech_llm.server.decode_loop` (continuous batching),
-:mod:`~speech_llm.server.session` (one connection), :mod:`~speech_llm.server.http` (the page, /healthz,
-503), :mod:`~speech_llm.server.app` (the server), :mod:`~speech_llm.server.client` (the client library),
+:mod:`~speech_llm.server.session` (one connection), :mod:`~speech_llm.server.static_http` (the page,
+/healthz, 503), :mod:`~speech_llm.server.app` (the server), :mod:`~speech_llm.server.client` (the client library),
 ``static/`` (the page: index.html, app.js, capture-worklet.js).
 
 Protocol, version 1

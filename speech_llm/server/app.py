@@ -29,7 +29,7 @@ from websockets.asyncio.server import serve
 from websockets.protocol import State
 
 from speech_llm.recognizer import Recognizer
-from speech_llm.server import http
+from speech_llm.server import static_http
 from speech_llm.server.decode_loop import DecodeLoop
 from speech_llm.server.options import RecognizerPool
 from speech_llm.server.protocol import PROTOCOL_VERSION, ProtocolError
@@ -68,7 +68,7 @@ class RecognitionServer:
         self.pool = RecognizerPool(rec, self.config.max_option_sets)
         self.decoder = DecodeLoop(self.config.max_batch_size, self.config.max_wait_ms / 1000,
                                   self.config.step_audio_s)
-        self.static = http.load_static()
+        self.static = static_http.load_static()
         self.sessions: set[Session] = set()
         self._admitted: set = set()        # handshakes let through, their session not started yet
         self._ids = itertools.count(1)
@@ -95,7 +95,7 @@ class RecognitionServer:
     async def stop(self) -> None:
         """Tell every session, close them (1001), stop listening and end the decode thread."""
         for s in list(self.sessions):
-            s._queue_error(ProtocolError("shutting_down", "the server is shutting down"))
+            s.send_error(ProtocolError("shutting_down", "the server is shutting down"))
         if self._ws_server is not None:
             self._ws_server.close(close_connections=False)
             try:
@@ -112,21 +112,21 @@ class RecognitionServer:
 
     # ------------------------------------------------------------------ HTTP
     def _process_request(self, connection, request):
-        path = http.request_path(request)
-        if not http.is_websocket_upgrade(request):
+        path = static_http.request_path(request)
+        if not static_http.is_websocket_upgrade(request):
             if path == "/healthz":
-                return http.json_response(HTTPStatus.OK, self.health())
+                return static_http.json_response(HTTPStatus.OK, self.health())
             if path in self.static:
                 body, content_type = self.static[path]
-                return http.response(HTTPStatus.OK, body, content_type)
-            return http.text_response(HTTPStatus.NOT_FOUND, f"not found: {path}")
+                return static_http.response(HTTPStatus.OK, body, content_type)
+            return static_http.text_response(HTTPStatus.NOT_FOUND, f"not found: {path}")
         if path != WS_PATH:
-            return http.text_response(HTTPStatus.NOT_FOUND, f"the WebSocket endpoint is {WS_PATH}")
+            return static_http.text_response(HTTPStatus.NOT_FOUND, f"the WebSocket endpoint is {WS_PATH}")
         self._admitted = {c for c in self._admitted if c.state is not State.CLOSED}
         if len(self.sessions) + len(self._admitted) >= self.config.max_active:
             log.warning("refused a connection from %s: %d sessions active (the limit)",
                         connection.remote_address, len(self.sessions))
-            return http.json_response(HTTPStatus.SERVICE_UNAVAILABLE,
+            return static_http.json_response(HTTPStatus.SERVICE_UNAVAILABLE,
                                       {"error": "server_full", "max_active": self.config.max_active},
                                       (("Retry-After", "5"),))
         self._admitted.add(connection)
@@ -135,9 +135,9 @@ class RecognitionServer:
     # ------------------------------------------------------------------ WebSocket
     async def _handler(self, ws) -> None:
         self._admitted.discard(ws)
-        session = Session(self, ws, str(next(self._ids)))
+        session = Session(ws, str(next(self._ids)), settings=self.config, pool=self.pool, decoder=self.decoder)
         if len(self.sessions) >= self.config.max_active:
-            session._queue_error(ProtocolError("server_full", f"{self.config.max_active} sessions are active"))
+            session.send_error(ProtocolError("server_full", f"{self.config.max_active} sessions are active"))
         self.sessions.add(session)
         try:
             await session.run()

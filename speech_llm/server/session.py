@@ -1,6 +1,6 @@
 """One WebSocket connection: the protocol state machine, results back to the client, limits, clean-up.
 
-    session = Session(server, websocket, session_id)
+    session = Session(websocket, session_id, settings=server.config, pool=server.pool, decoder=server.decoder)
     await session.run()          # returns when the connection is over, whatever the way it ended
 
 Receiving (this task): "start" (checked, token compared, a recognizer for its options, a
@@ -29,12 +29,12 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from websockets.exceptions import ConnectionClosed
 
-from speech_llm.server.decode_loop import END, Job, Marker
-from speech_llm.server.options import config_summary
+from speech_llm.server.decode_loop import END, DecodeLoop, Job, Marker
+from speech_llm.server.options import RecognizerPool, config_summary
 from speech_llm.server.protocol import (
     ProtocolError,
     StartRequest,
@@ -45,9 +45,6 @@ from speech_llm.server.protocol import (
     ready_message,
 )
 
-if TYPE_CHECKING:
-    from speech_llm.server.app import RecognitionServer
-
 log = logging.getLogger("speech_llm.server")
 
 
@@ -57,12 +54,30 @@ class _Close:
     reason: str
 
 
-class Session:
-    """One client connection (see the module docstring)."""
+class SessionSettings(Protocol):
+    """The server limits a session reads (:class:`~speech_llm.server.app.ServerConfig` has them)."""
 
-    def __init__(self, server: RecognitionServer, ws, session_id: str):
-        self.server, self.ws, self.id = server, ws, session_id
-        self.cfg = server.config
+    idle_timeout_s: float
+    token: str | None
+    max_backlog_s: float
+    close_timeout_s: float
+
+
+class Session:
+    """One client connection (see the module docstring).
+
+    Args:
+        ws: the websockets connection.
+        session_id: the id sent in "ready" and logged.
+        settings: the limits (:class:`SessionSettings`).
+        pool: where the session's recognizer is acquired (for its options) and released.
+        decoder: the decode loop its job joins and leaves.
+    """
+
+    def __init__(self, ws, session_id: str, *, settings: SessionSettings, pool: RecognizerPool,
+                 decoder: DecodeLoop):
+        self.ws, self.id = ws, session_id
+        self.cfg, self.pool, self.decoder = settings, pool, decoder
         self.loop = asyncio.get_running_loop()
         self.start: StartRequest | None = None
         self.job: Job | None = None
@@ -96,7 +111,7 @@ class Session:
                 timeout = None if self.ended or self.closing else self.cfg.idle_timeout_s
                 msg = await asyncio.wait_for(self.ws.recv(), timeout)
             except asyncio.TimeoutError:
-                self._queue_error(ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout_s:g} s"))
+                self.send_error(ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout_s:g} s"))
                 continue
             if self.closing:
                 continue
@@ -108,14 +123,14 @@ class Session:
                 else:
                     self._control(parse_message(msg))
             except ProtocolError as e:
-                self._queue_error(e)
+                self.send_error(e)
 
     def _control(self, msg: dict) -> None:
         kind = msg["type"]
         if kind == "start":
             if self.start is not None:
                 raise ProtocolError("already_started", '"start" was already sent')
-            self._begin(parse_start(msg, self.server.pool.limits))
+            self._begin(parse_start(msg, self.pool.limits))
             return
         if kind not in ("marker", "end"):
             raise ProtocolError("bad_message", f"unknown message type {kind!r} (start, marker, end)")
@@ -125,25 +140,25 @@ class Session:
             marker_id = msg.get("id")
             if not isinstance(marker_id, (str, int, float, type(None))) or isinstance(marker_id, bool):
                 raise ProtocolError("bad_message", 'a marker "id" must be a string or a number')
-            self.server.decoder.put(self.job, Marker(marker_id))
+            self.decoder.put(self.job, Marker(marker_id))
         else:
             self.ended = True
-            self.server.decoder.put(self.job, END)
+            self.decoder.put(self.job, END)
 
     def _begin(self, start: StartRequest) -> None:
         token = self.cfg.token
         if token and not hmac.compare_digest((start.token or "").encode(), token.encode()):
             raise ProtocolError("unauthorized", "missing or wrong token")
-        self.rec = self.server.pool.acquire(start.overrides())
+        self.rec = self.pool.acquire(start.overrides())
         self.start = start
         self.job = Job(self.rec, start.sample_rate, self._from_decoder)
-        self.server.decoder.add(self.job)
+        self.decoder.add(self.job)
         self._queue(ready_message(self.id, self.rec.chunk_s, config_summary(self.rec.config)))
 
     async def _audio(self, frame: bytes) -> None:
         if self.start is None:
             raise ProtocolError("not_started", 'audio before "start"')
-        self.server.decoder.put(self.job, decode_audio(frame, self.start))
+        self.decoder.put(self.job, decode_audio(frame, self.start))
         if self.job.queued_s > self.cfg.max_backlog_s:
             self._drained.clear()
             waits = [asyncio.ensure_future(self._drained.wait()), asyncio.ensure_future(self.ws.wait_closed())]
@@ -166,7 +181,7 @@ class Session:
                 self.outcome = "done"
                 self._queue(_Close(1000, "done"))
         if error is not None:
-            self._queue_error(error)
+            self.send_error(error)
         if self.job is not None and self.job.queued_s <= self.cfg.max_backlog_s / 2:
             self._drained.set()
 
@@ -182,7 +197,9 @@ class Session:
             self._outbox.append(item)
         self._wake.set()
 
-    def _queue_error(self, err: ProtocolError) -> None:
+    def send_error(self, err: ProtocolError) -> None:
+        """Send ``err`` to the client and close the connection with its close code (this session only).
+        Nothing more is sent after it; a no-op once "done" or an earlier error is queued. Event loop only."""
         if self.closing:         # "done" or an earlier error is already on its way
             return
         self.outcome = f"error {err.code}"
@@ -216,9 +233,9 @@ class Session:
     # ------------------------------------------------------------------ clean-up
     def _release(self) -> None:
         if self.job is not None:
-            self.server.decoder.remove(self.job)
+            self.decoder.remove(self.job)
         if self.rec is not None:
-            self.server.pool.release(self.rec)
+            self.pool.release(self.rec)
             self.rec = None
 
     def _log(self) -> None:

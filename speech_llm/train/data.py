@@ -1,8 +1,10 @@
-"""Training data: manifest records -> fbank features on the fly -> duration-bucketed, padded batches.
+"""Training data: manifest records -> features (fbank or Whisper log-mel) on the fly -> duration-bucketed,
+padded batches.
 
 * :func:`load_manifest` reads a JSONL manifest (DESIGN.md §5) named by a config key, with errors naming
   that key and the file.
-* :class:`FbankDataset` reads one utterance's audio and computes its fbank ``(T, 80)`` when asked; a
+* :class:`FbankDataset` reads one utterance's audio and computes its features ``(T, F)`` when asked (the
+  encoder's front end: fbank or Whisper log-mel); a
   missing or corrupt audio file raises a :class:`~speech_common.errors.UserError` naming the manifest, the
   utterance and the file. Small data sets (all features under ``cache_mb``) keep the features in memory
   after the first epoch (in the main process only: with loader workers nothing is cached).
@@ -31,7 +33,7 @@ from encoders.frontend import compute_fbank, num_frames
 from speech_common.errors import UserError
 
 CACHE_MB = 512
-"""Default memory budget for caching the features of a small data set (float32 fbank)."""
+"""Default memory budget for caching the features of a small data set (float32 fbank or Whisper log-mel)."""
 JITTER = 0.1
 """Relative noise on the sort key, so that bucket contents change from epoch to epoch."""
 
@@ -50,7 +52,8 @@ def load_manifest(path: str | None, key: str) -> list[dict]:
 
 
 def record_frames(record: dict) -> int:
-    """Fbank frames of a record, from its duration (for bucketing; the audio is not read)."""
+    """Feature frames of a record (10 ms frames: fbank or Whisper log-mel, about the same count), from its
+    duration (for bucketing; the audio is not read)."""
     return num_frames(int(round(float(record["duration"]) * SAMPLE_RATE)))
 
 
@@ -77,7 +80,7 @@ class FbankDataset(Dataset):
         return len(self.records)
 
     def features(self, index: int) -> torch.Tensor:
-        """(T, 80) fbank of utterance ``index`` (from the cache when there)."""
+        """(T, F) features (fbank or Whisper log-mel) of utterance ``index`` (from the cache when there)."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         rec = self.records[index]
@@ -132,7 +135,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     """Duration-bucketed batches under a frame budget, resumable by position (see the module docstring).
 
     Args:
-        frames: fbank frames of each utterance (:func:`record_frames`).
+        frames: feature frames of each utterance (:func:`record_frames`).
         max_frames: budget per batch, padding included.
         shuffle: jitter the lengths and shuffle the batch order each epoch (training); else sorted batches.
         seed: with the epoch, fixes every random choice.

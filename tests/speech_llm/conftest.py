@@ -27,19 +27,6 @@ def tiny_llm_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def one_thread():
-    """One torch thread for the rest of the session: these models are tiny, and on a busy shared machine two
-    spinning OpenMP threads per process make training ~20x slower (measured: 30 CTC steps 77 s with 2
-    threads, 4 s with 1)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
 def fbank_once():
     """Each audio file's fbank once per session (training tests build many datasets over the same audio)."""
     from speech_llm.train.data import FbankDataset

@@ -9,7 +9,7 @@ from tiny_speech_llm import make_speech_llm
 from encoders.constants import SAMPLE_RATE
 from encoders.frontend import compute_fbank
 from speech_llm.config import DecodeConfig, EndpointConfig
-from speech_llm.recognizer import Recognizer
+from speech_llm.recognizer import Recognizer, Stream, _to_mono_float
 
 
 def audio(seconds: float = 2.3, seed: int = 0) -> torch.Tensor:
@@ -109,6 +109,17 @@ def test_streaming_decode_replays_teacher_forced_training_forward(rec):
     assert logits.argmax(-1).tolist() == toks
 
 
+def test_the_trace_keeps_only_the_newest_tokens(rec, monkeypatch):
+    """Stream.trace is bounded (a stream may run for days): it holds the last trace_max_tokens tokens."""
+    x = audio()
+    full, full_res = run_blocks(rec, x, sizes=4000)
+    assert len(full.trace) > 12
+    monkeypatch.setattr(Stream, "trace_max_tokens", 12)
+    short, res = run_blocks(rec, x, sizes=4000)
+    assert list(short.trace) == list(full.trace)[-12:]
+    assert res[-1].text == full_res[-1].text and res[-1].text      # the text is not cut with the trace
+
+
 @pytest.mark.parametrize("rate", [8000, 44100])
 def test_other_sample_rates_are_resampled(rec, rate):
     x16 = audio(1.5)
@@ -135,6 +146,29 @@ def test_int16_and_stereo_conversions_and_bad_input(rec):
         s.accept_waveform(SAMPLE_RATE, bad)
     with pytest.raises(ValueError, match="shape"):
         s.accept_waveform(SAMPLE_RATE, np.zeros((2, 2, 2)))
+
+
+def test_unsigned_pcm_is_offset_binary():
+    """8-bit WAV is unsigned: 128 is silence (not +1.0, full-scale DC), 0 is -1; wider unsigned ints alike."""
+    assert np.array_equal(_to_mono_float(np.full(100, 128, np.uint8)).numpy(), np.zeros(100, np.float32))
+    assert _to_mono_float(np.array([0, 255], np.uint8)).tolist() == [-1.0, 127 / 128]
+    assert np.array_equal(_to_mono_float(np.full(10, 32768, np.uint16)).numpy(), np.zeros(10, np.float32))
+    assert _to_mono_float(torch.full((4,), 128, dtype=torch.uint8)).abs().max() == 0
+    t = np.arange(SAMPLE_RATE // 10) / SAMPLE_RATE
+    sine = (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    u8 = np.clip(np.round(sine * 128 + 128), 0, 255).astype(np.uint8)
+    err = np.abs(_to_mono_float(u8).numpy() - sine)
+    assert err.max() <= 0.5 / 128 + 1e-6          # within half a quantisation step
+    s16 = np.round(sine * 32768).astype(np.int16)
+    u16 = (s16.astype(np.int32) + 32768).astype(np.uint16)
+    assert np.array_equal(_to_mono_float(u16).numpy(), _to_mono_float(s16).numpy())
+
+
+def test_uint8_input_decodes_like_its_float_samples(rec):
+    pcm = np.clip(np.round(audio(1.0).numpy() * 128 + 128), 0, 255).astype(np.uint8)
+    _, a = run_blocks(rec, pcm, sizes=len(pcm))
+    _, b = run_blocks(rec, torch.from_numpy((pcm.astype(np.float32) - 128) / 128), sizes=len(pcm))
+    assert a[-1].text == b[-1].text and [w.audio_s for w in a[-1].words] == [w.audio_s for w in b[-1].words]
 
 
 def _finish_silence(rec: Recognizer, n: int):
