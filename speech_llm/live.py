@@ -40,7 +40,7 @@ from typing import TextIO
 import numpy as np
 
 from speech_common.errors import UserError
-from speech_llm.display import TranscriptLine, format_time
+from speech_llm.display import TranscriptLine, format_time, segment_line
 from speech_llm.recognizer import Recognizer, Result, SegmentResult
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds
@@ -238,8 +238,8 @@ class LiveDisplay:
         if not seg.text:
             self.line.clear()
             return
-        self.line.prefix = f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] "
-        self.line.final(seg.text + (" [truncated]" if seg.truncated else ""))
+        self.line.prefix = ""
+        self.line.final(segment_line(seg))
 
     def notice(self, text: str) -> None:
         self.line.clear()
@@ -281,8 +281,7 @@ class _Shown:
                 write_segment(self.transcript_out, seg)
         self.done = len(r.segments)
         if self.display and open_start_s is not None:
-            words = r.words[sum(len(s.words) for s in r.segments):]
-            self.display.update(open_start_s, " ".join(w.word for w in words), r.partial)
+            self.display.update(open_start_s, " ".join(w.word for w in r.open_words), r.partial)
 
 
 def run_live(rec: Recognizer, source, display: LiveDisplay | None = None, audio_out=None,

@@ -119,6 +119,11 @@ class Result:
         """Some segment hit the token cap: text may be missing there (never silently)."""
         return any(s.truncated for s in self.segments)
 
+    @property
+    def open_words(self) -> list[Word]:
+        """The words of the open segment: those after the finished segments' words."""
+        return self.words[sum(len(s.words) for s in self.segments):]
+
 
 @dataclass
 class _Written:

@@ -71,14 +71,12 @@ def run(args) -> int:
 
 def _show(line, r, shown: int, segments: bool) -> int:
     """Update the display with result ``r``; returns how many finished segments have been printed."""
-    from speech_llm.display import format_time
+    from speech_llm.display import segment_line
 
     if not segments:
         line.update(r.committed, r.partial)
         return shown
     for seg in r.segments[shown:]:
-        line.final(f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] {seg.text}"
-                   + (" [truncated]" if seg.truncated else ""))
-    open_words = r.words[sum(len(x.words) for x in r.segments):]
-    line.update(" ".join(w.word for w in open_words), r.partial)
+        line.final(segment_line(seg))
+    line.update(" ".join(w.word for w in r.open_words), r.partial)
     return len(r.segments)
