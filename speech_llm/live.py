@@ -40,8 +40,9 @@ from typing import TextIO
 import numpy as np
 
 from speech_common.errors import UserError
+from speech_llm.decode import run_stream
 from speech_llm.display import TranscriptLine, format_time, segment_line
-from speech_llm.recognizer import Recognizer, Result, SegmentResult
+from speech_llm.recognizer import Recognizer, Result, SegmentResult, Stream
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds
 
@@ -291,35 +292,42 @@ def run_live(rec: Recognizer, source, display: LiveDisplay | None = None, audio_
     ``audio_out``: a writable ``soundfile.SoundFile`` that receives every captured block;
     ``transcript_out``: a text file that receives each finished segment (:func:`write_segment`).
     """
-    stream = rec.create_stream()
     show = _Shown(display, transcript_out)
     frames = 0
-    report = LiveReport(stream.segments, source.samplerate, 0.0)
+    report = LiveReport([], source.samplerate, 0.0)
     seen, last_notice = (0, 0), -math.inf
-    with _stop_on_sigint() as stop:
+
+    def captured(stop: threading.Event):
+        """The source's blocks as ``(samples, rate)``, saved and counted; the source is closed when they
+        end (after a Ctrl-C: at the end of the block it came in)."""
+        nonlocal frames
         with source:
             try:
                 for block in source.blocks(stop):
                     if audio_out is not None:
                         audio_out.write(block)
                     frames += len(block)
-                    stream.accept_waveform(source.samplerate, block)
-                    rec.decode(stream)
-                    show(rec.get_result(stream), stream.open[-1].start_s if stream.open else None)
-                    lost = (source.overflows, source.dropped_frames)
-                    if lost != seen and time.monotonic() - last_notice >= NOTICE_INTERVAL_S:
-                        seen, last_notice = lost, time.monotonic()
-                        _notice(report, display, f"warning: audio lost (totals at "
-                                f"{format_time(frames / source.samplerate)}: {source.overflows} input "
-                                f"overflows, {source.dropped_frames / source.samplerate:.1f} s dropped because "
-                                "decoding is slower than real time)")
+                    yield block, source.samplerate
             except KeyboardInterrupt:
                 if stop.is_set():
                     raise  # a second Ctrl-C: quit at once
                 stop.set()
         report.interrupted = stop.is_set()
-        stream.input_finished()
-        rec.decode(stream)
+
+    def decoded(stream: Stream) -> None:
+        nonlocal seen, last_notice
+        show(rec.get_result(stream), stream.open[-1].start_s if stream.open else None)
+        lost = (source.overflows, source.dropped_frames)
+        if lost != seen and time.monotonic() - last_notice >= NOTICE_INTERVAL_S:
+            seen, last_notice = lost, time.monotonic()
+            _notice(report, display, f"warning: audio lost (totals at "
+                    f"{format_time(frames / source.samplerate)}: {source.overflows} input "
+                    f"overflows, {source.dropped_frames / source.samplerate:.1f} s dropped because "
+                    "decoding is slower than real time)")
+
+    with _stop_on_sigint() as stop:
+        stream = run_stream(rec, captured(stop), decoded)
+        report.segments = stream.segments
         show(rec.get_result(stream), None)
     report.audio_s = frames / source.samplerate
     report.overflows, report.dropped_s = source.overflows, source.dropped_frames / source.samplerate

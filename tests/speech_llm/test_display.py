@@ -20,16 +20,3 @@ def test_open_words_are_those_after_the_finished_segments():
     r.segments = []
     assert r.open_words == w
 
-
-def test_transcribe_segments_display_prints_finished_lines_then_the_open_words():
-    import io
-
-    from speech_llm.commands.transcribe import _show
-    from speech_llm.display import TranscriptLine
-
-    w = [Word(x, 0.0, 0.0) for x in ["a", "b", "c"]]
-    seg = SegmentResult(0, 0.0, 1.0, "a b", w[:2], "silence", truncated=True)
-    r = Result(text="a b c d", committed="a b c", partial="d", words=w, finished=False, segments=[seg])
-    out = io.StringIO()
-    assert _show(TranscriptLine(out, prefix="f: "), r, 0, True) == 1
-    assert out.getvalue().splitlines() == ["f: [00:00.0 - 00:01.0] a b [truncated]", "f: c [d]"]
