@@ -57,7 +57,6 @@ The chunk loop, the states common to the streaming encoders and their stacking l
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -69,6 +68,7 @@ from encoders.attention import cached_chunk_mask, padded_chunk_mask
 from encoders.constants import FRAME_SHIFT_MS
 from encoders.streaming_state import ChunkedStreamingEncoder, States
 from encoders.whisper_frontend import DEFAULT_CEILING, StreamingLogMel
+from speech_common.hf import quiet_transformers
 
 LONG_POSITIONS = ("clamp", "extend")
 _SINUSOID_TOLERANCE = 1e-3  # fp16-stored tables differ from the formula by ~3e-4
@@ -350,23 +350,6 @@ class WhisperStreamingEncoder(ChunkedStreamingEncoder):
         if keys:
             new["att_k"], new["att_v"] = torch.stack(keys), torch.stack(values)
         return self.layer_norm(x), new
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers without progress bars and below-error log lines while loading, saving or generating
-    (the load report of the skipped decoder weights is expected; our commands print their own status)."""
-    from transformers.utils import logging as hf_logging
-
-    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()
 
 
 # Module-level, as the encoders are used: ``stack_states(list_of_states)``, ``unstack_states(states)``.

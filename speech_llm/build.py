@@ -19,8 +19,6 @@ functions, so training and decoding build the very same module tree.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import warnings
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from torch import nn
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
 from speech_common.errors import UserError
+from speech_common.hf import quiet_transformers
 from speech_llm.config import EncoderConfig, ExperimentConfig, LLMConfig
 from speech_llm.framing import SpecialTokens, make_tokens
 from speech_llm.model import SpeechLLM
@@ -195,36 +194,10 @@ def load_tokenizer(path_or_name: str | Path, gguf_file: str | None = None):
 
     where, gguf = gguf_location(path_or_name, gguf_file)
     try:
-        with _no_progress_bars(gguf=bool(gguf)):
+        with quiet_transformers(errors_only=False, gguf=bool(gguf)):
             return AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf} if gguf else {}))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from {path_or_name}{f' ({gguf})' if gguf else ''}: {e}") from None
-
-
-@contextlib.contextmanager
-def _no_progress_bars(gguf: bool = False):
-    """transformers' progress bars off while a model loads (our commands print their own status): the
-    "Loading weights" bar (transformers' logging switch) and, with ``gguf``, the GGUF reader's "Converting and
-    de-quantizing GGUF tensors" bar, a plain tqdm that the switch does not reach (it is given ``disable=True``
-    here; its module takes seconds to import, so only GGUF loads touch it)."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    gguf_tqdm = None
-    if gguf:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-
-        gguf_tqdm = getattr(gguf_utils, "tqdm", None)
-    if gguf_tqdm is not None:
-        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
-    try:
-        yield
-    finally:
-        if gguf_tqdm is not None:
-            gguf_utils.tqdm = gguf_tqdm
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig, gguf: bool = True) -> nn.Module:
@@ -236,7 +209,7 @@ def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig, gguf: bool = Tr
     where, gguf_file = gguf_location(path_or_name, llm_cfg.gguf_file if gguf else None)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        with _no_progress_bars(gguf=bool(gguf_file)):
+        with quiet_transformers(errors_only=False, gguf=bool(gguf_file)):
             return AutoModelForCausalLM.from_pretrained(where, dtype=_DTYPES[llm_cfg.dtype],
                                                         attn_implementation=llm_cfg.attn_implementation, **extra)
     except (OSError, ValueError) as e:
