@@ -23,9 +23,9 @@ from torch import nn
 
 from speech_common.errors import UserError
 from speech_llm.config import ExperimentConfig
-from speech_llm.framing import SpecialTokens
+from speech_llm.framing import SpecialTokens, word_start_table
 from speech_llm.group_lm import GroupStreamingLM
-from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing, word_start_table
+from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing
 
 
 @dataclass
@@ -35,7 +35,7 @@ class MTModel:
     glm: GroupStreamingLM
     tokenizer: object
     framing: SpecialTokens
-    starts_word: torch.Tensor          # (V,) bool, see speech_llm.mt.framing.word_start_table
+    starts_word: torch.Tensor          # (V,) bool, see speech_llm.framing.word_start_table
     info: dict = field(default_factory=dict)
 
     @property
