@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from encoders.constants import SAMPLE_RATE
-from encoders.whisper import WhisperStreamingEncoder, quiet_transformers
+from encoders.whisper import WhisperStreamingEncoder
 from encoders.whisper_frontend import compute_log_mel
+from speech_common.hf import quiet_transformers
 
 SENTENCES = [
     "good morning, how are you today",

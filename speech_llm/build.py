@@ -19,8 +19,6 @@ functions, so training and decoding build the very same module tree.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import warnings
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from torch import nn
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
 from speech_common.errors import UserError
+from speech_common.hf import quiet_transformers
 from speech_llm.config import EncoderConfig, ExperimentConfig, LLMConfig
 from speech_llm.framing import SpecialTokens, make_tokens
 from speech_llm.model import SpeechLLM
@@ -136,7 +135,7 @@ def build_ctc_model(cfg: ExperimentConfig, vocab_size: int, cmvn: nn.Module | No
 
 def add_encoder_lora(encoder: nn.Module, enc: EncoderConfig) -> nn.Module:
     """The encoder wrapped with a peft LoRA adapter on ``enc.lora_targets`` (rank ``enc.lora_rank``, alpha
-    2 x rank); only the adapter trains. :func:`merge_encoder_lora` folds it back into plain weights."""
+    2 x rank); only the adapter trains. :func:`merge_lora` folds it back into plain weights."""
     from peft import LoraConfig
     from peft.tuners.lora import LoraModel
 
@@ -151,9 +150,15 @@ def add_encoder_lora(encoder: nn.Module, enc: EncoderConfig) -> nn.Module:
     return wrapped
 
 
-def merge_encoder_lora(encoder: nn.Module) -> nn.Module:
-    """The plain encoder with its LoRA adapter merged into the weights (unchanged when it has none)."""
-    return encoder.merge_and_unload() if hasattr(encoder, "merge_and_unload") else encoder
+def merge_lora(module: nn.Module) -> nn.Module:
+    """The plain module with its peft adapters (LoRA, trained token rows) merged into the weights, unchanged
+    when it has none: an LLM (:func:`prepare_for_inference`, merged checkpoints) or an encoder. Without
+    peft's note that tied adapters cannot be re-tied (nothing to re-tie)."""
+    if not hasattr(module, "merge_and_unload"):
+        return module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return module.merge_and_unload()
 
 
 def check_same_encoder(cfg: EncoderConfig, other: EncoderConfig, where: str) -> None:
@@ -189,36 +194,10 @@ def load_tokenizer(path_or_name: str | Path, gguf_file: str | None = None):
 
     where, gguf = gguf_location(path_or_name, gguf_file)
     try:
-        with _no_progress_bars(gguf=bool(gguf)):
+        with quiet_transformers(errors_only=False, gguf=bool(gguf)):
             return AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf} if gguf else {}))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load a tokenizer from {path_or_name}{f' ({gguf})' if gguf else ''}: {e}") from None
-
-
-@contextlib.contextmanager
-def _no_progress_bars(gguf: bool = False):
-    """transformers' progress bars off while a model loads (our commands print their own status): the
-    "Loading weights" bar (transformers' logging switch) and, with ``gguf``, the GGUF reader's "Converting and
-    de-quantizing GGUF tensors" bar, a plain tqdm that the switch does not reach (it is given ``disable=True``
-    here; its module takes seconds to import, so only GGUF loads touch it)."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    gguf_tqdm = None
-    if gguf:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-
-        gguf_tqdm = getattr(gguf_utils, "tqdm", None)
-    if gguf_tqdm is not None:
-        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
-    try:
-        yield
-    finally:
-        if gguf_tqdm is not None:
-            gguf_utils.tqdm = gguf_tqdm
-        if was_on:
-            hf_logging.enable_progress_bar()
 
 
 def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig, gguf: bool = True) -> nn.Module:
@@ -230,7 +209,7 @@ def load_causal_lm(path_or_name: str | Path, llm_cfg: LLMConfig, gguf: bool = Tr
     where, gguf_file = gguf_location(path_or_name, llm_cfg.gguf_file if gguf else None)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        with _no_progress_bars(gguf=bool(gguf_file)):
+        with quiet_transformers(errors_only=False, gguf=bool(gguf_file)):
             return AutoModelForCausalLM.from_pretrained(where, dtype=_DTYPES[llm_cfg.dtype],
                                                         attn_implementation=llm_cfg.attn_implementation, **extra)
     except (OSError, ValueError) as e:
@@ -272,35 +251,40 @@ def token_row_targets(llm: nn.Module) -> list[str]:
     return [emb] if tied or head is None else [emb, head]
 
 
-def wrap_peft(llm: nn.Module, peft_cfg) -> nn.Module:
-    """``peft.get_peft_model``, without the FutureWarning peft itself triggers inside transformers
-    (it reads the deprecated ``is_gradient_checkpointing``; nothing of ours calls it)."""
-    import warnings
+def lora_config(llm_cfg: LLMConfig, **extra):
+    """The LLM's LoRA adapter as ``llm.*`` sets it (rank, alpha, dropout, target modules); ``extra``: more
+    ``peft.LoraConfig`` fields."""
+    from peft import LoraConfig
 
+    return LoraConfig(r=llm_cfg.lora_rank, lora_alpha=llm_cfg.lora_alpha, lora_dropout=llm_cfg.lora_dropout,
+                      target_modules=list(llm_cfg.lora_target_modules), **extra)
+
+
+def wrap_peft(llm: nn.Module, peft_cfg, llm_cfg: LLMConfig) -> nn.Module:
+    """``peft.get_peft_model`` (speech and text LLMs alike): a target the LLM lacks is a UserError naming
+    ``llm.lora_target_modules``; without the FutureWarning peft itself triggers inside transformers (it
+    reads the deprecated ``is_gradient_checkpointing``; nothing of ours calls it)."""
     from peft import get_peft_model
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(llm, peft_cfg)
+        try:
+            return get_peft_model(llm, peft_cfg)
+        except ValueError as e:
+            raise UserError(f"llm.lora_target_modules {llm_cfg.lora_target_modules}: {e}") from None
 
 
 def apply_adapters(llm: nn.Module, llm_cfg: LLMConfig, wait_id: int) -> nn.Module:
     """Wrap the LLM with peft: LoRA (rank > 0) and trainable wait-token rows; the base weights freeze."""
-    from peft import LoraConfig, TrainableTokensConfig
+    from peft import TrainableTokensConfig
 
     targets = token_row_targets(llm)
     if llm_cfg.lora_rank > 0:
-        peft_cfg = LoraConfig(r=llm_cfg.lora_rank, lora_alpha=llm_cfg.lora_alpha,
-                              lora_dropout=llm_cfg.lora_dropout,
-                              target_modules=list(llm_cfg.lora_target_modules),
-                              trainable_token_indices={name: [wait_id] for name in targets})
+        peft_cfg = lora_config(llm_cfg, trainable_token_indices={name: [wait_id] for name in targets})
     else:
         peft_cfg = TrainableTokensConfig(target_modules=targets, token_indices=[wait_id])
     dim = llm.get_input_embeddings().embedding_dim
-    try:
-        model = wrap_peft(llm, peft_cfg)
-    except ValueError as e:
-        raise UserError(f"llm.lora_target_modules {llm_cfg.lora_target_modules}: {e}") from None
+    model = wrap_peft(llm, peft_cfg, llm_cfg)
     wrapper = model.get_input_embeddings()
     if not hasattr(wrapper, "embedding_dim"):  # peft's trainable-token wrapper hides it; callers read it
         wrapper.embedding_dim = dim
@@ -375,11 +359,7 @@ def prepare_for_inference(model: SpeechLLM, dtype: str = "float32", quantize: st
         if done != (dtype, quantize):
             raise ValueError(f"the model was already prepared for inference as {done}, not {(dtype, quantize)}")
         return model
-    lm = model.glm.lm
-    if hasattr(lm, "merge_and_unload"):
-        with warnings.catch_warnings():   # peft notes that tied adapters cannot be re-tied: nothing to re-tie
-            warnings.simplefilter("ignore", UserWarning)
-            model.glm.lm = lm = lm.merge_and_unload()
+    model.glm.lm = lm = merge_lora(model.glm.lm)
     if dtype == "bfloat16":
         lm.to(torch.bfloat16)
     elif dtype != "float32":

@@ -247,7 +247,7 @@ def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device
 
     Returns ``(CTCModel in eval mode on device, Units, ExperimentConfig)``.
     """
-    from speech_llm.build import build_ctc_model, merge_encoder_lora, new_cmvn
+    from speech_llm.build import build_ctc_model, merge_lora, new_cmvn
     from speech_llm.units import load_units
 
     ckpt = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "ctc"))
@@ -258,7 +258,7 @@ def load_ctc_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device
     cmvn = new_cmvn(cfg.encoder.input_dim) if "cmvn.mean" in state else None
     model = build_ctc_model(cfg, units.vocab_size, cmvn, dynamic_chunk=dynamic_chunk, pretrained=False)
     load_trained_state(model, state, ckpt.path / MODEL)
-    model.encoder = merge_encoder_lora(model.encoder)   # a LoRA-adapted encoder: its adapter folded in
+    model.encoder = merge_lora(model.encoder)   # a LoRA-adapted encoder: its adapter folded in
     return model.to(device).eval(), units, cfg
 
 
@@ -366,8 +366,10 @@ def merge_checkpoint(exp_dir_or_checkpoint: str | Path, out_dir: str | Path) -> 
     src = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "llm"))
     if src.meta.get("merged"):
         raise CheckpointError(f"{src.path} is already a merged model dir")
+    from speech_llm.build import merge_lora
+
     model, tokenizer, cfg = load_model(src.path)
-    lm = model.glm.lm.merge_and_unload()
+    lm = merge_lora(model.glm.lm)
     model.glm.lm = lm
     state = {k: v for k, v in model.state_dict().items() if k.startswith(("encoder.", "cmvn.", "projector."))}
 

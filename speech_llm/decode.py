@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,8 +33,8 @@ from data_prep.audio import audio_blocks
 from data_prep.fileutil import atomic_write_text
 from data_prep.kaldi_dir import read_data_dir
 from encoders.constants import SAMPLE_RATE
-from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
-from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record, write_emissions
+from speech_llm.metrics.decode_dir import DecodeSummary, write_decode_dir
+from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record
 from speech_llm.recognizer import Recognizer, Result, Stream
 
 
@@ -51,15 +52,25 @@ def decode_file(rec: Recognizer, path: str | os.PathLike, block_s: float | None 
 
 
 def decode_blocks(rec: Recognizer, blocks, key: str = "") -> tuple[Result, UttEmissions]:
-    """Feed ``(samples, rate)`` blocks to one stream, decoding after each (in batch mode the recognizer
-    decodes each segment once it is complete), then finish."""
+    """Decode ``(samples, rate)`` blocks as one stream (:func:`run_stream`)."""
+    return _result(rec, run_stream(rec, blocks), key)
+
+
+def run_stream(rec: Recognizer, blocks: Iterable[tuple[object, int]],
+               on_decode: Callable[[Stream], None] | None = None) -> Stream:
+    """The one feed-decode-finish loop: feed ``(samples, rate)`` blocks to a new stream with a decode after
+    each (in batch mode the recognizer decodes each segment once it is complete) and ``on_decode(stream)``
+    after that decode; when ``blocks`` ends, finish the input and decode the rest. Returns the finished
+    stream (its text: ``rec.get_result(stream)``)."""
     s = rec.create_stream()
     for samples, rate in blocks:
         s.accept_waveform(rate, samples)
         rec.decode(s)
+        if on_decode is not None:
+            on_decode(s)
     s.input_finished()
     rec.decode(s)
-    return _result(rec, s, key)
+    return s
 
 
 def _blocks(samples, rate: int, block_s: float):
@@ -139,15 +150,13 @@ def decode_data_dir(rec: Recognizer, data_dir: str | os.PathLike, out_dir: str |
 
     keys = sorted(done)
     emissions = [parse_record(done[k]["emissions"], f"{partial_path}:{k}") for k in keys]
-    atomic_write_text(out / "text", "".join(f"{k} {done[k]['text']}".rstrip() + "\n" for k in keys))
-    write_emissions(out / "emissions.jsonl", emissions)
     audio_s = sum(e.duration or 0.0 for e in emissions)
     compute_s = sum(e.compute_s or 0.0 for e in emissions)
     info = dict(info or {})
-    summary = write_summary(out, DecodeSummary(
+    summary = write_decode_dir(out, ((k, done[k]["text"]) for k in keys), DecodeSummary(
         task=info.pop("task", "asr"), mode=rec.config.mode, num_utts=len(keys), compute_s=round(compute_s, 3),
         options=asdict(rec.config), chunk_ms=round(rec.chunk_s * 1000, 3) if streaming else None,
-        audio_s=round(audio_s, 3), info=info))
+        audio_s=round(audio_s, 3), info=info), emissions)
     partial_path.unlink()
     return summary
 

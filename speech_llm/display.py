@@ -54,3 +54,10 @@ def format_time(seconds: float) -> str:
     m, s = divmod(max(0.0, seconds), 60)
     h, m = divmod(int(m), 60)
     return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m:02d}:{s:04.1f}"
+
+
+def segment_line(seg) -> str:
+    """A finished segment as one line, ``[start - end] text`` (``format_time``), `` [truncated]`` appended
+    when it hit the token cap; ``seg`` has ``start_s``, ``end_s``, ``text`` and ``truncated``."""
+    return (f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] {seg.text}"
+            + (" [truncated]" if seg.truncated else ""))

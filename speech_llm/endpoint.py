@@ -20,14 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from encoders.constants import SAMPLE_RATE
+from speech_common.levels import frame_levels_db
 from speech_llm.config import EndpointConfig
-
-
-def frame_levels_db(frames: np.ndarray) -> np.ndarray:
-    """RMS level in dBFS of each row of ``frames`` (F, L), float samples with full scale 1.0 -> (F,)."""
-    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-    with np.errstate(divide="ignore"):
-        return 20.0 * np.log10(rms)
 
 
 class Endpointer:

@@ -20,6 +20,10 @@ training targets (:mod:`speech_llm.targets`, :mod:`speech_llm.mt.targets`), the 
 (:meth:`speech_llm.model.SpeechLLM.source_batch`) and the incremental readers
 (:mod:`speech_llm.recognizer`, :mod:`speech_llm.mt.decode`) all follow it.
 
+Words (targets of every task, and what a decoder finds again in what it writes): each word is tokenized on
+its own, with a leading space except the first (:func:`word_token_ids`); a written token *starts a new
+word* when its text begins with whitespace (:func:`word_start_table`, :func:`split_words`).
+
 Example: a 2-token prompt, units of 4, 4 and 2 tokens, a 1-token end marker::
 
     source_group_ends(2, [4, 4, 2], 1)                      -> [2, 6, 10, 12, 13]   (speech)
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
 
 from speech_common.errors import UserError
 
@@ -93,3 +99,27 @@ def source_group_ends(prompt_len: int, unit_lens: Sequence[int], end_len: int,
     if not end_with_last or not unit_lens:
         ends.append(ends[-1] + end_len)
     return ends
+
+
+def word_token_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
+    """Token ids of each word as it appears in the running text: tokenized alone, with a leading space
+    except the first."""
+    return [tokenizer((" " if i else "") + w, add_special_tokens=False)["input_ids"] for i, w in enumerate(words)]
+
+
+def word_start_table(tokenizer) -> torch.Tensor:
+    """(V,) bool over the vocabulary: True for tokens whose text begins with whitespace (a new word)."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
+    return torch.tensor([bool(t) and t[0].isspace() for t in texts], dtype=torch.bool)
+
+
+def split_words(ids: Sequence[int], starts_word: torch.Tensor) -> list[list[int]]:
+    """Cut written tokens into words: a token starting with whitespace opens a new word, except the first
+    token, which always belongs to word 1."""
+    words: list[list[int]] = []
+    for i, t in enumerate(ids):
+        if not words or (i > 0 and bool(starts_word[t])):
+            words.append([t])
+        else:
+            words[-1].append(t)
+    return words

@@ -40,8 +40,9 @@ from typing import TextIO
 import numpy as np
 
 from speech_common.errors import UserError
-from speech_llm.display import TranscriptLine, format_time
-from speech_llm.recognizer import Recognizer, Result, SegmentResult
+from speech_llm.decode import run_stream
+from speech_llm.display import TranscriptLine, format_time, segment_line
+from speech_llm.recognizer import Recognizer, Result, SegmentResult, Stream
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds
 
@@ -238,8 +239,8 @@ class LiveDisplay:
         if not seg.text:
             self.line.clear()
             return
-        self.line.prefix = f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] "
-        self.line.final(seg.text + (" [truncated]" if seg.truncated else ""))
+        self.line.prefix = ""
+        self.line.final(segment_line(seg))
 
     def notice(self, text: str) -> None:
         self.line.clear()
@@ -281,8 +282,7 @@ class _Shown:
                 write_segment(self.transcript_out, seg)
         self.done = len(r.segments)
         if self.display and open_start_s is not None:
-            words = r.words[sum(len(s.words) for s in r.segments):]
-            self.display.update(open_start_s, " ".join(w.word for w in words), r.partial)
+            self.display.update(open_start_s, " ".join(w.word for w in r.open_words), r.partial)
 
 
 def run_live(rec: Recognizer, source, display: LiveDisplay | None = None, audio_out=None,
@@ -292,35 +292,42 @@ def run_live(rec: Recognizer, source, display: LiveDisplay | None = None, audio_
     ``audio_out``: a writable ``soundfile.SoundFile`` that receives every captured block;
     ``transcript_out``: a text file that receives each finished segment (:func:`write_segment`).
     """
-    stream = rec.create_stream()
     show = _Shown(display, transcript_out)
     frames = 0
-    report = LiveReport(stream.segments, source.samplerate, 0.0)
+    report = LiveReport([], source.samplerate, 0.0)
     seen, last_notice = (0, 0), -math.inf
-    with _stop_on_sigint() as stop:
+
+    def captured(stop: threading.Event):
+        """The source's blocks as ``(samples, rate)``, saved and counted; the source is closed when they
+        end (after a Ctrl-C: at the end of the block it came in)."""
+        nonlocal frames
         with source:
             try:
                 for block in source.blocks(stop):
                     if audio_out is not None:
                         audio_out.write(block)
                     frames += len(block)
-                    stream.accept_waveform(source.samplerate, block)
-                    rec.decode(stream)
-                    show(rec.get_result(stream), stream.open[-1].start_s if stream.open else None)
-                    lost = (source.overflows, source.dropped_frames)
-                    if lost != seen and time.monotonic() - last_notice >= NOTICE_INTERVAL_S:
-                        seen, last_notice = lost, time.monotonic()
-                        _notice(report, display, f"warning: audio lost (totals at "
-                                f"{format_time(frames / source.samplerate)}: {source.overflows} input "
-                                f"overflows, {source.dropped_frames / source.samplerate:.1f} s dropped because "
-                                "decoding is slower than real time)")
+                    yield block, source.samplerate
             except KeyboardInterrupt:
                 if stop.is_set():
                     raise  # a second Ctrl-C: quit at once
                 stop.set()
         report.interrupted = stop.is_set()
-        stream.input_finished()
-        rec.decode(stream)
+
+    def decoded(stream: Stream) -> None:
+        nonlocal seen, last_notice
+        show(rec.get_result(stream), stream.open[-1].start_s if stream.open else None)
+        lost = (source.overflows, source.dropped_frames)
+        if lost != seen and time.monotonic() - last_notice >= NOTICE_INTERVAL_S:
+            seen, last_notice = lost, time.monotonic()
+            _notice(report, display, f"warning: audio lost (totals at "
+                    f"{format_time(frames / source.samplerate)}: {source.overflows} input "
+                    f"overflows, {source.dropped_frames / source.samplerate:.1f} s dropped because "
+                    "decoding is slower than real time)")
+
+    with _stop_on_sigint() as stop:
+        stream = run_stream(rec, captured(stop), decoded)
+        report.segments = stream.segments
         show(rec.get_result(stream), None)
     report.audio_s = frames / source.samplerate
     report.overflows, report.dropped_s = source.overflows, source.dropped_frames / source.samplerate

@@ -73,6 +73,7 @@ import torch
 from encoders.constants import SAMPLE_RATE
 from speech_llm.config import DecodeConfig
 from speech_llm.endpoint import Endpointer
+from speech_llm.framing import word_start_table
 from speech_llm.group_lm import GroupStreamingSession
 from speech_llm.model import SpeechLLM
 from speech_llm.resample import StreamingResampler
@@ -119,6 +120,11 @@ class Result:
     def truncated(self) -> bool:
         """Some segment hit the token cap: text may be missing there (never silently)."""
         return any(s.truncated for s in self.segments)
+
+    @property
+    def open_words(self) -> list[Word]:
+        """The words of the open segment: those after the finished segments' words."""
+        return self.words[sum(len(s.words) for s in self.segments):]
 
 
 @dataclass
@@ -324,6 +330,7 @@ class Recognizer:
         self.config = config or DecodeConfig()
         self.model = prepare_for_inference(model.eval(), self.config.dtype, self.config.quantize)
         self.tokenizer = tokenizer
+        self._word_starts: list[bool] = word_start_table(tokenizer).tolist()
         self.token_s = model.token_s
         self.chunk_frames = model.chunk_frames if self.config.chunk_ms is None else \
             model.frames_for_chunk(self.config.chunk_ms)
@@ -522,7 +529,7 @@ class Recognizer:
         return words, self.tokenizer.decode(toks[n_done:], skip_special_tokens=True).strip()
 
     def _starts_word(self, token: int) -> bool:
-        return self.tokenizer.decode([token]).startswith(" ")
+        return token < len(self._word_starts) and self._word_starts[token]
 
     def _word_boundary(self, toks: list[int]) -> int:
         """Index where the last (possibly unfinished) word starts."""

@@ -40,23 +40,21 @@ def run(args) -> int:
         default_device,
         load_recognizer_from_args,
     )
+    from speech_llm.decode import run_stream
     from speech_llm.display import TranscriptLine
 
     check_decode_options(args)
     rec = load_recognizer_from_args(args, default_device(args.device))
     for path in args.files:
         line = TranscriptLine(prefix=f"{path}: " if len(args.files) > 1 else "")
-        stream = rec.create_stream()
-        start, fed, shown = time.monotonic(), 0.0, 0
-        for samples, rate in audio_blocks(path, rec.chunk_s):     # block by block: any length
-            if args.realtime:
-                time.sleep(max(0.0, fed - (time.monotonic() - start)))
-            fed += len(samples) / rate
-            stream.accept_waveform(rate, samples)
-            rec.decode(stream)
+        shown = 0
+
+        def show(stream, line=line):
+            nonlocal shown
             shown = _show(line, rec.get_result(stream), shown, args.segments)
-        stream.input_finished()
-        rec.decode(stream)
+
+        blocks = audio_blocks(path, rec.chunk_s)     # block by block: any length
+        stream = run_stream(rec, _paced(blocks) if args.realtime else blocks, show)
         r = rec.get_result(stream)
         if args.segments:
             _show(line, r, shown, True)
@@ -69,16 +67,23 @@ def run(args) -> int:
     return 0
 
 
+def _paced(blocks):
+    """``(samples, rate)`` blocks, each given no sooner than the audio before it would have played."""
+    start, fed = time.monotonic(), 0.0
+    for samples, rate in blocks:
+        time.sleep(max(0.0, fed - (time.monotonic() - start)))
+        fed += len(samples) / rate
+        yield samples, rate
+
+
 def _show(line, r, shown: int, segments: bool) -> int:
     """Update the display with result ``r``; returns how many finished segments have been printed."""
-    from speech_llm.display import format_time
+    from speech_llm.display import segment_line
 
     if not segments:
         line.update(r.committed, r.partial)
         return shown
     for seg in r.segments[shown:]:
-        line.final(f"[{format_time(seg.start_s)} - {format_time(seg.end_s)}] {seg.text}"
-                   + (" [truncated]" if seg.truncated else ""))
-    open_words = r.words[sum(len(x.words) for x in r.segments):]
-    line.update(" ".join(w.word for w in open_words), r.partial)
+        line.final(segment_line(seg))
+    line.update(" ".join(w.word for w in r.open_words), r.partial)
     return len(r.segments)

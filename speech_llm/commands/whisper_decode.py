@@ -48,12 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     from data_prep.audio import read_audio
-    from data_prep.fileutil import atomic_write_text
     from data_prep.kaldi_dir import read_data_dir
     from encoders.constants import SAMPLE_RATE
     from encoders.whisper import WhisperStreamingEncoder
     from encoders.whisper_convert import greedy_transcribe, streamed_transcribe
-    from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
+    from speech_llm.metrics.decode_dir import DecodeSummary, write_decode_dir
 
     processor = WhisperProcessor.from_pretrained(str(args.model))
     model = WhisperForConditionalGeneration.from_pretrained(str(args.model)).eval()
@@ -77,12 +76,10 @@ def run(args: argparse.Namespace) -> int:
             texts += streamed_transcribe(model, processor, encoder, waves, chunk, args.left_chunks, pad_encoder,
                                          batch_size=args.batch_size)
     compute = time.perf_counter() - start
-    atomic_write_text(out / "text", "".join(f"{k} {t}".rstrip() + "\n" for k, t in zip(keys, texts)))
-    write_summary(out, DecodeSummary(task="asr", mode="batch", num_utts=len(keys), compute_s=round(compute, 3),
-                                     audio_s=round(audio_s, 3), options={"decoder": "whisper greedy",
-                                                                        "encoder_chunk_ms": args.encoder_chunk_ms,
-                                                                        "left_chunks": args.left_chunks,
-                                                                        "pad_from": args.pad_from},
-                                     info={"model": str(args.model)}))
+    write_decode_dir(out, zip(keys, texts), DecodeSummary(
+        task="asr", mode="batch", num_utts=len(keys), compute_s=round(compute, 3), audio_s=round(audio_s, 3),
+        options={"decoder": "whisper greedy", "encoder_chunk_ms": args.encoder_chunk_ms,
+                 "left_chunks": args.left_chunks, "pad_from": args.pad_from},
+        info={"model": str(args.model)}))
     print(f"whisper-decode: {len(keys)} utterances -> {out}/text ({compute:.1f} s for {audio_s:.1f} s of audio)")
     return 0

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from speech_common.errors import UserError
+from speech_llm.metrics.emissions import UttEmissions, write_emissions
 
 SUMMARY = "summary.json"
 MODES = ("streaming", "batch", "wait-k")
@@ -50,6 +52,21 @@ class DecodeSummary:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.rtf is None and self.audio_s:
             self.rtf = round(self.compute_s / self.audio_s, 4)
+
+
+def write_decode_dir(out_dir: str | Path, texts: Iterable[tuple[str, str]], summary: DecodeSummary,
+                     emissions: Iterable[UttEmissions] | None = None) -> dict:
+    """Write a decode dir: ``text`` (one ``<utt> <text>`` line per ``(utt, text)`` pair, in the given order;
+    ``<utt>`` alone for an empty text), ``emissions.jsonl`` when ``emissions`` are given, then
+    ``summary.json`` (:func:`write_summary`, last: a dir with a summary is complete). Returns the summary."""
+    from data_prep.fileutil import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "text", "".join(f"{k} {t}".rstrip() + "\n" for k, t in texts))
+    if emissions is not None:
+        write_emissions(out / "emissions.jsonl", emissions)
+    return write_summary(out, summary)
 
 
 def write_summary(out_dir: str | Path, summary: DecodeSummary) -> dict:

@@ -38,10 +38,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from data_prep.fileutil import atomic_write_text
 from speech_common.errors import UserError
-from speech_llm.metrics.decode_dir import DecodeSummary, write_summary
-from speech_llm.metrics.emissions import UttEmissions, WordEmission, write_emissions
+from speech_llm.metrics.decode_dir import DecodeSummary, write_decode_dir
+from speech_llm.metrics.emissions import UttEmissions, WordEmission
 from speech_llm.mt.framing import source_groups
 from speech_llm.mt.model import MTModel, load_mt_model, wrap_model
 from speech_llm.mt.targets import check_k
@@ -216,13 +215,10 @@ def decode_mt_data(model: str | Path | MTModel | nn.Module, tokenizer, sources: 
         written += len(r.tokens)
         if on_result is not None:
             on_result(key, r)
-        lines.append(f"{key} {r.text}".rstrip() + "\n")
+        lines.append((key, r.text))
         emissions.append(UttEmissions(key=key, words=r.words, wall_time=round(r.wall_time, 6),
                                       compute_s=round(elapsed, 6), src_len=r.src_len))
-    atomic_write_text(out_dir / "text", "".join(lines))
-    write_emissions(out_dir / "emissions.jsonl", emissions)
-    summary = write_summary(out_dir, DecodeSummary(
+    return write_decode_dir(out_dir, lines, DecodeSummary(
         task="mt", mode="batch" if k is None else "wait-k", num_utts=len(lines), compute_s=round(compute, 3),
         options={"k": k, "max_tokens": max_tokens}, k=k,
-        info={"model": mt.info.get("path"), "tokens_written": written}))
-    return summary
+        info={"model": mt.info.get("path"), "tokens_written": written}), emissions)

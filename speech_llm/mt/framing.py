@@ -11,22 +11,22 @@ the last word: reading word ``n`` is reading "the end of the input". :attr:`Sour
 number of source tokens visible once ``i`` words are read (``i = 0..n``).
 
 Targets are words as well: ``translation.split()``, the first without a leading space, the others with
-one. A written token *starts a new word* when its text begins with whitespace (:func:`word_start_table`),
-which is how the decoder finds word boundaries in what it writes; :func:`split_words` applies that rule,
-and :func:`target_word_tokens` checks that it gives back the reference words (so training and decoding
+one. A written token *starts a new word* when its text begins with whitespace
+(:func:`speech_llm.framing.word_start_table`, the rule of every task), which is how the decoder finds word
+boundaries in what it writes; :func:`~speech_llm.framing.split_words` applies that rule, and
+:func:`target_word_tokens` checks that it gives back the reference words (so training and decoding
 agree on what a word is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from speech_common.errors import UserError
 from speech_llm.config import PromptConfig
-from speech_llm.framing import SpecialTokens, make_tokens, source_group_ends
+from speech_llm.framing import SpecialTokens, make_tokens, source_group_ends, split_words, word_token_ids
 
 DEFAULT_PROMPT = PromptConfig().mt
 """Instruction in front of the source words (group 0): the config's default ``llm.prompt.mt``."""
@@ -57,39 +57,16 @@ class SourceGroups:
         return len(self.words)
 
 
-def _word_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
-    """Token ids of each word, tokenized alone, with a leading space except the first."""
-    return [tokenizer((" " if i else "") + w, add_special_tokens=False)["input_ids"] for i, w in enumerate(words)]
-
-
 def source_groups(tokenizer, framing: SpecialTokens, text: str) -> SourceGroups:
     """Tokenize a source sentence into word groups (see the module docstring). ``text`` must have a word."""
     words = text.split()
     if not words:
         raise UserError("empty source sentence: there is nothing to translate")
-    word_ids = _word_ids(tokenizer, words)
+    word_ids = word_token_ids(tokenizer, words)
     ids = [*framing.prompt_ids, *(t for w in word_ids for t in w), *framing.end_ids]
     ends = source_group_ends(framing.prompt_len, [len(w) for w in word_ids], len(framing.end_ids),
                              end_with_last=True)
     return SourceGroups(ids=ids, ends=ends, words=words)
-
-
-def word_start_table(tokenizer) -> torch.Tensor:
-    """(V,) bool over the vocabulary: True for tokens whose text begins with whitespace (a new word)."""
-    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
-    return torch.tensor([bool(t) and t[0].isspace() for t in texts], dtype=torch.bool)
-
-
-def split_words(ids: Sequence[int], starts_word: torch.Tensor) -> list[list[int]]:
-    """Cut written tokens into words: a token starting with whitespace opens a new word, except the first
-    token, which always belongs to word 1."""
-    words: list[list[int]] = []
-    for i, t in enumerate(ids):
-        if not words or (i > 0 and bool(starts_word[t])):
-            words.append([t])
-        else:
-            words[-1].append(t)
-    return words
 
 
 def target_word_tokens(tokenizer, text: str, starts_word: torch.Tensor) -> list[list[int]]:
@@ -100,7 +77,7 @@ def target_word_tokens(tokenizer, text: str, starts_word: torch.Tensor) -> list[
             (e.g. a tokenizer that does not attach the leading space to the word).
     """
     words = text.split()
-    out = _word_ids(tokenizer, words)
+    out = word_token_ids(tokenizer, words)
     flat = [t for w in out for t in w]
     if split_words(flat, starts_word) != out:
         raise UserError(f"target {text!r}: the tokenizer's word pieces do not mark word starts with a leading "

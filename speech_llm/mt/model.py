@@ -23,9 +23,9 @@ from torch import nn
 
 from speech_common.errors import UserError
 from speech_llm.config import ExperimentConfig
-from speech_llm.framing import SpecialTokens
+from speech_llm.framing import SpecialTokens, word_start_table
 from speech_llm.group_lm import GroupStreamingLM
-from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing, word_start_table
+from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing
 
 
 @dataclass
@@ -35,7 +35,7 @@ class MTModel:
     glm: GroupStreamingLM
     tokenizer: object
     framing: SpecialTokens
-    starts_word: torch.Tensor          # (V,) bool, see speech_llm.mt.framing.word_start_table
+    starts_word: torch.Tensor          # (V,) bool, see speech_llm.framing.word_start_table
     info: dict = field(default_factory=dict)
 
     @property
@@ -63,20 +63,13 @@ def build_mt_model(cfg: ExperimentConfig, llm_path: str | Path | None = None, to
     """The one assembly of a text-translation model (training and :func:`load_mt_model`): the causal LM of
     ``llm_path`` (default ``cfg.llm.path_or_name``), with a LoRA adapter when ``llm.lora_rank > 0`` (only
     the adapter trains), else every weight trainable; prompt ``llm.prompt.mt``, target start ``llm.phi``."""
-    from peft import LoraConfig
-
-    from speech_llm.build import load_causal_lm, load_tokenizer, wrap_peft
+    from speech_llm.build import load_causal_lm, load_tokenizer, lora_config, wrap_peft
 
     path = llm_path or cfg.llm.path_or_name
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path, cfg.llm.gguf_file)
     llm = load_causal_lm(path, cfg.llm)
     if cfg.llm.lora_rank > 0:
-        try:
-            llm = wrap_peft(llm, LoraConfig(r=cfg.llm.lora_rank, lora_alpha=cfg.llm.lora_alpha,
-                                            lora_dropout=cfg.llm.lora_dropout,
-                                            target_modules=list(cfg.llm.lora_target_modules), bias="none"))
-        except ValueError as e:
-            raise UserError(f"llm.lora_target_modules {cfg.llm.lora_target_modules}: {e}") from None
+        llm = wrap_peft(llm, lora_config(cfg.llm, bias="none"), cfg.llm)
     return wrap_model(llm, tokenizer, prompt=cfg.llm.prompt.mt, phi=cfg.llm.phi, info={"path": str(path)})
 
 

@@ -254,7 +254,7 @@ class DecodeLoop:
         out = [final_message(seg) for seg in r.segments[job.sent_segments:]]
         job.sent_segments = len(r.segments)
         if stream.open:      # after decode_streams at most one segment is open: the one taking audio
-            words = r.words[sum(len(seg.words) for seg in r.segments):]
+            words = r.open_words
             committed = " ".join(w.word for w in words)
             key = (len(r.segments), committed, r.partial)
             if key != job.last_partial and (committed or r.partial):

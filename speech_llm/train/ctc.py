@@ -15,6 +15,7 @@ Output: ``<exp>/ctc/{best,last}`` (see :mod:`speech_llm.checkpoint`).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +45,14 @@ def usable(records: list[dict], output_lengths) -> tuple[list[dict], list[str]]:
 
 
 def encoder_frames_fn(cfg: ExperimentConfig):
-    """Feature frames -> encoder frames of ``cfg.encoder``, without building it (Whisper's two convs keep
-    ceil(T / 2) frames; the Conformer's subsampling drops its receptive field)."""
+    """Feature frames -> encoder frames of ``cfg.encoder``, without building it: the encoder's own arithmetic
+    (:func:`encoders.whisper.output_lengths`, ceil(T / 2); the Conformer's
+    :func:`~encoders.subsampling.subsampled_lengths`, which drops its receptive field)."""
     if cfg.encoder.name == "whisper":
-        return lambda frames: -(-frames // 2)
-    return lambda frames: subsampled_lengths(frames, cfg.encoder.subsampling)
+        from encoders.whisper import output_lengths
+
+        return output_lengths
+    return functools.partial(subsampled_lengths, rate=cfg.encoder.subsampling)
 
 
 def load_datasets(cfg: ExperimentConfig) -> tuple[FbankDataset, FbankDataset | None, list[str]]:

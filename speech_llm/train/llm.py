@@ -54,6 +54,7 @@ from speech_llm.checkpoint import (
     trained_state,
 )
 from speech_llm.config import ExperimentConfig, LLMConfig
+from speech_llm.framing import word_token_ids
 from speech_llm.targets import (
     Target,
     assign_words_to_chunks,
@@ -64,12 +65,6 @@ from speech_llm.targets import (
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset
 from speech_llm.train.trainer import Stage, TrainResult, run_training
-
-
-def word_token_ids(tokenizer, words: list[str]) -> list[list[int]]:
-    """Token ids of each word as it appears in the running text (a leading space for all but the first)."""
-    return [tokenizer(w if i == 0 else " " + w, add_special_tokens=False)["input_ids"]
-            for i, w in enumerate(words)]
 
 
 def words_of(records: list[dict], need_times: bool,

@@ -7,6 +7,7 @@ import torch
 
 from speech_llm.build import build_speech_llm
 from speech_llm.config import load_config
+from speech_llm.decode import decode_samples
 
 WAIT = "<|wait|>"
 
@@ -31,11 +32,4 @@ def decode_in_chunks(rec, samples, rate: int):
     """The in-process reference :class:`~speech_llm.recognizer.Result` of samples (N,) at ``rate``: one
     stream alone, fed in chunk-sized blocks and decoded after each, then finished (as ``transcribe`` does;
     the server and live tests must give the same)."""
-    s = rec.create_stream()
-    block = max(1, int(rate * rec.chunk_s))
-    for i in range(0, len(samples), block):
-        s.accept_waveform(rate, samples[i:i + block])
-        rec.decode(s)
-    s.input_finished()
-    rec.decode(s)
-    return rec.get_result(s)
+    return decode_samples(rec, samples, sample_rate=rate)[0]
