@@ -3,7 +3,8 @@
 Usage:
     speech-llm export --exp-dir exp/mini --out exp/mini/onnx
     speech-llm export --exp-dir exp/mini --out exp/mini/onnx --int8 --set chunk_ms=320
-    speech-llm transcribe --checkpoint exp/mini/onnx audio.wav      # the export dir decodes like a checkpoint
+    speech-llm transcribe --exp-dir exp/mini/onnx audio.wav      # the export dir decodes like a checkpoint
+    python -m speech_runtime exp/mini/onnx audio.wav             # the same without torch
 
 OUT holds the encoder chunk step, the projector, the LLM step (LoRA merged), the embedding table, the
 tokenizer, the special tokens, the decode config and the front-end settings (docs/DEPLOYMENT.md).
