@@ -541,7 +541,14 @@ class Recognizer:
 
 def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConfig | None = None,
                     device: str = "cpu", overrides: Sequence[str] = ()) -> Recognizer:
-    """:meth:`Recognizer.from_checkpoint` (exported as ``speech_llm.load_recognizer``)."""
+    """:meth:`Recognizer.from_checkpoint` (exported as ``speech_llm.load_recognizer``). An export dir
+    (``speech-llm export``) gives a ``speech_runtime`` recognizer on onnxruntime with the same API."""
+    from speech_llm.export.onnx_export import is_export_dir
+
+    if is_export_dir(exp_dir_or_checkpoint):
+        import speech_runtime
+
+        return speech_runtime.load_recognizer(exp_dir_or_checkpoint, overrides=list(overrides))
     return Recognizer.from_checkpoint(exp_dir_or_checkpoint, config, device, overrides)
 
 

@@ -1,0 +1,43 @@
+"""Export a trained speech LLM to ONNX for recognition on onnxruntime without torch (issue #27).
+
+Usage:
+    speech-llm export --exp-dir exp/mini --out exp/mini/onnx
+    speech-llm export --exp-dir exp/mini --out exp/mini/onnx --int8 --set chunk_ms=320
+    speech-llm transcribe --exp-dir exp/mini/onnx audio.wav      # the export dir decodes like a checkpoint
+    python -m speech_runtime exp/mini/onnx audio.wav             # the same without torch
+
+OUT holds the encoder chunk step, the projector, the LLM step (LoRA merged), the embedding table, the
+tokenizer, the special tokens, the decode config and the front-end settings (docs/DEPLOYMENT.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from speech_common.errors import UserError
+
+NAME = "export"
+HELP = "export a checkpoint to ONNX for onnxruntime (speech_runtime, no torch)"
+ORDER = 26
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exp-dir", type=Path, required=True, metavar="DIR",
+                        help="an llm checkpoint, or an experiment dir (its llm/best, else llm/last)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the export dir")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write dynamically quantized int8 copies (onnxruntime quantize_dynamic)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="decode-config override baked into the export (repeatable), e.g. chunk_ms=320")
+    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty OUT")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speech_llm.export import export_checkpoint
+
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")
+    out = export_checkpoint(args.exp_dir, args.out, int8=args.int8, overrides=tuple(args.set))
+    print(f"export: wrote {out}")
+    return 0

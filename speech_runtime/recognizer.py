@@ -1,0 +1,488 @@
+"""Recognizer / Stream on onnxruntime: the API and decoding policy of ``speech_llm.recognizer``, no torch.
+
+    import speech_runtime
+    rec = speech_runtime.load_recognizer("exp/mini/onnx")     # a dir written by `speech-llm export`
+    s = rec.create_stream()
+    s.accept_waveform(sample_rate, samples)                   # any block size, any rate
+    rec.decode(s)
+    s.input_finished(); rec.decode(s)
+    print(rec.get_result(s).text)
+
+The policy is that of the torch recognizer (read its module docstring): audio goes through fbank -> encoder
+-> projector as it arrives; each complete chunk of audio tokens is read and the model writes until
+``<|wait|>`` (eos suppressed, at most ``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is
+fed in the same forward as the next chunk; at the input end the last partial chunk is read and written on,
+then the end marker, and the model writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads
+everything and writes once. :meth:`Recognizer.decode_streams` advances many streams in one batch.
+
+Not yet here: endpointing. The torch recognizer's rules (``speech_llm.endpoint``) import the torch side of
+the toolkit, so the whole input of a stream is ONE segment (as ``decode.endpoint.enabled=false``); feed
+long recordings in pieces of at most a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from speech_runtime.frontend import SAMPLE_RATE, StreamingFbank, StreamingResampler
+from speech_runtime.models import LLM, AudioSide, LLMSession
+
+MANIFEST = "speech_llm_onnx.json"
+FORMAT = "speech-llm-onnx"
+VERSION = 1
+
+
+def is_export_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds an export (its manifest file)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+@dataclass
+class Word:
+    word: str
+    audio_s: float
+    wall_s: float
+
+
+@dataclass
+class SegmentResult:
+    index: int
+    start_s: float
+    end_s: float
+    text: str
+    words: list[Word]
+    reason: str
+    truncated: bool = False
+
+
+@dataclass
+class Result:
+    text: str
+    committed: str
+    partial: str
+    words: list[Word]
+    finished: bool
+    segments: list[SegmentResult] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return any(s.truncated for s in self.segments)
+
+
+@dataclass
+class DecodeOptions:
+    """The decode settings the runtime uses (the fields of ``speech_llm.config.DecodeConfig`` it honours)."""
+
+    mode: str = "streaming"
+    chunk_ms: float | None = None
+    read_ahead_chunks: int = 0
+    max_tokens_per_read: int = 20
+    max_tokens_per_segment: int = 200
+
+
+@dataclass
+class _Written:
+    token: int
+    audio_s: float
+    wall_s: float
+
+
+@dataclass
+class _Step:
+    source: np.ndarray      # (n, D)
+    n_audio: int
+    write: str | None
+
+
+class _Segment:
+    def __init__(self, rec: Recognizer, stream: Stream, index: int, start_sample: int):
+        self.stream, self.index, self.start_sample = stream, index, start_sample
+        self.end_sample: int | None = None
+        self.reason = ""
+        self.frontend = StreamingFbank()
+        self.feats: list[np.ndarray] = []
+        self.audio_state = rec.audio.init_state(rec.chunk_frames)
+        self.audio = np.zeros((0, rec.llm.hidden_size), np.float32)
+        self.session: LLMSession | None = None
+        self.pending = np.array([rec.tokens["bos_id"]], np.int64)
+        self.written: list[_Written] = []
+        self.num_complete = 0
+        self.tokens_read = 0
+        self.num_samples = 0
+        self.input_done = self.finished = self.truncated = False
+
+    @property
+    def start_s(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+    def push(self, x: np.ndarray) -> None:
+        if x.size:
+            self.num_samples += x.size
+            self.feats.append(self.frontend.accept_waveform(x))
+
+    def close(self, end_sample: int, reason: str) -> None:
+        self.feats.append(self.frontend.input_finished())
+        self.end_sample, self.reason, self.input_done = end_sample, reason, True
+
+    def take_feats(self) -> np.ndarray:
+        f = np.concatenate(self.feats) if self.feats else np.zeros((0, self.audio_state.feats.shape[1]), np.float32)
+        self.feats = []
+        return f
+
+    def has_work(self, batch_mode: bool) -> bool:
+        if self.finished:
+            return False
+        if batch_mode:
+            return self.input_done
+        return self.input_done or any(f.size for f in self.feats)
+
+
+class Stream:
+    """One input's decoding state; create with :meth:`Recognizer.create_stream`."""
+
+    def __init__(self, rec: Recognizer):
+        self.rec = rec
+        self.resampler: StreamingResampler | None = None
+        self.num_samples = 0
+        self.input_done = False
+        self.t0: float | None = None
+        self.input_end_wall: float | None = None
+        self.compute_s = 0.0
+        self.segments: list[SegmentResult] = []
+        self.open: list[_Segment] = []
+        self.tokens_read = 0
+        self.trace: list[tuple[int, int]] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.input_done and not self.open
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+    def accept_waveform(self, sample_rate: int, samples) -> None:
+        """Append audio: (N,) or (N, C), float in [-1, 1] or integer PCM, at ``sample_rate``."""
+        if self.input_done:
+            raise RuntimeError("accept_waveform() after input_finished()")
+        x = _to_mono_float(samples)
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        if self.resampler is None:
+            self.resampler = StreamingResampler(int(sample_rate), SAMPLE_RATE)
+        elif int(sample_rate) != self.resampler.orig_rate:
+            raise ValueError(f"sample rate changed within a stream: {self.resampler.orig_rate} -> {sample_rate}")
+        self._push(self.resampler.accept(x))
+
+    def input_finished(self) -> None:
+        if self.input_done:
+            return
+        if self.resampler is not None:
+            self._push(self.resampler.flush())
+        if not self.open:
+            self.open.append(_Segment(self.rec, self, 0, 0))
+        self.open[-1].close(self.num_samples, "end")
+        self.input_done = True
+        self.input_end_wall = self.wall_s()
+
+    def wall_s(self) -> float:
+        return 0.0 if self.t0 is None else time.monotonic() - self.t0
+
+    def _push(self, x: np.ndarray) -> None:
+        if not x.size:
+            return
+        if not self.open:
+            self.open.append(_Segment(self.rec, self, 0, 0))
+        self.open[-1].push(x)
+        self.num_samples += x.size
+
+
+class Recognizer:
+    """The exported speech LLM shared by many streams (``speech_llm.recognizer.Recognizer``'s API).
+
+    Args:
+        export_dir: a dir written by ``speech-llm export``.
+        int8: use the dynamically quantized models (the export must have been made with ``--int8``).
+        overrides: decode settings, ``{"chunk_ms": 320, "max_tokens_per_read": 10}`` (fields of
+            :class:`DecodeOptions`), over the export's decode config.
+        threads: onnxruntime intra-op threads per model (0: onnxruntime's default).
+    """
+
+    def __init__(self, export_dir: str | os.PathLike, int8: bool = False, overrides: dict | None = None,
+                 threads: int = 0):
+        from tokenizers import Tokenizer
+
+        root = Path(export_dir)
+        if not is_export_dir(root):
+            raise FileNotFoundError(f"{root} is not an export dir (no {MANIFEST}); write one with speech-llm export")
+        manifest = json.loads((root / MANIFEST).read_text())
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise ValueError(f"{root / MANIFEST}: unsupported format {manifest.get('format')} "
+                             f"version {manifest.get('version')} (this runtime reads {FORMAT} {VERSION})")
+        files = {part: manifest[part]["file"] for part in ("encoder", "projector", "llm")}
+        if int8:
+            if not manifest.get("int8"):
+                raise ValueError(f"{root} has no int8 models: export with --int8")
+            files = dict(manifest["int8"])
+        self.manifest = manifest
+        known = {f.name for f in DecodeOptions.__dataclass_fields__.values()}
+        decode = {k: v for k, v in manifest["decode"].items() if k in known}
+        self.config = DecodeOptions(**decode)
+        if overrides:
+            unknown = set(overrides) - known
+            if unknown:
+                raise ValueError(f"unknown decode options {sorted(unknown)}; known: {sorted(known)}")
+            self.config = replace(self.config, **overrides)
+        self.tokens = manifest["tokens"]
+        self.tokenizer = Tokenizer.from_file(str(root / manifest["tokenizer"]))
+        self.audio = AudioSide(root, manifest, files, threads)
+        self.llm = LLM(root, manifest, files, threads)
+        enc = manifest["encoder"]
+        stack = manifest["projector"]["stack"]
+        self.token_s = enc["frame_shift_s"] * stack
+        self.chunk_frames = enc["chunk_frames"] if self.config.chunk_ms is None else \
+            _chunk_frames_of(self.config.chunk_ms, enc["frame_shift_s"] * 1000.0, stack)
+        self.tokens_per_chunk = self.chunk_frames // stack
+
+    @property
+    def chunk_s(self) -> float:
+        return self.tokens_per_chunk * self.token_s
+
+    def create_stream(self) -> Stream:
+        return Stream(self)
+
+    def decode(self, stream: Stream) -> None:
+        self.decode_streams([stream])
+
+    def decode_streams(self, streams: Sequence[Stream]) -> None:
+        """Advance several streams as far as their inputs allow, in one batch."""
+        todo = [s for s in dict.fromkeys(streams) if not s.finished]
+        if not todo:
+            return
+        t = time.perf_counter()
+        batch_mode = self.config.mode == "batch"
+        try:
+            while work := [s.open[0] for s in todo if s.open and s.open[0].has_work(batch_mode)]:
+                self._advance(work, batch_mode)
+                for s in todo:
+                    self._collect(s)
+        finally:
+            share = (time.perf_counter() - t) / len(todo)
+            for s in todo:
+                s.compute_s += share
+
+    def get_result(self, stream: Stream) -> Result:
+        words = [w for seg in stream.segments for w in seg.words]
+        texts = [seg.text for seg in stream.segments if seg.text]
+        partial = ""
+        for seg in stream.open:
+            seg_words, seg_partial = self._segment_words(seg)
+            words += seg_words
+            texts += [" ".join(w.word for w in seg_words)] if seg_words else []
+            partial = seg_partial or partial
+        committed = " ".join(texts)
+        text = (committed + " " + partial).strip()
+        return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished,
+                      segments=list(stream.segments))
+
+    # ------------------------------------------------------------------ internals
+    def _advance(self, segs: list[_Segment], batch_mode: bool) -> None:
+        audio = self.audio.stream_audio([g.audio_state for g in segs], [g.take_feats() for g in segs],
+                                        [g.input_done for g in segs], self.chunk_frames)
+        for g, a in zip(segs, audio):
+            g.audio = np.concatenate([g.audio, a])
+        plans = {id(g): self._plan(g, batch_mode) for g in segs}
+        self._run_steps(plans, segs)
+
+    def _collect(self, stream: Stream) -> None:
+        while stream.open and stream.open[0].finished:
+            seg = stream.open.pop(0)
+            words, _ = self._segment_words(seg)
+            stream.segments.append(SegmentResult(
+                index=seg.index, start_s=seg.start_s, end_s=seg.end_sample / SAMPLE_RATE,
+                text=" ".join(w.word for w in words), words=words, reason=seg.reason, truncated=seg.truncated))
+
+    def _plan(self, seg: _Segment, batch_mode: bool) -> list[_Step]:
+        k = self.tokens_per_chunk
+        audio = seg.audio
+        steps: list[_Step] = []
+        read = seg.tokens_read
+        if not batch_mode:
+            while audio.shape[0] >= k:
+                read += k
+                write = "chunk" if read > self.config.read_ahead_chunks * k else None
+                steps.append(_Step(audio[:k], k, write))
+                audio = audio[k:]
+        if seg.input_done:
+            end = self.llm.embed(self.tokens["end_ids"])
+            if batch_mode:
+                steps.append(_Step(np.concatenate([audio, end]), audio.shape[0], "final"))
+            else:
+                if audio.shape[0]:
+                    steps.append(_Step(audio, audio.shape[0], "chunk"))
+                steps.append(_Step(end, 0, "final"))
+            seg.audio = audio[:0]
+        else:
+            seg.audio = audio
+        if steps and seg.session is None:
+            prompt = self.llm.embed(self.tokens["prompt_ids"])
+            first = steps[0]
+            steps[0] = _Step(np.concatenate([prompt, first.source]), first.n_audio, first.write)
+        return steps
+
+    def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
+        group = [g for g in segs if plans[id(g)]]
+        if not group:
+            return
+        sess = LLMSession.merge([g.session or self.llm.start(1) for g in group])
+        i = 0
+        while group:
+            steps = [plans[id(g)][i] for g in group]
+            width = max(st.source.shape[0] for st in steps)
+            embeds = np.zeros((len(steps), width, self.llm.hidden_size), np.float32)
+            for b, st in enumerate(steps):
+                embeds[b, :st.source.shape[0]] = st.source
+            lens = np.array([st.source.shape[0] for st in steps], np.int64)
+            for g, st in zip(group, steps):
+                g.tokens_read += st.n_audio
+                g.stream.tokens_read += st.n_audio
+            self._read_and_write(sess, group, steps, embeds, lens)
+            i += 1
+            done = [b for b, g in enumerate(group) if len(plans[id(g)]) == i]
+            if done:
+                keep = [b for b in range(len(group)) if b not in done]
+                for b in done:
+                    group[b].session = sess.select([b])
+                    if steps[b].write == "final":
+                        group[b].finished = True
+                        group[b].session = None
+                sess = sess.select(keep) if keep else sess
+                group = [group[b] for b in keep]
+
+    def _read_and_write(self, sess: LLMSession, group: list[_Segment], steps: list[_Step], embeds: np.ndarray,
+                        lens: np.ndarray) -> None:
+        tk, cfg = self.tokens, self.config
+        active, caps, stops, suppress = [], [], [], []
+        for g, st in zip(group, steps):
+            left = cfg.max_tokens_per_segment - len(g.written)
+            final = st.write == "final"
+            if st.write is not None and left <= 0:
+                g.truncated = True
+            active.append(st.write is not None and left > 0)
+            caps.append(max(1, left if final else min(left, cfg.max_tokens_per_read)))
+            stops.append([tk["eos_id"]] if final else [tk["wait_id"]])
+            suppress.append([tk["wait_id"]] if final else [tk["eos_id"]])
+        if not any(active):
+            sess.read(embeds, lens)
+            return
+        visible = (sess.num_source + lens).tolist()
+        pending = np.concatenate([g.pending for g in group])
+        res = sess.greedy_write(pending, stops, caps, np.array(active), suppress, source=embeds, source_lens=lens)
+        for b, (g, st) in enumerate(zip(group, steps)):
+            if active[b]:
+                self._record(g, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
+                             final=st.write == "final")
+
+    def _record(self, seg: _Segment, tokens: list[int], pending: np.ndarray, stopped: bool, visible: int,
+                final: bool) -> None:
+        tk = self.tokens
+        seg.stream.trace += [(t, visible) for t in tokens]
+        read_s = seg.duration_s if final else min(seg.tokens_read * self.token_s, seg.duration_s)
+        audio_s, wall = seg.start_s + read_s, seg.stream.wall_s()
+        for t in tokens:
+            if t not in (tk["wait_id"], tk["eos_id"]):
+                seg.written.append(_Written(t, audio_s, wall))
+        seg.pending = pending
+        if final and not stopped:
+            seg.truncated = True
+        toks = [w.token for w in seg.written]
+        seg.num_complete = len(toks) if stopped or final else self._word_boundary(toks)
+
+    def _segment_words(self, seg: _Segment) -> tuple[list[Word], str]:
+        toks = [w.token for w in seg.written]
+        n_done = seg.num_complete
+        words: list[Word] = []
+        start = 0
+        for i in range(1, n_done + 1):
+            if i == n_done or self._starts_word(toks[i]):
+                text = self.tokenizer.decode(toks[start:i], skip_special_tokens=True).strip()
+                if text:
+                    last = seg.written[i - 1]
+                    words += [Word(w, last.audio_s, last.wall_s) for w in text.split()]
+                start = i
+        return words, self.tokenizer.decode(toks[n_done:], skip_special_tokens=True).strip()
+
+    def _starts_word(self, token: int) -> bool:
+        return self.tokenizer.decode([token], skip_special_tokens=False).startswith(" ")
+
+    def _word_boundary(self, toks: list[int]) -> int:
+        for i in range(len(toks) - 1, 0, -1):
+            if self._starts_word(toks[i]):
+                return i
+        return 0
+
+
+def load_recognizer(export_dir: str | os.PathLike, int8: bool = False,
+                    overrides: dict | Sequence[str] | None = None, threads: int = 0) -> Recognizer:
+    """A :class:`Recognizer` on an export dir (``speech-llm export``).
+
+    ``overrides``: a dict of :class:`DecodeOptions` fields, or the ``key=value`` strings of the torch
+    recognizer (``["chunk_ms=320", "max_tokens_per_read=10"]``): ``quantize=int8`` picks the int8 models,
+    ``dtype`` is ignored, and ``endpoint.*`` / ``context_words`` are ignored too (no endpointing here yet:
+    one segment per stream).
+    """
+    if overrides is not None and not isinstance(overrides, dict):
+        overrides, int8 = _parse_overrides(overrides, int8)
+    return Recognizer(export_dir, int8=int8, overrides=overrides, threads=threads)
+
+
+def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"decode override {item!r} is not key=value")
+        key = key.strip()
+        if key == "quantize":
+            int8 = int8 or value.strip() == "int8"
+        elif key == "dtype" or key == "context_words" or key.startswith("endpoint."):
+            continue
+        else:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value.strip()
+    return out, int8
+
+
+def _chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
+    """``speech_llm.model.chunk_frames_of``: encoder frames in a chunk of ``chunk_ms``."""
+    frames = chunk_ms / frame_ms
+    if frames < 1 or abs(frames - round(frames)) > 1e-9 or round(frames) % stack:
+        raise ValueError(f"a chunk of {chunk_ms:g} ms must be a positive multiple of {frame_ms * stack:g} ms")
+    return int(round(frames))
+
+
+def _to_mono_float(samples) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.dtype.kind in "iu":
+        x = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
+    x = x.astype(np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    elif x.ndim != 1:
+        raise ValueError(f"samples must have shape (N,) or (N, channels), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("samples contain NaN or infinite values")
+    return x

@@ -1,0 +1,47 @@
+"""Helpers of the export tests: test audio, feeding streams block by block, comparing two recognisers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import speech_runtime
+from speech_runtime.frontend import SAMPLE_RATE
+
+
+def audio(seconds: float, seed: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    f0 = 150 + 100 * seed
+    return (0.3 * np.sin(2 * np.pi * (f0 + 300 * t) * t) + 0.05 * g.standard_normal(n)).astype(np.float32)
+
+
+UTTERANCES = [(2.3, 0), (1.1, 1), (0.5, 3), (0.01, 4)]
+
+
+def feed(rec, streams_audio, rate=SAMPLE_RATE, seed=0, fixed=None):
+    """Feed every stream random blocks (or ``fixed``-sized ones) round by round, decoding them together."""
+    g = np.random.default_rng(seed)
+    streams = [rec.create_stream() for _ in streams_audio]
+    pos = [0] * len(streams)
+    as_tensor = not isinstance(rec, speech_runtime.Recognizer)
+    while any(p < len(x) for p, x in zip(pos, streams_audio)):
+        for i, (s, x) in enumerate(zip(streams, streams_audio)):
+            if pos[i] < len(x):
+                n = fixed or int(g.integers(1, rate // 3))
+                block = x[pos[i]:pos[i] + n]
+                s.accept_waveform(rate, torch.from_numpy(block) if as_tensor else block)
+                pos[i] += n
+                if pos[i] >= len(x):
+                    s.input_finished()
+        rec.decode_streams(streams)
+    rec.decode_streams(streams)
+    return streams, [rec.get_result(s) for s in streams]
+
+
+def same(a_streams, a_results, b_streams, b_results):
+    for sa, ra, sb, rb in zip(a_streams, a_results, b_streams, b_results):
+        assert sa.trace == sb.trace                       # every token, <wait>/eos included, and what it saw
+        assert ra.text == rb.text and ra.committed == rb.committed and rb.finished
+        assert [(w.word, round(w.audio_s, 6)) for w in ra.words] == [(w.word, round(w.audio_s, 6)) for w in rb.words]

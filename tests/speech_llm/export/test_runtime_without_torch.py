@@ -1,0 +1,56 @@
+"""speech_runtime imports and recognises with torch (and the torch side of the toolkit) unimportable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from runtime_testutil import audio, feed
+
+import speech_runtime
+
+BLOCKED = ("torch", "torchaudio", "transformers", "peft", "speech_llm", "encoders", "data_prep")
+
+SCRIPT = """
+import importlib.abc, json, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, Blocker())
+import numpy as np
+import speech_runtime
+
+rec = speech_runtime.load_recognizer(sys.argv[1], threads=1)
+x = np.load(sys.argv[2])
+s = rec.create_stream()
+for i in range(0, len(x), 1234):
+    s.accept_waveform(16000, x[i:i + 1234])
+    rec.decode(s)
+s.input_finished()
+rec.decode(s)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print(json.dumps({"text": rec.get_result(s).text, "trace": s.trace, "loaded": loaded}))
+"""
+
+
+def test_runtime_runs_with_torch_blocked(torch_rec, export_dir, tmp_path):
+    x = audio(2.3, 0)
+    np.save(tmp_path / "x.npy", x)
+    root = Path(speech_runtime.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", f"BLOCKED = {BLOCKED!r}\n{SCRIPT}", str(export_dir),
+                           str(tmp_path / "x.npy")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    streams, results = feed(torch_rec, [x], fixed=1234)
+    assert out["text"] == results[0].text
+    assert [tuple(t) for t in out["trace"]] == streams[0].trace
