@@ -42,13 +42,14 @@ Server -> client::
 * ``partial``: the OPEN segment only -- its committed words (these never change: every later partial and the
   final of that segment extend them) and the word still being written (``partial``, usually empty). Sent
   when that text changes; a slow reader may skip superseded partials, never a final.
-* ``final``: one per finished segment, in order. ``reason``: ``silence`` (a pause ended it), ``max_length``
-  or ``end`` (of the input); ``truncated``: the segment's token cap stopped the model early.
+* ``final``: one per finished segment, in order. ``reason``: ``silence`` (a pause after text ended it),
+  ``no_text`` (non-speech with nothing written: decoder endpointing), ``max_length`` or ``end`` (of the input); ``truncated``: the segment's token cap stopped the model early.
 * Times are seconds of the session's audio. A word's ``time_s`` is when it was written: how much audio the
   model had read then (not an aligned word boundary). ``start_s``/``end_s`` bound the segment.
 * Options a client may set (keys of the checkpoint's ``decode`` section): ``mode`` (streaming|batch),
   ``read_ahead_chunks`` (0-4), ``context_words`` (0-64), ``max_tokens_per_read`` and
-  ``max_tokens_per_segment`` (at most the server's), ``endpoint.silence_s`` (0.1-10),
+  ``max_tokens_per_segment`` (at most the server's), ``endpoint.mode`` (decoder|energy),
+  ``endpoint.rule1_silence_s``, ``endpoint.rule2_silence_s`` and ``endpoint.silence_s`` (0.1-10),
   ``endpoint.max_segment_s`` (1 to the server's), ``endpoint.threshold_db`` (-100-0). Anything else is
   ``bad_option``.
 
