@@ -332,9 +332,10 @@ class EndpointConfig:
       therefore open no segment and cost no decoding.
     - ``mode = "decoder"`` (the default; streaming decoding): the segment is ended by what the decoder
       writes (sherpa-onnx's three rules), decided after each chunk of audio, at chunk ends counted from the
-      segment start. A chunk is *non-speech* when the model wrote no word for it (only ``<|wait|>``, or a
-      read-ahead chunk with no write). Rule 1: ``rule1_silence_s`` of trailing non-speech chunks and
-      nothing written yet in the segment (reason ``no_text``). Rule 2: ``rule2_silence_s`` of trailing
+      segment start. A chunk is *non-speech* when the model wrote no word for it (only ``<|wait|>``; a chunk
+      where it could not write -- read-ahead, token cap used up -- only counts for the length). Rule 1:
+      ``rule1_silence_s`` of trailing non-speech chunks and nothing written yet in the segment (reason
+      ``no_text``). Rule 2: ``rule2_silence_s`` of trailing
       non-speech chunks after some text (reason ``silence``). Rule 3: the segment is as long as it can be
       without passing ``max_segment_s`` (the last chunk end at or before it; reason ``max_length``). The
       energy gate only opens segments: noise above ``threshold_db`` keeps nothing open once the decoder

@@ -45,8 +45,9 @@ def decoder_end(config: EndpointConfig, chunks: int, quiet_chunks: int, wrote_te
     """The decoder rules, checked after each chunk of a segment: the reason the segment ends at the end of
     its ``chunks``-th chunk (each ``chunk_s`` seconds), or None.
 
-    ``quiet_chunks``: the trailing chunks for which the model wrote no word (only ``<|wait|>``, or no write
-    at all during read-ahead); ``wrote_text``: some word was written earlier in the segment.
+    ``quiet_chunks``: the trailing chunks for which the model wrote no word (only ``<|wait|>``; chunks where
+    it could not write -- read-ahead, token cap used up -- are not counted); ``wrote_text``: some word was
+    written earlier in the segment.
 
     - rule 1 ("no_text"): nothing written yet and ``quiet_chunks * chunk_s >= rule1_silence_s``;
     - rule 2 ("silence"): some text and ``quiet_chunks * chunk_s >= rule2_silence_s``;

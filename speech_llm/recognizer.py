@@ -489,14 +489,14 @@ class Recognizer:
     def _endpoint(self, seg: _Segment, step: _Step, wrote: bool) -> bool:
         """After a whole chunk of a segment under the decoder rules (:func:`speech_llm.endpoint.decoder_end`):
         True when the rules end the segment at this chunk's end (then marked with :meth:`_Segment.end_by_rule`).
-        ``wrote``: the model wrote a word for this chunk. Read-ahead chunks (no write yet) count for the
-        length only."""
+        ``wrote``: the model wrote a word for this chunk. Chunks where the model could not write (read-ahead
+        before the first write, or the segment's token cap used up: ``truncated``) count for the length only."""
         if not seg.decoder_rules or step.write == "final" or step.n_audio != self.tokens_per_chunk:
             return False
         seg.chunks += 1
         if wrote:
             seg.quiet_chunks, seg.wrote_text = 0, True
-        elif step.write is not None:
+        elif step.write is not None and not seg.truncated:
             seg.quiet_chunks += 1
         end = seg.start_sample + seg.chunks * self.chunk_samples
         if seg.input_done and end >= seg.end_sample:

@@ -43,7 +43,8 @@ Server -> client::
   final of that segment extend them) and the word still being written (``partial``, usually empty). Sent
   when that text changes; a slow reader may skip superseded partials, never a final.
 * ``final``: one per finished segment, in order. ``reason``: ``silence`` (a pause after text ended it),
-  ``no_text`` (non-speech with nothing written: decoder endpointing), ``max_length`` or ``end`` (of the input); ``truncated``: the segment's token cap stopped the model early.
+  ``no_text`` (non-speech with nothing written: decoder endpointing), ``max_length`` or ``end`` (of the
+  input); ``truncated``: the segment's token cap stopped the model early.
 * Times are seconds of the session's audio. A word's ``time_s`` is when it was written: how much audio the
   model had read then (not an aligned word boundary). ``start_s``/``end_s`` bound the segment.
 * Options a client may set (keys of the checkpoint's ``decode`` section): ``mode`` (streaming|batch),
