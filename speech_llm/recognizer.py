@@ -10,13 +10,24 @@
 The :class:`Recognizer` holds the model and one :class:`~speech_llm.config.DecodeConfig`; a :class:`Stream`
 holds one input's state: the resampler, the endpointer, and the open segment(s).
 
-Input of any length: endpointing is part of decoding (as in sherpa-onnx's recognizer). The stream cuts its
-16 kHz samples into segments (:mod:`speech_llm.endpoint`: trailing silence after speech, maximum length,
-end of input; long silence without speech opens no segment). Each segment is decoded with a fresh LLM
-context and fresh front-end and encoder caches; a finished segment leaves only its text and word times
-(:class:`SegmentResult`), so the state of a stream is at most one segment plus a pre-roll, however long
-the input runs. Token caps are per segment, and a segment that hits one says so (``truncated``). With
-``decode.context_words = N`` the last N words of the earlier segments go into the next segment's prompt.
+Input of any length: endpointing is part of decoding (as in sherpa-onnx's recognizer). An energy gate on the
+stream's 16 kHz samples opens segments (:mod:`speech_llm.endpoint`: long quiet input opens none and costs no
+decoding). In streaming decoding a segment is ended by what the decoder writes (``decode.endpoint.mode =
+"decoder"``, sherpa-onnx's three rules, checked after each chunk: rule 1, ``rule1_silence_s`` of chunks with
+no word and nothing written yet; rule 2, ``rule2_silence_s`` of chunks with no word after some text; rule 3,
+``max_segment_s``), so noise above the gate's threshold holds nothing open once the model stops writing.
+The segment then ends at that chunk's end: the end marker is read and the model writes until eos; the
+samples after the chunk end (kept by the segment until its chunks are decided) go back through the gate,
+which may open the next segment at once. In batch decoding, or with ``endpoint.mode = "energy"``, the gate
+also ends segments (trailing quiet audio, maximum length). Either way the input end ends the open segment.
+Each segment is decoded with a fresh LLM context and fresh front-end and encoder caches; a finished segment
+leaves only its text and word times (:class:`SegmentResult`), so the state of a stream is at most one
+segment plus a pre-roll, however long the input runs. Token caps are per segment, and a segment that hits
+one says so (``truncated``). With ``decode.context_words = N`` the last N words of the earlier segments go
+into the next segment's prompt.
+
+The decode step (:meth:`Recognizer.write_step`) is the one place the LLM is asked what to write; text, word
+times and the decoder rules read only what it returns (tests script it there).
 
 Policy within a segment (streaming): audio goes through fbank -> encoder -> projector as it arrives
 (:meth:`SpeechLLM.stream_audio`, which owns the audio-side state). Each complete chunk of
@@ -25,8 +36,8 @@ suppressed while input remains); that ``<wait>`` is fed back after the next chun
 and the chunk and that pending token share ONE forward. With ``read_ahead_chunks = K`` the first write
 waits until K+1 chunks are read. When the segment's input has ended: the last partial chunk is read and
 written on, then the source end marker is read and the model writes until eos (``<wait>`` suppressed).
-Because chunks are processed one at a time and segment boundaries come from the samples alone, the result
-does not depend on block sizes or on how often ``decode`` is called.
+Because chunks are processed one at a time and segment boundaries come from the samples and the chunks'
+writes alone, the result does not depend on block sizes or on how often ``decode`` is called.
 
 Batch mode (``decode.mode = "batch"``): each segment is decoded once its input is complete: all audio
 tokens and the end marker are read, then the model writes until eos with no waits.
@@ -72,9 +83,9 @@ import torch
 
 from encoders.constants import SAMPLE_RATE
 from speech_llm.config import DecodeConfig
-from speech_llm.endpoint import Endpointer
+from speech_llm.endpoint import Endpointer, decoder_end
 from speech_llm.framing import word_start_table
-from speech_llm.group_lm import GroupStreamingSession
+from speech_llm.group_lm import GroupStreamingSession, WriteResult
 from speech_llm.model import SpeechLLM
 from speech_llm.resample import StreamingResampler
 
@@ -93,7 +104,9 @@ class Word:
 class SegmentResult:
     """A finished segment: ``[start_s, end_s)`` of stream audio, its text and words (stream times).
 
-    reason: why it ended, ``silence``, ``max_length`` or ``end`` (of the input).
+    reason: why it ended: ``silence`` (trailing non-speech after text: decoder rule 2, or quiet audio in
+        energy mode), ``no_text`` (decoder rule 1: non-speech and nothing written), ``max_length`` (rule 3)
+        or ``end`` (of the input).
     truncated: the per-segment token cap was hit before the model finished writing.
     """
 
@@ -164,6 +177,15 @@ class _Segment:
         self.tokens_read = 0
         self.num_samples = 0
         self.input_done = self.finished = self.truncated = False
+        # decoder endpointing (streaming, endpoint.mode = "decoder"): the chunks decided so far, the trailing
+        # ones with no word written, whether a word was written; the samples after the last decided chunk
+        # end (``tail``, from segment sample ``tail_start``), which start the next segment if the rules end
+        # this one there
+        self.decoder_rules = stream.decoder_ends
+        self.chunks = self.quiet_chunks = 0
+        self.wrote_text = self.decoder_ended = False
+        self.tail: list[torch.Tensor] = []
+        self.tail_start = 0
 
     @property
     def start_s(self) -> float:
@@ -177,6 +199,22 @@ class _Segment:
         if x.numel():
             self.num_samples += x.numel()
             self.feats.append(self.frontend.accept_waveform(x))
+            if self.decoder_rules:
+                self.tail.append(x)
+
+    def samples_from(self, index: int) -> torch.Tensor:
+        """The kept samples from segment sample ``index`` on (at or after ``tail_start``)."""
+        x = torch.cat(self.tail) if self.tail else torch.zeros(0)
+        self.tail, self.tail_start = [x[index - self.tail_start:]], index
+        return self.tail[0]
+
+    def end_by_rule(self, end_sample: int, reason: str) -> None:
+        """The decoder rules end the segment at ``end_sample`` (a chunk end): what was not read is dropped;
+        the samples after it stay in ``tail`` for the next segment."""
+        self.samples_from(end_sample - self.start_sample)
+        self.feats, self.audio = [], self.audio[:0]
+        self.num_samples = end_sample - self.start_sample
+        self.end_sample, self.reason, self.input_done, self.decoder_ended = end_sample, reason, True, True
 
     def close(self, end_sample: int, reason: str) -> None:
         self.feats.append(self.frontend.input_finished())
@@ -205,7 +243,9 @@ class Stream:
     def __init__(self, rec: Recognizer):
         self.rec = rec
         ep = rec.config.endpoint
-        self.endpointer = Endpointer(ep) if ep.enabled else None
+        self.decoder_ends = ep.enabled and not ep.energy_ends(rec.config.mode)
+        """The decoder rules end segments (streaming, ``endpoint.mode = "decoder"``); the energy gate opens them."""
+        self.endpointer = Endpointer(ep, ends=not self.decoder_ends) if ep.enabled else None
         self.resampler: StreamingResampler | None = None
         self.num_samples = 0
         self.input_done = False
@@ -293,6 +333,15 @@ class Stream:
     def _new_segment(self, start_sample: int) -> None:
         self.open.append(_Segment(self.rec, self, len(self.segments) + len(self.open), start_sample))
 
+    def _restart(self, index: int, samples: torch.Tensor) -> None:
+        """The decoder rules ended a segment at stream sample ``index``: the energy gate starts afresh there
+        and examines the samples already accepted after it (they may open the next segment)."""
+        self.endpointer.restart(index)
+        events = self.endpointer.process(samples.numpy())
+        if self.input_done:
+            events += self.endpointer.flush()
+        self._events(events)
+
 
 class Recognizer:
     """A speech LLM shared by many streams.
@@ -335,6 +384,7 @@ class Recognizer:
         self.chunk_frames = model.chunk_frames if self.config.chunk_ms is None else \
             model.frames_for_chunk(self.config.chunk_ms)
         self.tokens_per_chunk = self.chunk_frames // model.projector.stack
+        self.chunk_samples = round(self.chunk_s * SAMPLE_RATE)
 
     @property
     def chunk_s(self) -> float:
@@ -393,6 +443,9 @@ class Recognizer:
         for g, a in zip(segs, audio):
             g.audio = torch.cat([g.audio, a.to(g.audio.dtype)])
         self._run_steps({id(g): self._plan(g, batch_mode) for g in segs}, segs)
+        for g in segs:
+            if g.decoder_rules and not g.decoder_ended:      # keep only the samples after the last chunk end
+                g.samples_from(max(g.tail_start, g.chunks * self.chunk_samples))
 
     def _collect(self, stream: Stream) -> None:
         """Finished segments leave their text and words; their state is dropped (bounded memory)."""
@@ -402,6 +455,8 @@ class Recognizer:
             stream.segments.append(SegmentResult(
                 index=seg.index, start_s=seg.start_s, end_s=seg.end_sample / SAMPLE_RATE,
                 text=" ".join(w.word for w in words), words=words, reason=seg.reason, truncated=seg.truncated))
+            if seg.decoder_ended:
+                stream._restart(seg.end_sample, seg.samples_from(seg.end_sample - seg.start_sample))
 
     def _context(self, seg: _Segment) -> list[int]:
         """Prompt context of a segment: the last ``context_words`` words of the stream's finished segments."""
@@ -424,13 +479,13 @@ class Recognizer:
                 steps.append(_Step(audio[:k], k, write))
                 audio = audio[k:]
         if seg.input_done:
-            end = m.token_embeds(m.tokens.end_ids)[0].to(audio.dtype)
+            end = self._end_step(audio.dtype)
             if batch_mode:
-                steps.append(_Step(torch.cat([audio, end]), audio.size(0), "final"))
+                steps.append(_Step(torch.cat([audio, end.source]), audio.size(0), "final"))
             else:
                 if audio.size(0):
                     steps.append(_Step(audio, audio.size(0), "chunk"))
-                steps.append(_Step(end, 0, "final"))
+                steps.append(end)
             seg.audio = audio[:0]
         else:
             seg.audio = audio  # less than a chunk: waits for more
@@ -441,9 +496,35 @@ class Recognizer:
             steps[0] = _Step(torch.cat([prompt, first.source]), first.n_audio, first.write)
         return steps
 
+    def _end_step(self, dtype: torch.dtype) -> _Step:
+        """Read the source end marker, then write until eos."""
+        m = self.model
+        return _Step(m.token_embeds(m.tokens.end_ids)[0].to(dtype), 0, "final")
+
+    def _endpoint(self, seg: _Segment, step: _Step, wrote: bool) -> bool:
+        """After a whole chunk of a segment under the decoder rules (:func:`speech_llm.endpoint.decoder_end`):
+        True when the rules end the segment at this chunk's end (then marked with :meth:`_Segment.end_by_rule`).
+        ``wrote``: the model wrote a word for this chunk. Chunks where the model could not write (read-ahead
+        before the first write, or the segment's token cap used up: ``truncated``) count for the length only."""
+        if not seg.decoder_rules or step.write == "final" or step.n_audio != self.tokens_per_chunk:
+            return False
+        seg.chunks += 1
+        if wrote:
+            seg.quiet_chunks, seg.wrote_text = 0, True
+        elif step.write is not None and not seg.truncated:
+            seg.quiet_chunks += 1
+        end = seg.start_sample + seg.chunks * self.chunk_samples
+        if seg.input_done and end >= seg.end_sample:
+            return False                     # the input ends here anyway
+        reason = decoder_end(self.config.endpoint, seg.chunks, seg.quiet_chunks, seg.wrote_text, self.chunk_s)
+        if reason is None:
+            return False
+        seg.end_by_rule(end, reason)
+        return True
+
     def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
         """Run step i of every segment together: one forward reads and feeds the pending tokens, then
-        batched greedy writes."""
+        batched greedy writes. A segment the decoder rules end after step i reads the end marker next."""
         group = [g for g in segs if plans[id(g)]]
         if not group:
             return
@@ -456,7 +537,11 @@ class Recognizer:
             for g, st in zip(group, steps):
                 g.tokens_read += st.n_audio
                 g.stream.tokens_read += st.n_audio
+            before = [len(g.written) for g in group]
             self._read_and_write(sess, group, steps, embeds, lens)
+            for g, st, n in zip(group, steps, before):
+                if self._endpoint(g, st, len(g.written) > n):
+                    plans[id(g)][i + 1:] = [self._end_step(st.source.dtype)]
             i += 1
             done = [b for b, g in enumerate(group) if len(plans[id(g)]) == i]
             if done:
@@ -490,12 +575,27 @@ class Recognizer:
             return
         visible = (sess.num_source + lens.to(sess.device)).tolist()
         pending = torch.cat([g.pending for g in group])
-        res = sess.greedy_write(pending, stops, caps, active=torch.tensor(active), suppress_ids=suppress,
-                                source=embeds, source_lens=lens)
+        res = self.write_step(sess, group, pending, stops, caps, torch.tensor(active), suppress, embeds, lens)
         for b, (g, st) in enumerate(zip(group, steps)):
             if active[b]:
                 self._record(g, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
                              final=st.write == "final")
+
+    def write_step(self, sess: GroupStreamingSession, segments: Sequence[_Segment], pending: torch.Tensor,
+                   stops: list[list[int]], caps: list[int], active: torch.Tensor, suppress: list[list[int]],
+                   source: torch.Tensor, source_lens: torch.Tensor) -> WriteResult:
+        """The decode step: the one place the Recognizer asks the LLM what to write. Row ``b`` is
+        ``segments[b]``: read ``source[b, :source_lens[b]]`` (its ``tokens_read`` already counts the audio
+        of it), feed ``pending[b]``, then where ``active[b]`` write greedily until a token of ``stops[b]`` or
+        ``caps[b]`` tokens, never choosing ``suppress[b]``
+        (:meth:`~speech_llm.group_lm.GroupStreamingSession.greedy_write`, which this calls).
+
+        Everything downstream -- text, word times, the decoder endpoint rules -- reads only the returned
+        :class:`~speech_llm.group_lm.WriteResult`. Tests that must control what the model writes override
+        this method with a scripted stand-in that feeds the scripted tokens through ``sess``
+        (``tests/speech_llm/scripted_writer.py``)."""
+        return sess.greedy_write(pending, stops, caps, active=active, suppress_ids=suppress, source=source,
+                                 source_lens=source_lens)
 
     def _record(self, seg: _Segment, tokens: list[int], pending: torch.Tensor, stopped: bool, visible: int,
                 final: bool) -> None:

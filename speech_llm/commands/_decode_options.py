@@ -18,9 +18,18 @@ OPTIONS = {
     "--context-words": ("context_words", int, "last N words of earlier segments as prompt context"),
     "--dtype": ("dtype", str, "float32 or bfloat16 (LLM inference dtype)"),
     "--quantize": ("quantize", str, "none or int8 (dynamic int8 LLM linear layers)"),
-    "--endpoint-silence": ("endpoint.silence_s", float, "trailing silence (s) that ends a segment"),
-    "--max-segment": ("endpoint.max_segment_s", float, "maximum segment length (s)"),
-    "--silence-threshold-db": ("endpoint.threshold_db", float, "frames below this RMS level (dBFS) are silence"),
+    "--endpoint-mode": ("endpoint.mode", str, "what ends a segment: decoder (rules on what the model writes, "
+                        "streaming) or energy (trailing quiet frames; batch mode always uses energy)"),
+    "--endpoint-rule1-silence": ("endpoint.rule1_silence_s", float,
+                                 "decoder rule 1: seconds of chunks with no word that end a segment with no text"),
+    "--endpoint-rule2-silence": ("endpoint.rule2_silence_s", float,
+                                 "decoder rule 2: seconds of chunks with no word that end a segment after text"),
+    "--max-segment": ("endpoint.max_segment_s", float, "maximum segment length (s) (rule 3, both modes)"),
+    "--endpoint-silence": ("endpoint.silence_s", float,
+                           "energy mode / batch: trailing quiet audio (s) that ends a segment"),
+    "--silence-threshold-db": ("endpoint.threshold_db", float,
+                               "energy gate: a frame at or above this RMS level (dBFS) opens a segment; "
+                               "below it, quiet (energy mode: ends one)"),
 }
 
 

@@ -5,13 +5,15 @@ Usage:
     speech-llm live --list-devices
     speech-llm live --exp-dir exp/mini
     speech-llm live --exp-dir exp/mini --device "USB" --save-audio talk.wav --save-transcript talk.tsv
-    speech-llm live --exp-dir exp/mini --device 3 --endpoint-silence 1.2 --duration 60
+    speech-llm live --exp-dir exp/mini --device 3 --endpoint-rule2-silence 1.0 --duration 60
 
 Ctrl-C stops: the current segment is finalised and printed. Audio is captured at the device's default
 rate (``--samplerate`` to change it) and resampled by the recognizer. The recognizer's endpointing (the
-checkpoint's ``decode.endpoint``, or the options below) ends a segment after ``--endpoint-silence``
-seconds whose 25 ms frames are all below ``--silence-threshold-db`` dBFS (RMS, full scale 1.0), once
-speech was heard, or at ``--max-segment`` seconds; every segment is decoded with a fresh LLM context, so
+checkpoint's ``decode.endpoint``, or the options below) opens a segment at the first 25 ms frame at or
+above ``--silence-threshold-db`` dBFS (RMS, full scale 1.0) and ends it by what the model writes: after
+``--endpoint-rule2-silence`` seconds of chunks with no word once it wrote text, ``--endpoint-rule1-silence``
+seconds if it wrote nothing, or at ``--max-segment`` seconds (``--endpoint-mode energy``: after
+``--endpoint-silence`` seconds of quiet frames instead); every segment is decoded with a fresh LLM context, so
 memory stays bounded however long the session runs, and the text is what ``transcribe`` gives.
 
 ``--save-transcript`` writes one line per segment: ``start_s<TAB>end_s<TAB>text`` (seconds since the

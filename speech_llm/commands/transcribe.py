@@ -7,7 +7,8 @@ Usage:
 
 Each file is fed chunk by chunk (``--realtime`` paces it at playback speed); the committed text and the
 current partial word (in brackets) are shown as they change, then the final text. Input of any length: the
-recognizer cuts it into segments at pauses (``--endpoint-silence``, ``--max-segment``; ``--segments``
+recognizer cuts it into segments where the model stops writing (``--endpoint-rule1-silence``,
+``--endpoint-rule2-silence``, ``--max-segment``; ``--segments``
 prints each one with its times), each decoded with a fresh LLM context.
 """
 

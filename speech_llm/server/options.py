@@ -30,6 +30,9 @@ def client_option_limits(config: DecodeConfig) -> dict[str, OptionLimit]:
         "context_words": OptionLimit(int, 0, 64),
         "max_tokens_per_read": OptionLimit(int, 1, config.max_tokens_per_read),
         "max_tokens_per_segment": OptionLimit(int, 1, config.max_tokens_per_segment),
+        "endpoint.mode": OptionLimit(str, choices=("decoder", "energy")),
+        "endpoint.rule1_silence_s": OptionLimit(float, 0.1, 10.0),
+        "endpoint.rule2_silence_s": OptionLimit(float, 0.1, 10.0),
         "endpoint.silence_s": OptionLimit(float, 0.1, 10.0),
         "endpoint.max_segment_s": OptionLimit(float, 1.0, ep.max_segment_s),
         "endpoint.threshold_db": OptionLimit(float, -100.0, 0.0),
@@ -41,7 +44,8 @@ def config_summary(config: DecodeConfig) -> dict:
     d = dataclasses.asdict(config)
     return {k: d[k] for k in ("mode", "chunk_ms", "read_ahead_chunks", "max_tokens_per_read",
                               "max_tokens_per_segment", "context_words")} | {
-        "endpoint": {k: d["endpoint"][k] for k in ("enabled", "silence_s", "max_segment_s", "threshold_db")}}
+        "endpoint": {k: d["endpoint"][k] for k in ("enabled", "mode", "rule1_silence_s", "rule2_silence_s",
+                                                        "max_segment_s", "silence_s", "threshold_db")}}
 
 
 class RecognizerPool:

@@ -8,7 +8,8 @@ from encoders.constants import SAMPLE_RATE
 from speech_llm.config import EndpointConfig
 
 FRAME = SAMPLE_RATE // 40       # 25 ms endpointing frame at 16 kHz
-EP = EndpointConfig(silence_s=0.8, max_segment_s=3.0, threshold_db=-40.0, preroll_s=0.3)
+EP = EndpointConfig(mode="energy", silence_s=0.8, max_segment_s=3.0, threshold_db=-40.0, preroll_s=0.3)
+"""Energy endpointing (the segment ends come from the samples alone: these tests use a random-weight model)."""
 # (silence before, speech) in seconds; all multiples of 25 ms so burst edges fall on the frame grid.
 LAYOUT = [(1.0, 1.5), (1.2, 1.8), (2.0, 4.5), (1.0, 0.0)]
 # What EP must cut LAYOUT into: (start_s, end_s, reason).

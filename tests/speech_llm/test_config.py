@@ -289,3 +289,20 @@ def test_generic_overrides_into_dict_and_optional_section():
     obj = apply_overrides(Outer(), ["inner.tags.b=7", "inner.k=2"])
     assert obj.inner == Inner(k=2, tags={"b": 7})
     assert apply_overrides(obj, ["inner=null"]).inner is None
+
+
+def test_endpoint_rules_are_checked_and_old_checkpoint_sections_still_load():
+    """decode.endpoint: the decoder rules' defaults, strict values; a decode section saved before the rules
+    existed (no mode, no rule keys) loads with the decoder rules."""
+    ep = load_config(None).decode.endpoint
+    assert (ep.mode, ep.rule1_silence_s, ep.rule2_silence_s, ep.max_segment_s) == ("decoder", 2.4, 1.2, 20.0)
+    assert load_config(None, ["decode.endpoint.rule2_silence_s=0.6"]).decode.endpoint.rule2_silence_s == 0.6
+    with pytest.raises(ConfigError, match="rule1_silence_s"):
+        load_config(None, ["decode.endpoint.rule1_silence_s=0"])
+    with pytest.raises(ConfigError, match="endpoint.mode"):
+        load_config(None, ["decode.endpoint.mode=vad"])
+    old = config_to_dict(ExperimentConfig())
+    for key in ("mode", "rule1_silence_s", "rule2_silence_s"):
+        del old["decode"]["endpoint"][key]
+    assert config_from_dict(old).decode.endpoint == ExperimentConfig().decode.endpoint
+    assert ep.energy_ends("batch") and not ep.energy_ends("streaming")

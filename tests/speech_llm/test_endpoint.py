@@ -57,3 +57,29 @@ def test_frame_levels_db():
     full_sine = np.sin(2 * np.pi * np.arange(FRAME * 4) / 40).reshape(4, FRAME)
     np.testing.assert_allclose(frame_levels_db(full_sine), 20 * np.log10(np.sqrt(0.5)), atol=1e-6)
     assert frame_levels_db(np.zeros((1, FRAME)))[0] == -np.inf
+
+
+def test_gate_without_ends_only_opens_segments_and_restarts_on_a_fresh_grid():
+    """ends=False (decoder endpointing): the first loud frame opens a segment with its pre-roll, quiet audio
+    inside it ends nothing, only flush does; restart(i) forgets everything and examines from sample i on."""
+    x = bursts()
+    first = round(1.0 * SAMPLE_RATE)                   # LAYOUT: the first burst starts at 1.0 s
+    pre = round(EP.preroll_s * SAMPLE_RATE)
+    for sizes in ([len(x)], np.random.default_rng(2).integers(1, 5000, len(x) // 500).tolist()):
+        segs = segments_of(Endpointer(EP, ends=False), x, sizes)
+        assert [s[:3] for s in segs] == [(first - pre, len(x), "end")]
+        np.testing.assert_array_equal(segs[0][3], x[first - pre:])
+    ep = Endpointer(EP, ends=False)
+    assert ep.process(x[:round(2.0 * SAMPLE_RATE)])[0] == ("start", first - pre)
+    restart = round(2.7 * SAMPLE_RATE) + 7             # inside the silence after the first burst, off the grid
+    ep.restart(restart)
+    events = ep.process(x[restart:]) + ep.flush()
+    # the second burst starts at 3.7 s, inside the frame of the grid from `restart` that holds it (that frame
+    # is loud); the segment starts one pre-roll before that frame
+    second = round(3.7 * SAMPLE_RATE)
+    opened = restart + (second - restart) // FRAME * FRAME - pre
+    assert opened != second - pre
+    assert events[0] == ("start", opened) and events[-1] == ("end", len(x), "end")
+    np.testing.assert_array_equal(np.concatenate([e[1] for e in events if e[0] == "audio"]), x[opened:])
+    ep.restart(restart)
+    assert ep.process(np.zeros(SAMPLE_RATE, np.float32)) == [] and ep.flush() == []   # quiet: nothing opens

@@ -181,11 +181,13 @@ def test_live_from_alsa_file_device_equals_transcribe(rec, tmp_path):
 
 def test_cli_live_from_alsa_file_device(rec, tmp_path, monkeypatch, capsys):
     """`speech-llm live` on the real PortAudio path gives the segments `transcribe` gives the same audio,
-    with the checkpoint's endpointing (the default rules: 0.8 s of silence ends a segment)."""
+    with the checkpoint's endpointing options (energy rules here, 0.8 s of quiet ends a segment: the random-weight
+    model's writes would not end one by the decoder rules)."""
     a, rate = espeak("the quick brown fox jumps over the lazy dog", tmp_path / "a.wav")
     b, _ = espeak("turn on the light in the kitchen please", tmp_path / "b.wav")
     pcm = np.concatenate([a, np.zeros(int(1.5 * rate), np.int16), b])
-    default = Recognizer(rec.model, rec.tokenizer, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60))
+    default = Recognizer(rec.model, rec.tokenizer, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60,
+                                                                endpoint=EndpointConfig(mode="energy")))
     monkeypatch.setattr("speech_llm.recognizer.load_recognizer", lambda *args, **kw: default)
     wav, tsv = tmp_path / "out" / "session.wav", tmp_path / "out" / "session.tsv"
     with file_capture_device(tmp_path / "alsa", pcm) as name:

@@ -5,7 +5,7 @@ import torch
 from tiny_speech_llm import make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
-from speech_llm.config import DecodeConfig
+from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_llm.recognizer import Recognizer
 
 
@@ -135,7 +135,9 @@ class ForwardCounter:
 
 
 def test_one_llm_forward_per_step_for_the_whole_batch(model_and_tok):
-    rec = make_rec(model_and_tok)
+    # energy endpointing: the count below assumes no segment ends mid-input (the decoder rules could end
+    # one after a run of <wait>-only chunks of the "stopping" model, adding its end-marker step)
+    rec = make_rec(model_and_tok, endpoint=EndpointConfig(mode="energy"))
     k = rec.tokens_per_chunk
     block = int(round(rec.chunk_s * SAMPLE_RATE))  # one chunk of audio per call
     feeds = [Feed(rec, audio(secs, seed), block) for seed, secs in enumerate([1.5, 1.0, 2.0])]

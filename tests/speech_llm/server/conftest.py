@@ -10,7 +10,7 @@ import soundfile as sf
 from server_testutil import SENTENCES, Utterance, espeak, reference
 from tiny_speech_llm import make_speech_llm
 
-from speech_llm.config import DecodeConfig
+from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_llm.recognizer import Recognizer, Result
 from speech_llm.server.app import ServerConfig, ServerThread
 
@@ -23,7 +23,10 @@ def _one_thread(one_thread):
 @pytest.fixture(scope="session")
 def server_rec(tiny_llm_dir) -> Recognizer:
     model, tok = make_speech_llm(tiny_llm_dir)
-    return Recognizer(model, tok, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=40))
+    # energy endpointing: the segment ends must come from the pauses (a random-weight model's writes would
+    # not end a segment by the decoder rules)
+    return Recognizer(model, tok, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=40,
+                                               endpoint=EndpointConfig(mode="energy")))
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from tiny_speech_llm import make_speech_llm  # noqa: E402
 
 import speech_llm.recognizer  # noqa: E402
 from speech_llm.cli import main  # noqa: E402
-from speech_llm.config import DecodeConfig  # noqa: E402
+from speech_llm.config import DecodeConfig, EndpointConfig  # noqa: E402
 from speech_llm.typed_config import apply_overrides  # noqa: E402
 
-BASE = DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=40)
+BASE = DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=40, endpoint=EndpointConfig(mode="energy"))
 
 
 def tiny_recognizer(llm_dir, overrides=()):
