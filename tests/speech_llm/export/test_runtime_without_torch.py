@@ -53,4 +53,4 @@ def test_runtime_runs_with_torch_blocked(torch_rec, export_dir, tmp_path):
     assert out["loaded"] == []
     streams, results = feed(torch_rec, [x], fixed=1234)
     assert out["text"] == results[0].text
-    assert [tuple(t) for t in out["trace"]] == streams[0].trace
+    assert [tuple(t) for t in out["trace"]] == list(streams[0].trace)
