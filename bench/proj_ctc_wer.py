@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_prep.audio import read_audio
     from data_prep.kaldi_dir import read_data_dir
+    from encoders.ctc import greedy_decode
     from speech_llm.build import build_encoder_from_config, chunk_frames, feature_fn, load_tokenizer
     from speech_llm.checkpoint import read_checkpoint
     from speech_llm.config import load_config
     from speech_llm.projector import VocabProjector
-    from speech_llm.train.proj import greedy_classes
 
     cfg = load_config(args.config, args.overrides)
     encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False).eval()
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 feats = features(torch.from_numpy(read_audio(utts[k].wav)))
                 frames, lens = encoder(feats[None], torch.tensor([feats.size(0)]), chunk, cfg.encoder.left_chunks)
                 h, hl = proj.hidden(frames, lens)
-                classes = greedy_classes(proj.logits(h).float(), hl, proj.blank_id)[0]
+                classes = greedy_decode(proj.logits(h).float(), hl, proj.blank_id)[0]
                 hyps.append(tokenizer.decode([vocab[c] for c in classes]).strip().lower())
                 refs.append(utts[k].text.lower())
         out = jiwer.process_words(refs, hyps)

@@ -9,7 +9,6 @@ then renamed to ``dest``; a mismatch removes the bad file and raises :class:`Dow
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speech_common.errors import UserError
+from speech_common.files import file_digest
 
 CHUNK_BYTES = 1 << 20
 _ALGORITHMS = {32: "md5", 40: "sha1", 64: "sha256"}
@@ -40,15 +40,6 @@ def checksum_algorithm(hexdigest: str) -> str:
     if algo is None or not re.fullmatch(r"[0-9a-fA-F]+", hexdigest):
         raise UserError(f"not an md5/sha1/sha256 hex digest: {hexdigest!r}")
     return algo
-
-
-def file_digest(path: str | os.PathLike, algo: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checksum_file(path: str | os.PathLike) -> dict[str, str]:

@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from speech_common.files import file_digest
+
 
 def state_digest(module: torch.nn.Module) -> str:
     """SHA-256 (hex, 16 characters) of a module's state dict: names, shapes, dtypes and values."""
@@ -43,15 +45,6 @@ def state_digest(module: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FeatureCache:

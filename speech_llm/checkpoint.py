@@ -37,7 +37,6 @@ Usage:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -51,6 +50,7 @@ from torch import nn
 
 from data_prep.fileutil import staged_dir
 from speech_common.errors import UserError
+from speech_common.files import file_digest
 from speech_llm.config import ConfigError, ExperimentConfig, config_from_dict, dump_yaml
 
 FORMAT = 2
@@ -152,15 +152,6 @@ def load_trained_state(model: nn.Module, state: Mapping[str, torch.Tensor], sour
         raise CheckpointError(f"{source}: saved tensors have other shapes than the rebuilt model: "
                               + "; ".join(bad[:3]))
     model.load_state_dict(dict(state), strict=False)
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 (hex) of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def path_reference(target: str | Path, checkpoint_dir: str | Path) -> dict:

@@ -112,6 +112,12 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     return out
 
 
+def silence_level() -> float:
+    """An RMS level for a silent sample: digital zeros one time in five, else white noise at a log-uniform level
+    between -80 and -30 dBFS (drawn from the global torch RNG, so a resumed run draws the same)."""
+    return 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
+
+
 def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool], features=None) -> torch.Tensor:
     """``feats`` (B, T, F) with the real frames of the marked rows replaced by the features of silence:
     digital zeros (one in five) or white noise at a log-uniform level between -80 and -30 dBFS (RMS). Drawn
@@ -127,7 +133,7 @@ def silence_like(feats: torch.Tensor, feat_lens: torch.Tensor, rows: list[bool],
         if not quiet:
             continue
         n = int(feat_lens[b])
-        level = 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
+        level = silence_level()
         fb = compute(torch.randn(n * hop) * level)
         out[b, :n] = fb[:n].to(out.dtype)
     return out
@@ -147,7 +153,7 @@ def silence_frames(encoder, compute, chunk_frames: int, left_chunks: int, n: int
     out = []
     with torch.inference_mode():
         for _ in range(n):
-            level = 0.0 if float(torch.rand(())) < 0.2 else 10.0 ** (-(30.0 + 50.0 * float(torch.rand(()))) / 20.0)
+            level = silence_level()
             feats = compute(torch.randn(int(seconds * SAMPLE_RATE)) * level)
             frames, _ = encoder(feats[None], torch.tensor([feats.size(0)]), chunk_frames, left_chunks)
             out.append(frames[0])

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
+from encoders.ctc import greedy_decode
 from encoders.feature_cache import FeatureCache, state_digest
 from speech_common.errors import UserError
 from speech_llm.build import build_encoder_from_config, load_causal_lm, load_tokenizer
@@ -125,16 +126,6 @@ def time_mask(frames: torch.Tensor, lens: torch.Tensor, masks: int, width: int) 
     return out
 
 
-def greedy_classes(log_probs: torch.Tensor, lens: torch.Tensor, blank: int) -> list[list[int]]:
-    """Greedy CTC: (B, N, C) -> per utterance the class indices (repeats merged, blanks dropped)."""
-    best = log_probs.argmax(-1)
-    out = []
-    for b, n in enumerate(lens.tolist()):
-        seq = best[b, :n].tolist()
-        out.append([c for i, c in enumerate(seq) if c != blank and (i == 0 or c != seq[i - 1])])
-    return out
-
-
 class ProjCTCStage(Stage):
     """The ``proj`` stage for the trainer (see the module docstring)."""
 
@@ -208,7 +199,7 @@ class ProjCTCStage(Stage):
     def valid_loss(self, model, batch: dict) -> tuple[float, float]:
         loss, count, (log_probs, lens) = self._loss(model, batch, self.valid_set, False)
         vocab = model.vocab_ids.tolist()
-        for i, hyp in zip(batch["indices"].tolist(), greedy_classes(log_probs, lens, model.blank_id)):
+        for i, hyp in zip(batch["indices"].tolist(), greedy_decode(log_probs, lens, model.blank_id)):
             text = self.tokenizer.decode([vocab[c] for c in hyp])
             self._hyps.append((self.valid_set.records[i]["text"].lower(), text.strip()))
         return float(loss), float(count)
