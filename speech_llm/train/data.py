@@ -100,13 +100,19 @@ class FbankDataset(Dataset):
         return {"index": index, "key": self.records[index]["key"], "feats": self.features(index)}
 
 
+def pad_field(items: list[dict], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's ``name`` (T_i, D) zero-padded into (B, max T_i, D), with the lengths (B,)."""
+    lens = torch.tensor([it[name].size(0) for it in items], dtype=torch.long)
+    out = torch.zeros(len(items), int(lens.max()), items[0][name].size(1))
+    for b, it in enumerate(items):
+        out[b, : it[name].size(0)] = it[name]
+    return out, lens
+
+
 def collate(items: list[dict]) -> dict:
     """Pad items into a batch: ``feats`` (B, T, F) zero-padded, ``feat_lens`` (B,), ``indices`` (B,),
     ``keys``."""
-    lens = torch.tensor([it["feats"].size(0) for it in items], dtype=torch.long)
-    feats = torch.zeros(len(items), int(lens.max()), items[0]["feats"].size(1))
-    for b, it in enumerate(items):
-        feats[b, : it["feats"].size(0)] = it["feats"]
+    feats, lens = pad_field(items, "feats")
     return {"feats": feats, "feat_lens": lens, "indices": torch.tensor([it["index"] for it in items]),
             "keys": [it["key"] for it in items]}
 

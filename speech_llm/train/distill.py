@@ -69,14 +69,10 @@ class TeacherFrames(torch.utils.data.Dataset):
 
 def collate_teacher(items: list[dict]) -> dict:
     """:func:`speech_llm.train.data.collate` plus ``teacher`` (B, T', D) zero-padded and ``teacher_lens``."""
-    from speech_llm.train.data import collate
+    from speech_llm.train.data import collate, pad_field
 
-    batch = collate(items)
-    lens = torch.tensor([it["teacher"].size(0) for it in items], dtype=torch.long)
-    teacher = torch.zeros(len(items), int(lens.max()), items[0]["teacher"].size(1))
-    for b, it in enumerate(items):
-        teacher[b, : it["teacher"].size(0)] = it["teacher"]
-    return {**batch, "teacher": teacher, "teacher_lens": lens}
+    teacher, lens = pad_field(items, "teacher")
+    return {**collate(items), "teacher": teacher, "teacher_lens": lens}
 
 
 class DistillStage(Stage):

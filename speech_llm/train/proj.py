@@ -36,7 +36,7 @@ from speech_llm.build import build_encoder_from_config, load_causal_lm, load_tok
 from speech_llm.config import ExperimentConfig
 from speech_llm.projector import VocabProjector
 from speech_llm.train.ctc import load_datasets
-from speech_llm.train.data import FbankDataset
+from speech_llm.train.data import FbankDataset, pad_field
 from speech_llm.train.distill import cache_root
 from speech_llm.train.trainer import Stage, TrainResult, run_training
 
@@ -104,10 +104,7 @@ class CachedFrames(torch.utils.data.Dataset):
 
 def collate_frames(items: list[dict]) -> dict:
     """Pad ``frames`` into (B, T', D) with ``frame_lens`` (B,), ``indices``, ``keys``."""
-    lens = torch.tensor([it["frames"].size(0) for it in items], dtype=torch.long)
-    frames = torch.zeros(len(items), int(lens.max()), items[0]["frames"].size(1))
-    for b, it in enumerate(items):
-        frames[b, : it["frames"].size(0)] = it["frames"]
+    frames, lens = pad_field(items, "frames")
     return {"frames": frames, "frame_lens": lens, "indices": torch.tensor([it["index"] for it in items]),
             "keys": [it["key"] for it in items]}
 
