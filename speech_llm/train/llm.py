@@ -236,7 +236,6 @@ class LLMStage(Stage):
             if ds is not None:
                 self.words[id(ds)] = [(word_token_ids(self.tokenizer, w), ends)
                                       for w, ends in target_words_of(ds.records, cfg.llm, need_times, ds.source)]
-        self.words_by_base = dict(self.words)
         self.cached = tc.cache_encoder_frames
         if self.cached:
             self._use_cached_frames(exp_dir)
@@ -259,14 +258,12 @@ class LLMStage(Stage):
         fill_encoder_cache(self.cache, enc, compute, records, self.model.chunk_frames, cfg.encoder.left_chunks)
         if cfg.train.llm.silence_share > 0:
             self.silence_pool = silence_frames(enc, compute, self.model.chunk_frames, cfg.encoder.left_chunks)
-        base = {id(self.train_set): None}
-        self.train_set, old_train = CachedFrames(self.train_set, self.cache), self.train_set
-        base[id(self.train_set)] = id(old_train)
-        if self.valid_set is not None:
-            self.valid_set, old_valid = CachedFrames(self.valid_set, self.cache), self.valid_set
-            base[id(self.valid_set)] = id(old_valid)
-        self.words = {id(ds): self.words_by_base[base[id(ds)]] for ds in (self.train_set, self.valid_set)
-                      if ds is not None}
+        previous = (self.train_set, self.valid_set)
+        self.train_set = CachedFrames(self.train_set, self.cache)
+        self.valid_set = CachedFrames(self.valid_set, self.cache) if self.valid_set is not None else None
+        for ds, prev in zip((self.train_set, self.valid_set), previous):
+            if ds is not None:   # the same records: their targets carry over
+                self.words[id(ds)] = self.words.pop(id(prev))
 
     def collate(self, items: list) -> dict:
         if not self.cached:
