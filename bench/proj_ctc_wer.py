@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep.audio import read_audio
     from data_prep.kaldi_dir import read_data_dir
     from encoders.ctc import greedy_decode
-    from speech_llm.build import build_encoder_from_config, chunk_frames, feature_fn, load_tokenizer
+    from speech_llm.build import build_encoder_from_config, chunk_frames, feature_fn, load_causal_lm, load_tokenizer
     from speech_llm.checkpoint import read_checkpoint
     from speech_llm.config import load_config
     from speech_llm.projector import VocabProjector
@@ -50,14 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     chunk = chunk_frames(cfg)
     tokenizer = load_tokenizer(cfg.llm.path_or_name, cfg.llm.gguf_file)
     state = read_checkpoint(args.proj).state()
-    n = int(state["vocab_ids"].numel())
-    dim = state["net.2.weight"].size(0)
-    proj = VocabProjector(encoder.output_dim, torch.zeros(len(tokenizer) + 1, dim), stack=cfg.projector.stack,
-                          hidden_dim=cfg.projector.hidden_dim, vocab_ids=torch.arange(n))
+    embedding = load_causal_lm(cfg.llm.path_or_name, cfg.llm).get_input_embeddings().weight.detach()
+    proj = VocabProjector(encoder.output_dim, embedding, stack=cfg.projector.stack,
+                          hidden_dim=cfg.projector.hidden_dim, vocab_ids=state["vocab_ids"])
     proj.load_state_dict(state)
-    from speech_llm.build import load_causal_lm
-
-    proj._embedding[0] = load_causal_lm(cfg.llm.path_or_name, cfg.llm).get_input_embeddings().weight.detach()
     proj.eval()
     vocab = proj.vocab_ids.tolist()
     print("| set | utts | WER % | S | D | I | distinct hyps / refs |")
