@@ -39,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep.audio import read_audio
     from data_prep.kaldi_dir import read_data_dir
     from encoders.ctc import greedy_decode
-    from speech_llm.build import build_encoder_from_config, chunk_frames, feature_fn, load_causal_lm, load_tokenizer
+    from speech_llm.build import (
+        build_encoder_from_config,
+        chunk_frames,
+        feature_fn,
+        load_causal_lm,
+        load_tokenizer,
+        projector_options,
+    )
     from speech_llm.checkpoint import read_checkpoint
     from speech_llm.config import load_config
     from speech_llm.projector import VocabProjector
@@ -51,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(cfg.llm.path_or_name, cfg.llm.gguf_file)
     state = read_checkpoint(args.proj).state()
     embedding = load_causal_lm(cfg.llm.path_or_name, cfg.llm).get_input_embeddings().weight.detach()
-    proj = VocabProjector(encoder.output_dim, embedding, stack=cfg.projector.stack,
-                          hidden_dim=cfg.projector.hidden_dim, vocab_ids=state["vocab_ids"])
+    proj = VocabProjector(encoder.output_dim, embedding, vocab_ids=state["vocab_ids"], **projector_options(cfg))
     proj.load_state_dict(state)
     proj.eval()
     vocab = proj.vocab_ids.tolist()

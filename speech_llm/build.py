@@ -418,6 +418,17 @@ def base_embedding_weight(llm: nn.Module) -> torch.Tensor:
     return emb.weight
 
 
+def projector_options(cfg: ExperimentConfig) -> dict:
+    """The keyword arguments of :class:`~speech_llm.projector.Projector` (and ``VocabProjector``) that
+    ``cfg.projector`` gives besides the dimensions: stacking, hidden width and the context layers (their chunk
+    is ``streaming.chunk_ms`` in projector tokens). The proj stage, the llm stage and the benches build with
+    these."""
+    pc = cfg.projector
+    return {"stack": pc.stack, "hidden_dim": pc.hidden_dim, "context_layers": pc.context_layers,
+            "context_heads": pc.context_heads, "chunk_tokens": chunk_frames(cfg) // pc.stack,
+            "left_chunks": pc.context_left_chunks, "dropout": pc.context_dropout}
+
+
 def build_projector(cfg: ExperimentConfig, input_dim: int, llm: nn.Module, tokenizer) -> Projector:
     """The projector of ``cfg.projector`` from ``input_dim`` encoder channels to ``llm``'s hidden size: the MLP,
     or (``kind: vocab``) a :class:`~speech_llm.projector.VocabProjector` over ``llm``'s input embeddings, its
@@ -425,15 +436,14 @@ def build_projector(cfg: ExperimentConfig, input_dim: int, llm: nn.Module, token
     every token but the added wait token."""
     pc = cfg.projector
     if pc.kind == "mlp":
-        return Projector(input_dim, llm.config.hidden_size, stack=pc.stack, hidden_dim=pc.hidden_dim)
+        return Projector(input_dim, llm.config.hidden_size, **projector_options(cfg))
     from speech_llm.projector import VocabProjector
 
     weight = base_embedding_weight(llm)
     wait_id = tokenizer.convert_tokens_to_ids(cfg.llm.wait_token)
     ids = torch.arange(pc.vocab_size) if pc.vocab_size else \
         torch.tensor([i for i in range(weight.size(0)) if i != wait_id], dtype=torch.long)
-    return VocabProjector(input_dim, weight, stack=pc.stack, hidden_dim=pc.hidden_dim, vocab_ids=ids,
-                          temperature=pc.temperature)
+    return VocabProjector(input_dim, weight, vocab_ids=ids, temperature=pc.temperature, **projector_options(cfg))
 
 
 def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None, cmvn: nn.Module | None = None,

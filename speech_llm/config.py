@@ -120,9 +120,22 @@ class ProjectorConfig:
     from the ``proj`` checkpoint it starts from."""
     temperature: float = 1.0
     """vocab: softmax temperature of the mix."""
+    context_layers: int = 0
+    """Transformer layers after the MLP (before the vocabulary for ``vocab``), under the streaming chunk mask of
+    ``streaming.chunk_ms`` (a token sees its own chunk and earlier ones, never a later one), so each token reads
+    its neighbours; 0 = none (each token sees its own stack of frames only)."""
+    context_heads: int = 4
+    """Attention heads of the context layers (the LLM's hidden size / heads must be even)."""
+    context_left_chunks: int = -1
+    """Chunks of left context the context layers see (-1 = all: the cache grows with the segment)."""
+    context_dropout: float = 0.1
+    """Dropout inside the context layers (training only)."""
 
     def validate(self) -> None:
         _check(self.stack > 0, "stack", f"must be positive, got {self.stack}")
+        _check(self.context_layers >= 0, "context_layers", f"must be >= 0, got {self.context_layers}")
+        _check(self.context_heads > 0, "context_heads", f"must be positive, got {self.context_heads}")
+        _check(0.0 <= self.context_dropout < 1.0, "context_dropout", f"must be in [0, 1), got {self.context_dropout}")
         _check(self.hidden_dim > 0, "hidden_dim", f"must be positive, got {self.hidden_dim}")
         _check(self.vocab_size >= 0, "vocab_size", f"must be >= 0, got {self.vocab_size}")
         _check(self.temperature > 0, "temperature", f"must be positive, got {self.temperature}")

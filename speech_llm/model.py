@@ -42,12 +42,13 @@ class AudioState:
 
     feats: (T, F) feature frames (fbank or Whisper log-mel; CMVN applied) not yet given to the encoder.
     enc: the encoder's streaming states (``init_states`` of one stream; plain tensors).
-    proj: (1, k, D_enc) the projector's carry-over of encoder frames not yet stacked.
+    proj: the projector's state (:meth:`Projector.init_state`): (1, k, D_enc) encoder frames not yet stacked,
+        or with context layers a dict of plain tensors (those frames, the layers' keys and values).
     """
 
     feats: torch.Tensor
     enc: dict
-    proj: torch.Tensor
+    proj: torch.Tensor | dict
 
 
 @dataclass
@@ -110,13 +111,13 @@ class SpeechLLM(nn.Module):
         the chunk mask of ``chunk_frames`` (B,) encoder frames per utterance (default: the model's chunk).
         ``encoded``: ``feats`` are the encoder's output already (B, T', D_enc) (a frozen encoder's cached
         frames, computed with the model's chunk), so only the projector runs."""
+        chunk = self.chunk_frames if chunk_frames is None else chunk_frames
         if encoded:
-            return self.projector(feats, feat_lens)
+            return self.projector(feats, feat_lens, chunk // self.projector.stack)
         if self.cmvn is not None:
             feats = self.cmvn(feats)
-        chunk = self.chunk_frames if chunk_frames is None else chunk_frames
         enc, enc_lens = self.encoder(feats, feat_lens, chunk, self.left_chunks)
-        return self.projector(enc, enc_lens)
+        return self.projector(enc, enc_lens, chunk // self.projector.stack)
 
     # ------------------------------------------------------------------ streaming audio side
     def init_audio_state(self, chunk_frames: int | None = None) -> AudioState:
@@ -126,7 +127,8 @@ class SpeechLLM(nn.Module):
         chunk = chunk_frames or self.chunk_frames
         return AudioState(feats=p.new_zeros(0, self.encoder.input_dim),
                           enc=self.encoder.init_states(1, chunk, self.left_chunks),
-                          proj=self.projector.init_state(1, self.encoder.output_dim, p.device, p.dtype))
+                          proj=self.projector.init_state(1, self.encoder.output_dim, p.device, p.dtype,
+                                                         chunk // self.projector.stack))
 
     @torch.no_grad()
     def stream_audio(self, states: Sequence[AudioState], feats: Sequence[torch.Tensor],
@@ -171,11 +173,12 @@ class SpeechLLM(nn.Module):
         x = torch.stack([st.feats[:n] for st in group])
         states = group[0].enc if len(group) == 1 else enc.stack_states([st.enc for st in group])
         frames, states = enc.streaming_forward(x, states, final=final)
-        proj, proj_state = self.projector.streaming_forward(frames, torch.cat([st.proj for st in group]),
-                                                            final=final)
+        proj_state = group[0].proj if len(group) == 1 else self.projector.stack_states([st.proj for st in group])
+        proj, proj_state = self.projector.streaming_forward(frames, proj_state, final=final)
         per_stream = [states] if len(group) == 1 else enc.unstack_states(states)
-        for b, (st, es) in enumerate(zip(group, per_stream)):
-            st.feats, st.enc, st.proj = st.feats[n:], es, proj_state[b:b + 1]
+        per_proj = [proj_state] if len(group) == 1 else self.projector.unstack_states(proj_state)
+        for b, (st, es, ps) in enumerate(zip(group, per_stream, per_proj)):
+            st.feats, st.enc, st.proj = st.feats[n:], es, ps
             outs[b].append(proj[b].to(st.feats.dtype))
 
     def token_embeds(self, ids: Sequence[int], batch: int = 1) -> torch.Tensor:

@@ -11,6 +11,8 @@ Usage:
     speech-llm prepare asterisk --out data/asterisk
     speech-llm prepare longform --data data/test --out data/longform --minutes 1,5,20 [--seed 0] \
         [--pause 0.5,1.0] [--pause-noise match|none|DB] [--num-files 1]
+    speech-llm prepare augment --manifest data/train/manifest.jsonl --out data/train_aug \
+        --variants sp0.9+noise,sp1.1+tel [--seed 0] [--with-originals]
 
 All write Kaldi data dirs ``<out>/<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}`` plus
 ``<out>/<split>/manifest.jsonl`` (``synth`` and ``sentences`` only when ``--data-out`` is given; ``asterisk``
@@ -75,6 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_asterisk(sub)
     _add_text(sub)
     _add_longform(sub)
+    _add_augment(sub)
+
+
+def _add_augment(sub) -> None:
+    au = sub.add_parser("augment", help="augmented copies of a manifest's audio (speed, noise, telephone band)",
+                        description="One copy of every utterance per variant (data_prep.augment): spX speed "
+                                    "perturbation, noise (white, 10-30 dB SNR), tel (300-3400 Hz, 8 kHz mu-law), "
+                                    "joined with '+'. Writes <out>/manifest.jsonl and a Kaldi data dir.")
+    au.add_argument("--manifest", type=Path, required=True,
+                    help="the manifest to copy (e.g. data/train/manifest.jsonl)")
+    au.add_argument("--out", type=Path, required=True, help="the new data dir")
+    au.add_argument("--variants", required=True, help="comma-separated variants, e.g. sp0.9+noise,sp1.1+tel")
+    au.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    au.add_argument("--with-originals", action="store_true", help="the manifest's own records too")
+    au.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_sentences(sub) -> None:
@@ -158,6 +175,13 @@ def run(args: argparse.Namespace) -> int:
         print(build_longform(args.data, args.out, args.minutes, seed=args.seed, pause_s=args.pause,
                              pause_noise=args.pause_noise, num_files=args.num_files,
                              progress=not args.no_progress).summary())
+        return 0
+    elif args.corpus == "augment":
+        from data_prep.augment import build_augmented
+
+        records = build_augmented(args.manifest, args.out, args.variants, seed=args.seed,
+                                  with_originals=args.with_originals, progress=not args.no_progress)
+        print(f"{len(records)} utterances ({sum(r['duration'] for r in records) / 60:.1f} min) -> {args.out}")
         return 0
     elif args.corpus == "text":
         from data_prep.fileutil import atomic_write_text

@@ -137,6 +137,10 @@ def _export_encoder(model, chunk_frames: int, out: Path) -> dict:
 
 def _export_projector(model, out: Path) -> dict:
     proj = model.projector
+    if len(getattr(proj, "context", ())):
+        raise UserError("speech-llm export: a projector with context layers (projector.context_layers > 0) has "
+                        "no ONNX export yet (its streaming state carries attention caches); export a model "
+                        "trained with projector.context_layers=0")
     width = model.encoder.output_dim * proj.stack
     p = next(proj.parameters())
     _onnx_export(proj.net, (torch.randn(2, 3, width).to(p),), out / "projector.onnx", ["stacked"], ["tokens"],

@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import pad_sequence
 from encoders.ctc import greedy_decode
 from encoders.feature_cache import FeatureCache, state_digest
 from speech_common.errors import UserError
-from speech_llm.build import build_encoder_from_config, load_causal_lm, load_tokenizer
+from speech_llm.build import build_encoder_from_config, load_causal_lm, load_tokenizer, projector_options
 from speech_llm.config import ExperimentConfig
 from speech_llm.projector import VocabProjector
 from speech_llm.train.ctc import load_datasets
@@ -157,8 +157,8 @@ class ProjCTCStage(Stage):
                 for line in read_text_lines(path):
                     ids.update(transcript_tokens(self.tokenizer, line, cfg.llm.target_case))
             vocab = torch.tensor(sorted(ids), dtype=torch.long)
-        self.model = VocabProjector(self.encoder_dim, self.embedding, stack=cfg.projector.stack,
-                                    hidden_dim=cfg.projector.hidden_dim, vocab_ids=vocab, temperature=tc.temperature)
+        self.model = VocabProjector(self.encoder_dim, self.embedding, vocab_ids=vocab, temperature=tc.temperature,
+                                    **projector_options(cfg))
         index = {int(t): i for i, t in enumerate(self.model.vocab_ids.tolist())}
         self.targets = {k: [[index[t] for t in s] for s in seqs] for k, seqs in targets.items()}
         self.train_set = CachedFrames(base_train, self.cache)

@@ -52,3 +52,26 @@ def test_loss_is_on_target_tokens_only(model):
     assert torch.allclose(short.loss, padded.loss, atol=1e-6)
     manual = torch.nn.functional.cross_entropy(short.logits[0].float(), labels[0])
     assert torch.allclose(short.loss, manual, atol=1e-6)
+
+
+def test_stream_audio_with_a_context_projector_equals_the_masked_forward(tiny_llm_dir):
+    """Encoder + projector with context layers (projector.context_layers): two streams of different ages decoded
+    together in blocks of any size give the audio tokens of the chunk-masked full forward."""
+    m = make_speech_llm(tiny_llm_dir, 4, 2, 0, "projector.context_layers=2", "projector.context_heads=2")[0]
+    assert len(m.projector.context) == 2 and m.projector.chunk_tokens == 2
+    torch.manual_seed(1)
+    feats = [torch.randn(150, m.encoder.input_dim), torch.randn(90, m.encoder.input_dim)]
+    with torch.no_grad():
+        full = [m.audio_embeds(f[None], torch.tensor([f.size(0)]))[0][0] for f in feats]
+        states = [m.init_audio_state(), m.init_audio_state()]
+        got = [m.stream_audio(states[:1], [feats[0][:40]], [False])[0], torch.zeros(0, full[0].size(1))]
+        pos = [40, 0]
+        for n in (7, 33, 21, 50, 60):
+            blocks = [f[p:p + n] for f, p in zip(feats, pos)]
+            pos = [min(p + n, f.size(0)) for f, p in zip(feats, pos)]
+            ends = [p >= f.size(0) for f, p in zip(feats, pos)]
+            for b, out in enumerate(m.stream_audio(states, blocks, ends)):
+                got[b] = torch.cat([got[b], out])
+    for g, f in zip(got, full):
+        assert g.shape == f.shape
+        assert torch.allclose(g, f, atol=1e-4)

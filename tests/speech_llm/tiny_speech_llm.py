@@ -12,19 +12,20 @@ from speech_llm.decode import decode_samples
 WAIT = "<|wait|>"
 
 
-def tiny_config(llm_dir, chunk_frames: int = 4, stack: int = 2):
+def tiny_config(llm_dir, chunk_frames: int = 4, stack: int = 2, *overrides: str):
     """A 2-layer 32-wide Conformer, ``stack`` frames per LLM token, chunks of ``chunk_frames`` encoder frames."""
-    return load_config(None, [
+    return load_config(None, [*overrides,
         "encoder.d_model=32", "encoder.num_layers=2", "encoder.num_heads=4", "encoder.ffn_dim=128",
         "encoder.subsampling=4", f"encoder.chunk_size={chunk_frames}", f"projector.stack={stack}",
         f"streaming.chunk_ms={chunk_frames * 40}", f"decode.chunk_ms={chunk_frames * 40}",
         f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}", "llm.prompt.asr=transcribe:"])
 
 
-def make_speech_llm(llm_dir, chunk_frames: int = 4, stack: int = 2, seed: int = 0):
-    """A random-weight SpeechLLM (for equivalence tests: outputs are arbitrary but deterministic)."""
+def make_speech_llm(llm_dir, chunk_frames: int = 4, stack: int = 2, seed: int = 0, *overrides: str):
+    """A random-weight SpeechLLM (for equivalence tests: outputs are arbitrary but deterministic); ``overrides``
+    are config keys (``projector.context_layers=1``)."""
     torch.manual_seed(seed)
-    model, tok = build_speech_llm(tiny_config(llm_dir, chunk_frames, stack), adapters=False)
+    model, tok = build_speech_llm(tiny_config(llm_dir, chunk_frames, stack, *overrides), adapters=False)
     return model.eval(), tok
 
 
