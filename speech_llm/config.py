@@ -474,6 +474,13 @@ class DecodeConfig:
     """At most this many tokens written after one chunk before a wait is forced."""
     max_tokens_per_segment: int = 200
     """Cap on the tokens of one segment; a segment that hits it is marked ``truncated`` in the result."""
+    nonblank_cap: float = 0.0
+    """With a CTC-pre-aligned projector (``projector.kind: vocab``): a segment may have written at most
+    ``ceil(nonblank_cap * H) + nonblank_slack`` tokens, H being the projector's non-blank CTC mass (about the
+    number of text tokens its CTC head hears) summed over the audio read so far; a write that reaches it stops
+    (runaway repetition and text after the speech). 0 = off."""
+    nonblank_slack: int = 2
+    """Tokens allowed beyond ``nonblank_cap * H`` (short prompts)."""
     context_words: int = 0
     """Give the last N words of the previous segments to the next segment as prompt context (0 = none)."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -486,7 +493,8 @@ class DecodeConfig:
         _check(self.chunk_ms is None or self.chunk_ms > 0, "chunk_ms", f"must be positive, got {self.chunk_ms}")
         for name in ("max_tokens_per_read", "max_tokens_per_segment"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
-        for name in ("read_ahead_chunks", "context_words"):
+        _check(self.nonblank_cap >= 0, "nonblank_cap", f"must be >= 0, got {self.nonblank_cap}")
+        for name in ("read_ahead_chunks", "context_words", "nonblank_slack"):
             _check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
 

@@ -13,7 +13,7 @@ returns the cross-entropy on target tokens only. Inference lives in :mod:`speech
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -44,11 +44,15 @@ class AudioState:
     enc: the encoder's streaming states (``init_states`` of one stream; plain tensors).
     proj: the projector's state (:meth:`Projector.init_state`): (1, k, D_enc) encoder frames not yet stacked,
         or with context layers a dict of plain tensors (those frames, the layers' keys and values).
+    nonblank: (N,) per audio token emitted so far, the projector's non-blank CTC mass ``1 - p(blank)`` (a
+        :class:`~speech_llm.projector.VocabProjector`; empty for other projectors): about how many text tokens
+        the CTC head hears in it (the recognizer's ``decode.nonblank_cap`` reads it).
     """
 
     feats: torch.Tensor
     enc: dict
     proj: torch.Tensor | dict
+    nonblank: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
 
 @dataclass
@@ -174,12 +178,19 @@ class SpeechLLM(nn.Module):
         states = group[0].enc if len(group) == 1 else enc.stack_states([st.enc for st in group])
         frames, states = enc.streaming_forward(x, states, final=final)
         proj_state = group[0].proj if len(group) == 1 else self.projector.stack_states([st.proj for st in group])
-        proj, proj_state = self.projector.streaming_forward(frames, proj_state, final=final)
+        with_mass = getattr(self.projector, "streaming_forward_mass", None)
+        if with_mass is not None:
+            proj, mass, proj_state = with_mass(frames, proj_state, final=final)
+        else:
+            proj, proj_state = self.projector.streaming_forward(frames, proj_state, final=final)
+            mass = None
         per_stream = [states] if len(group) == 1 else enc.unstack_states(states)
         per_proj = [proj_state] if len(group) == 1 else self.projector.unstack_states(proj_state)
         for b, (st, es, ps) in enumerate(zip(group, per_stream, per_proj)):
             st.feats, st.enc, st.proj = st.feats[n:], es, ps
             outs[b].append(proj[b].to(st.feats.dtype))
+            if mass is not None:
+                st.nonblank = torch.cat([st.nonblank, mass[b].float().cpu()])
 
     def token_embeds(self, ids: Sequence[int], batch: int = 1) -> torch.Tensor:
         """Token ids -> (batch, len(ids), D_llm) embeddings."""

@@ -249,6 +249,17 @@ class VocabProjector(Projector):
         h, out_lens = self.hidden(x, lens, chunk_tokens)
         return self.mix(h), out_lens
 
+    def nonblank(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` (B, N, D_llm) -> (B, N): ``1 - p(blank)``, the CTC head's mass on text tokens per vector."""
+        return 1.0 - torch.softmax(self.logits(h).float(), dim=-1)[..., self.blank_id]
+
     def streaming_forward(self, x: torch.Tensor, state, final: bool = False):
+        out, _, rest = self.streaming_forward_mass(x, state, final)
+        return out, rest
+
+    def streaming_forward_mass(self, x: torch.Tensor, state, final: bool = False):
+        """:meth:`streaming_forward` that also gives each new vector's non-blank mass (B, n)."""
         h, rest = super().streaming_forward(x, state, final)
-        return (self.mix(h) if h.size(1) else h), rest
+        if not h.size(1):
+            return h, h.new_zeros(h.size(0), 0), rest
+        return self.mix(h), self.nonblank(h), rest

@@ -72,6 +72,7 @@ Input conversions (documented): integer PCM is scaled to [-1, 1] (int16 by 1/327
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -87,6 +88,7 @@ from speech_llm.endpoint import Endpointer, decoder_end
 from speech_llm.framing import word_start_table
 from speech_llm.group_lm import GroupStreamingSession, WriteResult
 from speech_llm.model import SpeechLLM
+from speech_llm.projector import VocabProjector
 from speech_llm.resample import StreamingResampler
 
 
@@ -566,6 +568,9 @@ class Recognizer:
             final = st.write == "final"
             if st.write is not None and left <= 0:
                 g.truncated = True
+            heard = self._nonblank_allowance(g)
+            if heard is not None:
+                left = min(left, heard - len(g.written))
             active.append(st.write is not None and left > 0)
             caps.append(max(1, left if final else min(left, cfg.max_tokens_per_read)))
             stops.append([tk.eos_id] if final else [tk.wait_id])
@@ -580,6 +585,15 @@ class Recognizer:
             if active[b]:
                 self._record(g, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
                              final=st.write == "final")
+
+    def _nonblank_allowance(self, seg: _Segment) -> int | None:
+        """``decode.nonblank_cap``: the tokens the segment may have written after the audio it has read, or None
+        (off, or a projector without CTC classes)."""
+        cfg, mass = self.config, seg.audio_state.nonblank
+        if cfg.nonblank_cap <= 0 or not isinstance(self.model.projector, VocabProjector):
+            return None
+        heard = float(mass[:seg.tokens_read].sum())
+        return math.ceil(cfg.nonblank_cap * heard - 1e-6) + cfg.nonblank_slack
 
     def write_step(self, sess: GroupStreamingSession, segments: Sequence[_Segment], pending: torch.Tensor,
                    stops: list[list[int]], caps: list[int], active: torch.Tensor, suppress: list[list[int]],

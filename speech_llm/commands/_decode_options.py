@@ -15,6 +15,9 @@ OPTIONS = {
     "--read-ahead": ("read_ahead_chunks", int, "streaming: extra chunks read before the first write"),
     "--max-tokens-per-read": ("max_tokens_per_read", int, "cap on tokens written after one chunk"),
     "--max-tokens-per-segment": ("max_tokens_per_segment", int, "cap on tokens of one segment"),
+    "--nonblank-cap": ("nonblank_cap", float, "a segment writes at most this many tokens per token of the "
+                       "projector's non-blank CTC mass (+ --nonblank-slack); 0 = off"),
+    "--nonblank-slack": ("nonblank_slack", int, "tokens allowed beyond the non-blank cap"),
     "--context-words": ("context_words", int, "last N words of earlier segments as prompt context"),
     "--dtype": ("dtype", str, "float32 or bfloat16 (LLM inference dtype)"),
     "--quantize": ("quantize", str, "none or int8 (dynamic int8 LLM linear layers)"),

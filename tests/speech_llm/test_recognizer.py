@@ -235,3 +235,33 @@ def test_a_chunk_that_writes_nothing_costs_one_llm_forward(tiny_llm_dir):
     finally:
         hook.remove()
         count.remove()
+
+
+class _CapProbe(Recognizer):
+    """Records, after every read-and-write, each segment's written tokens and its non-blank allowance."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.seen: list[tuple[int, int | None]] = []
+
+    def _read_and_write(self, sess, group, steps, embeds, lens):
+        super()._read_and_write(sess, group, steps, embeds, lens)
+        self.seen.extend((len(g.written), self._nonblank_allowance(g)) for g in group)
+
+
+def test_nonblank_cap_bounds_what_a_segment_writes(tiny_llm_dir):
+    """decode.nonblank_cap: with a vocab projector, a segment never holds more tokens than ceil(cap x the
+    non-blank CTC mass it has read) + slack, and the bound binds where the free decode writes more."""
+    model, tok = make_speech_llm(tiny_llm_dir, 4, 2, 0, "projector.kind=vocab")
+    x = audio(3.0)
+    opts = dict(max_tokens_per_read=3, max_tokens_per_segment=60)
+    free = _CapProbe(model, tok, DecodeConfig(**opts))
+    run_blocks(free, x)
+    assert all(allow is None for _, allow in free.seen)
+    capped = _CapProbe(model, tok, DecodeConfig(**opts, nonblank_cap=0.2, nonblank_slack=0))
+    s, results = run_blocks(capped, x)
+    assert capped.seen and all(n <= allow for n, allow in capped.seen)
+    assert max(n for n, _ in capped.seen) < max(n for n, _ in free.seen)
+    grew = [allow for _, allow in capped.seen]
+    assert grew == sorted(grew) and grew[-1] > grew[0]           # the allowance grows with the audio read
+    assert any(n == allow for n, allow in capped.seen)            # and it is what stopped the writes
