@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,3 +373,43 @@ def merge_checkpoint(exp_dir_or_checkpoint: str | Path, out_dir: str | Path) -> 
             "epoch": src.meta.get("epoch"), "best_valid_loss": src.meta.get("best_valid_loss")}
     return save_checkpoint(out_dir, stage="llm", config=cfg, model_state=state, meta=meta,
                            writers={"llm": write_llm})
+
+
+def swap_projector(exp_dir_or_checkpoint: str | Path, proj_checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Write an ``llm`` checkpoint that is ``exp_dir_or_checkpoint``'s (LoRA, wait rows, references) with its
+    projector replaced by a ``proj`` checkpoint's (LegoSLM's encoder swap: a
+    :class:`~speech_llm.projector.VocabProjector` hands the LLM posterior mixes of its own token embeddings,
+    so an LLM adapter trained on one CTC head reads another). The projector section of the config (stacking,
+    width, context layers) comes from the proj checkpoint. Both must have been trained on the same encoder's
+    frames (the proj checkpoint's cache key names the encoder digest the llm checkpoint records)."""
+    src = read_checkpoint(find_checkpoint(exp_dir_or_checkpoint, "llm"))
+    expect_stage(src, "llm")
+    proj = read_checkpoint(find_checkpoint(proj_checkpoint, "proj"))
+    expect_stage(proj, "proj")
+    if src.meta.get("merged") or src.config.projector.kind != "vocab" or proj.config.projector.kind != "vocab":
+        raise CheckpointError(f"swap_projector: needs an unmerged llm checkpoint with projector.kind vocab and a "
+                              f"proj checkpoint ({src.path}, {proj.path})")
+    enc = (src.meta.get("encoder_pretrained") or src.meta.get("encoder_checkpoint") or {}).get("sha256")
+    if enc is None or enc not in str(proj.meta.get("encoder_cache", "")):
+        raise CheckpointError(f"swap_projector: {proj.path} was trained on other encoder frames "
+                              f"({proj.meta.get('encoder_cache')}) than {src.path} (encoder {enc})")
+    pstate = proj.state()
+    state = {k: v for k, v in src.state().items() if not k.startswith("projector.")}
+    state.update({f"projector.{k}": v for k, v in pstate.items()})
+    cfg = src.config
+    cfg.projector = proj.config.projector
+    cfg.projector.vocab_size = int(pstate["vocab_ids"].numel())
+    meta = {k: v for k, v in src.meta.items() if k not in ("format", "stage")}
+    out = Path(out_dir)
+    for key in ("base_llm", "encoder_pretrained", "encoder_checkpoint"):
+        ref = meta.get(key)
+        target = resolve_reference(ref, src.path) if isinstance(ref, Mapping) and "path" in ref else None
+        if target is not None:
+            meta[key] = {**ref, **path_reference(target, out)}
+    meta["projector_from"] = {**path_reference(proj.path, out), "step": proj.meta.get("step")}
+
+    def copy_tokenizer(path: Path) -> None:
+        shutil.copytree(src.path / TOKENIZER_DIR, path)
+
+    return save_checkpoint(out, stage="llm", config=cfg, model_state=state, meta=meta,
+                           writers={TOKENIZER_DIR: copy_tokenizer})

@@ -190,3 +190,46 @@ def test_silent_rows_of_a_cached_batch_take_frames_of_silence():
     assert torch.equal(out[0], frames[0]) and torch.equal(out[2], frames[2])
     assert set(out[1, :6, 0].tolist()) <= {-1.0, -2.0} and len(set(out[1, :6, 0].tolist())) == 1   # one clip, repeated
     assert torch.equal(out[1, 6:], frames[1, 6:])                                                  # padding untouched
+
+
+def test_swap_projector_puts_a_context_projector_into_a_trained_llm_checkpoint(asr_runs, toy_root, whisper_dir,
+                                                                               tmp_path):
+    """A proj checkpoint with context layers, trained on the same encoder's frames, replaces the llm checkpoint's
+    projector: the LoRA state is kept, the config takes the proj's projector section, and it decodes (streaming
+    through the context layers). A proj from other frames is refused."""
+    import json
+    import shutil
+
+    from data_prep.audio import read_audio
+    from data_prep.manifest import read_manifest
+    from speech_llm.checkpoint import CheckpointError, swap_projector
+    from speech_llm.recognizer import load_recognizer
+    from speech_llm.train.distill import WHISPER_DIR
+    from speech_llm.train.proj import run_proj_stage
+
+    exp, *_ = asr_runs
+    student = exp / "distill" / "last" / WHISPER_DIR
+    cfg = asr_cfg(toy_root, whisper_dir, f"encoder.path_or_name={student}", "projector.kind=vocab",
+                  "projector.context_layers=1", "projector.context_heads=2", "train.proj.max_steps=2")
+    run_proj_stage(cfg, tmp_path / "ctx", resume=False, cpu=True, progress_bar=False)
+    out = swap_projector(exp, tmp_path / "ctx" / "proj" / "last", tmp_path / "swapped")
+    ckpt, llm, proj = read_checkpoint(out), read_checkpoint(exp / "llm" / "best"), read_checkpoint(
+        tmp_path / "ctx" / "proj" / "last")
+    state, pstate, lstate = ckpt.state(), proj.state(), llm.state()
+    assert ckpt.config.projector.context_layers == 1
+    assert all(torch.equal(state[f"projector.{k}"], v) for k, v in pstate.items())
+    assert all(torch.equal(state[k], v) for k, v in lstate.items() if not k.startswith("projector."))
+    model, _, _ = load_model(out)
+    assert len(model.projector.context) == 1
+    rec = load_recognizer(out)
+    s = rec.create_stream()
+    s.accept_waveform(16000, read_audio(read_manifest(toy_root / "data" / "test" / "manifest.jsonl")[0]["audio"]))
+    s.input_finished()
+    rec.decode(s)
+    assert isinstance(rec.get_result(s).text, str)
+    other = tmp_path / "other_proj"
+    shutil.copytree(tmp_path / "ctx" / "proj" / "last", other)
+    meta = json.loads((other / "meta.json").read_text())
+    (other / "meta.json").write_text(json.dumps({**meta, "encoder_cache": "whisper-encoder 0000 chunk=8"}))
+    with pytest.raises(CheckpointError, match="other encoder frames"):
+        swap_projector(exp, other, tmp_path / "refused")
