@@ -6,8 +6,9 @@ Usage:
         --data data/test_heldout data/asterisk [KEY=VALUE ...]
 
 The encoder is the config's (``encoder.path_or_name``, e.g. the distilled Whisper dir) run with the chunk
-mask of ``streaming.chunk_ms`` (what streaming gives); each set's WER, S/D/I, and how many distinct
-hypotheses it writes against distinct references, in one table.
+mask of ``streaming.chunk_ms`` (what streaming gives); the projector is built as the checkpoint was trained
+(its own config's projector section: stacking, width, context layers). Each set's WER, S/D/I, and how many
+distinct hypotheses it writes against distinct references, in one table.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     features = feature_fn(cfg.encoder)
     chunk = chunk_frames(cfg)
     tokenizer = load_tokenizer(cfg.llm.path_or_name, cfg.llm.gguf_file)
-    state = read_checkpoint(args.proj).state()
+    ckpt = read_checkpoint(args.proj)
+    state = ckpt.state()
     embedding = load_causal_lm(cfg.llm.path_or_name, cfg.llm).get_input_embeddings().weight.detach()
-    proj = VocabProjector(encoder.output_dim, embedding, vocab_ids=state["vocab_ids"], **projector_options(cfg))
+    # the projector as it was trained (stacking, width, context layers), the encoder and chunk of --config
+    proj = VocabProjector(encoder.output_dim, embedding, vocab_ids=state["vocab_ids"],
+                          **{**projector_options(ckpt.config), "chunk_tokens": chunk // ckpt.config.projector.stack})
     proj.load_state_dict(state)
     proj.eval()
     vocab = proj.vocab_ids.tolist()
