@@ -395,11 +395,12 @@ def build_llm_with_adapters(cfg: ExperimentConfig, path_or_name: str | Path, tok
     return llm, tokenizer
 
 
-def set_trainable(model: SpeechLLM, freeze_encoder: bool) -> None:
-    """Freeze everything but the projector, the peft parameters and (unless frozen) the encoder."""
+def set_trainable(model: SpeechLLM, freeze_encoder: bool, freeze_projector: bool = False) -> None:
+    """Freeze everything but the projector (unless frozen), the peft parameters and (unless frozen) the
+    encoder."""
     for name, p in model.named_parameters():
         if name.startswith("projector."):
-            p.requires_grad_(True)
+            p.requires_grad_(not freeze_projector)
         elif name.startswith("encoder."):
             p.requires_grad_(not freeze_encoder)
         elif name.startswith("glm."):
@@ -474,5 +475,5 @@ def build_speech_llm(cfg: ExperimentConfig, *, encoder: nn.Module | None = None,
     projector = build_projector(cfg, encoder.output_dim, llm, tokenizer)
     model = SpeechLLM(encoder, projector, llm, special_tokens(tokenizer, cfg), chunk_frames=chunk_frames(cfg),
                       left_chunks=cfg.encoder.left_chunks, phi=cfg.llm.phi, cmvn=cmvn)
-    set_trainable(model, cfg.train.llm.freeze_encoder)
+    set_trainable(model, cfg.train.llm.freeze_encoder, cfg.train.llm.freeze_projector)
     return model, tokenizer

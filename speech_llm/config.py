@@ -298,6 +298,10 @@ class LLMTrainConfig(SpeechTrainConfig):
     empty transcript (so the model learns to write nothing when nobody speaks)."""
     init_projector: Optional[str] = None
     """A ``proj`` checkpoint (dir) to start the projector from (``projector.kind: vocab``)."""
+    freeze_projector: bool = False
+    """Keep the projector of ``init_projector`` as the proj stage left it (train only LoRA and the wait rows).
+    2026-12-07: the first run's projector, after 200 llm steps that also trained it, read Asterisk worse than
+    before them (the same LoRA with the proj stage's projector swapped back: 107.4 -> 78.2 % on the first 100)."""
     cache_encoder_frames: bool = False
     """With a frozen encoder: compute its streamed frames once per utterance and read them from the cache
     (``data.cache_dir``) at every step, instead of running the encoder (one chunk size only: the chunk mix
@@ -306,6 +310,8 @@ class LLMTrainConfig(SpeechTrainConfig):
     def validate(self) -> None:
         super().validate()
         _check(0.0 <= self.silence_share < 1.0, "silence_share", f"must be in [0, 1), got {self.silence_share}")
+        _check(not self.freeze_projector or bool(self.init_projector), "freeze_projector",
+               "needs train.llm.init_projector (a frozen projector must come pre-aligned from --stage proj)")
 
 
 @dataclass

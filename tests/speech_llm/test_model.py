@@ -75,3 +75,17 @@ def test_stream_audio_with_a_context_projector_equals_the_masked_forward(tiny_ll
     for g, f in zip(got, full):
         assert g.shape == f.shape
         assert torch.allclose(g, f, atol=1e-4)
+
+
+def test_freeze_projector_trains_only_the_adapter_side(tiny_llm_dir):
+    from speech_llm.build import set_trainable
+    from speech_llm.config import ConfigError, load_config
+
+    m = make_speech_llm(tiny_llm_dir)[0]
+    set_trainable(m, freeze_encoder=True)
+    assert all(p.requires_grad for p in m.projector.parameters())
+    set_trainable(m, freeze_encoder=True, freeze_projector=True)
+    assert not any(p.requires_grad for p in m.projector.parameters())
+    assert not any(p.requires_grad for p in m.encoder.parameters())
+    with pytest.raises(ConfigError, match="freeze_projector"):
+        load_config(None, ["train.llm.freeze_projector=true"])
