@@ -33,3 +33,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The recipe runs, longest first (minutes on the CI machine, 2026-12-07); any other integration test after them.
+_INTEGRATION_ORDER = ("test_mini_recipe", "test_asr_cpu_recipe", "test_pretrained_cpu_recipe",
+                      "test_librispeech_recipe")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Integration tests (recipe runs, minutes each) first, longest first, then the rest in pytest's order.
+
+    With `pytest -n 2 --maxschedchunk 1` (the README's command) xdist hands the first two items to one worker
+    and the next two to the other, then one test at a time to whichever worker is free: the long recipe runs
+    start at once, two per worker, while the short tests fill the gaps. Started last, one recipe run alone
+    would set the wall time. Serially the order changes nothing but when they run."""
+
+    def rank(item) -> tuple[int, int]:
+        if item.get_closest_marker("integration") is None:
+            return (1, 0)
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        return (0, _INTEGRATION_ORDER.index(module) if module in _INTEGRATION_ORDER else len(_INTEGRATION_ORDER))
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=lambda p: (rank(p[1]), p[0]))]
