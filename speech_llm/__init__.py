@@ -1,8 +1,8 @@
 """Streaming speech recognition and translation with a group-streaming LLM.
 
-The LLM side of the toolkit: group position IDs and attention masks (:mod:`speech_llm.positions`,
-:mod:`speech_llm.masks`), the group-streaming wrapper around any Hugging Face decoder-only LLM
-(:mod:`speech_llm.group_lm`), the speech LLM and its Recognizer/Stream API (:mod:`speech_llm.recognizer`),
+The LLM side of the toolkit: group position IDs and attention masks (:mod:`speech_llm.lm.positions`,
+:mod:`speech_llm.lm.masks`), the group-streaming wrapper around any Hugging Face decoder-only LLM
+(:mod:`speech_llm.lm.group_lm`), the speech LLM and its Recognizer/Stream API (:mod:`speech_llm.decoding.recognizer`),
 training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
 
     import speech_llm
@@ -18,9 +18,9 @@ training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_recognizer": "speech_llm.recognizer",
-    "Recognizer": "speech_llm.recognizer",
-    "Stream": "speech_llm.recognizer",
+    "load_recognizer": "speech_llm.decoding.recognizer",
+    "Recognizer": "speech_llm.decoding.recognizer",
+    "Stream": "speech_llm.decoding.recognizer",
     "DecodeConfig": "speech_llm.config",
 }
 __all__ = ["__version__", *_LAZY]
