@@ -1,9 +1,10 @@
 """Streaming speech recognition and translation with a group-streaming LLM.
 
-The LLM side of the toolkit: group position IDs and attention masks (:mod:`speech_llm.lm.positions`,
-:mod:`speech_llm.lm.masks`), the group-streaming wrapper around any Hugging Face decoder-only LLM
-(:mod:`speech_llm.lm.group_lm`), the speech LLM and its Recognizer/Stream API (:mod:`speech_llm.decoding.recognizer`),
-training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
+The LLM side of the toolkit, one package per unit (docs/ARCHITECTURE.md): :mod:`speech_llm.lm` (the
+group-streaming LM core: positions, masks, KV cache, session, framing, targets), :mod:`speech_llm.model` (the
+speech LLM, its assembly and checkpoints), :mod:`speech_llm.decoding` (Recognizer/Stream, endpointing, decode
+dirs, live), :mod:`speech_llm.train`, :mod:`speech_llm.mt`, :mod:`speech_llm.metrics`, :mod:`speech_llm.export`,
+:mod:`speech_llm.server`, and the console script (:mod:`speech_llm.cli`).
 
     import speech_llm
     rec = speech_llm.load_recognizer("exp/mini")      # rebuilt from the checkpoint dir alone
