@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_llm.checkpoint import swap_projector
+    from speech_llm.model.checkpoint import swap_projector
 
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")
