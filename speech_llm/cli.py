@@ -72,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unavailable_text(error: ModuleNotFoundError) -> str:
+    return (f"this command needs the '{error.name}' package, which is not installed here "
+            "(an install with only the runtime extra has no torch: see docs/DEPLOYMENT.md)")
+
+
 def _unavailable(error: ModuleNotFoundError):
     def run(args) -> int:
-        raise UserError(f"this command needs the '{error.name}' package, which is not installed here "
-                        "(an install with only the runtime extra has no torch: see docs/DEPLOYMENT.md)")
+        raise UserError(_unavailable_text(error))
     return run
 
 
@@ -88,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as e:
         print(f"speech-llm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:        # e.g. `train` in an install with only the runtime extra
+        if e.name is None or e.name.split(".")[0] in ("speech_llm", "speech_runtime", "speech_common"):
+            raise                           # a bug of ours, not a missing package
+        print(f"speech-llm {args.command}: error: {_unavailable_text(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"speech-llm {args.command}: interrupted", file=sys.stderr)

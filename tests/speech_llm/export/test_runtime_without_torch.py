@@ -97,3 +97,5 @@ def test_transcribe_command_on_an_export_dir_without_torch(torch_rec, export_dir
     assert proc.stdout.strip().splitlines()[-1].strip() == results[0].text
     proc = cli("build-llm", "--text", "t.txt", "--out", str(tmp_path / "llm"))
     assert proc.returncode == 2 and "needs the 'torch' package" in proc.stderr
+    proc = cli("train", "--stage", "ctc", "--exp-dir", str(tmp_path / "exp"))   # fails in run(), not at start-up
+    assert proc.returncode == 2 and "this command needs the '" in proc.stderr, proc.stderr[-2000:]
