@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -52,6 +54,13 @@ if str(REPO) not in sys.path:          # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 REASONS = ("silence", "no_text", "max_length", "end")
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def mix(x: np.ndarray, level_db: float | None, seed: int) -> np.ndarray:
@@ -161,6 +170,7 @@ def main(argv=None) -> int:
     recs = {m: Recognizer(base.model, base.tokenizer, apply_overrides(base.config, [f"endpoint.mode={m}"]))
             for m in args.modes.split(",")}
     ep = base.config.endpoint
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {_uptime()}")
     print(f"# {args.exp_dir}: chunk {base.chunk_s * 1000:.0f} ms, gate {ep.threshold_db} dBFS, rules "
           f"{ep.rule1_silence_s}/{ep.rule2_silence_s}/{ep.max_segment_s} s, energy silence {ep.silence_s} s")
     rows, texts = [], {}
@@ -185,6 +195,7 @@ def main(argv=None) -> int:
         if level == "clean" and mode != "energy" and (key, level, "energy") in texts:
             same = text == texts[(key, level, "energy")]
             print(f"clean unchanged ({key}, {mode} vs energy rules): {'same text' if same else 'text differs'}")
+    print(f"# end: {_uptime()}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
