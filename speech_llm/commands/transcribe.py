@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from speech_llm.display import TranscriptLine
+    from speech_llm.decoding.display import TranscriptLine
 
     rec, stream_file = _runtime(args) if _is_export_dir(args.exp_dir) else _torch(args)
     for path in args.files:
@@ -74,7 +74,7 @@ def _torch(args):
         default_device,
         load_recognizer_from_args,
     )
-    from speech_llm.decode import run_stream
+    from speech_llm.decoding.decode import run_stream
 
     check_decode_options(args)
     rec = load_recognizer_from_args(args, default_device(args.device))
@@ -119,7 +119,7 @@ def _paced(blocks):
 
 def _show(line, r, shown: int, segments: bool) -> int:
     """Update the display with result ``r``; returns how many finished segments have been printed."""
-    from speech_llm.display import segment_line
+    from speech_llm.decoding.display import segment_line
 
     if not segments:
         line.update(r.committed, r.partial)

@@ -29,9 +29,10 @@ llm            inputs_embeds (B, n, D), position_ids (B, n) int64,    logits (B,
 
 The encoder step is :meth:`ConformerEncoder._forward_chunk` with unlimited left context: the runtime keeps
 the last ``left_chunks * chunk`` frames of the returned caches itself (exactly what the torch encoder does).
-The LLM step is the Hugging Face model with the LoRA adapter merged (:func:`speech_llm.build.prepare_for_inference`),
-run on a cache built from the past keys/values; masks and positions are the runtime's (the rules of
-:mod:`speech_llm.masks` and :mod:`speech_llm.positions`).
+The LLM step is the Hugging Face model with the LoRA adapter merged
+(:func:`speech_llm.model.build.prepare_for_inference`), run on a cache built from the past keys/values; masks
+and positions are the runtime's (the rules of
+:mod:`speech_llm.lm.masks` and :mod:`speech_llm.lm.positions`).
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 
 def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Path:
-    """Write ``rec`` (a float32 :class:`~speech_llm.recognizer.Recognizer`) as an export dir (module docstring).
+    """Write ``rec`` (a float32 :class:`~speech_llm.decoding.recognizer.Recognizer`) as an export dir (module
+    docstring).
 
     The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
     dynamically quantized copies of the three models (the runtime picks them with ``int8=True``).
@@ -240,7 +242,7 @@ def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | o
     ``overrides`` are decode-config overrides (``["chunk_ms=320", "max_tokens_per_read=10"]``) baked into
     the export's default decode config.
     """
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.decoding.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint(exp_dir_or_checkpoint, overrides=[*overrides, "dtype=float32", "quantize=none"])
     return export_recognizer(rec, out_dir, int8=int8)

@@ -7,8 +7,8 @@ import pytest
 from tiny_speech_llm import make_speech_llm
 
 from speech_llm.config import DecodeConfig, EndpointConfig
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
-from speech_llm.recognizer import Recognizer
 
 
 def decode_config(**kw) -> DecodeConfig:
