@@ -29,7 +29,8 @@ table shows the lowest wall RTF of the rounds (the one least disturbed by other 
 with the ratio to torch at the same threads and streams. "same text" counts the utterances whose text
 equals the torch 1-thread 1-stream text (batching and threads must not change the text).
 
-WER: every utterance of ``--data`` (or the first ``--wer-utts``), one stream, ``--wer-threads`` threads;
+WER: every utterance of ``--data`` (or the first ``--wer-utts``), one stream, ``--wer-threads`` threads (default 1:
+on a busy 2-core machine torch at 2 threads is several times slower, see bench/RESULTS.md);
 ``compute_wer`` (S/D/I) and the utterances whose text is identical to torch's (goal for fp32: >= 99 %).
 """
 
@@ -219,9 +220,10 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="comma list (default: %(default)s)")
     ap.add_argument("--streams", default="1,8", help="comma list of batched streams (default: %(default)s)")
     ap.add_argument("--rtf-utts", type=int, default=24, help="utterances of the RTF runs (default: %(default)s)")
-    ap.add_argument("--rounds", type=int, default=2, help="runs of each RTF configuration (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="runs of each RTF configuration (default: %(default)s; 0: WER only)")
     ap.add_argument("--wer-utts", type=int, default=0, help="utterances of the WER runs (0: all; -1: no WER)")
-    ap.add_argument("--wer-threads", type=int, default=2)
+    ap.add_argument("--wer-threads", type=int, default=1, help="threads of the WER runs (default: %(default)s)")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -260,9 +262,10 @@ def main() -> None:
                         print(f"round {rnd + 1}: {eng:9s} threads {th} streams {st}: RTF "
                               f"{r['wall_s'] / r['audio_s']:.4f}, peak RSS {r['maxrss_mb']:.0f} MB  "
                               f"[{_uptime().split('load average:')[-1].strip()}]", flush=True)
-        dump["raw_rtf"] = [{"config": list(k), "rounds": v} for k, v in runs.items()]
-        _save(args.json, dump)                       # the measurements first: a table bug loses nothing
-        dump["rtf"] = rtf_table(runs, threads, streams, len(rtf_keys))
+        if runs:                                     # --rounds 0: WER only
+            dump["raw_rtf"] = [{"config": list(k), "rounds": v} for k, v in runs.items()]
+            _save(args.json, dump)                   # the measurements first: a table bug loses nothing
+            dump["rtf"] = rtf_table(runs, threads, streams, len(rtf_keys))
         if args.wer_utts >= 0:
             wer_keys = keys[:args.wer_utts] if args.wer_utts else keys
             results = {}
