@@ -56,20 +56,47 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
     for mod in _command_modules():
+        args = argparse.ArgumentParser(add_help=False)
+        try:
+            mod.add_arguments(args)         # some commands read their defaults from the training stack
+        except ModuleNotFoundError as e:    # e.g. torch, in an install with only the runtime extra
+            p = sub.add_parser(mod.NAME, help=f"{mod.HELP} [unavailable here: needs {e.name}]",
+                               description=f"{mod.HELP}\n\nUnavailable in this environment: it needs the "
+                               f"'{e.name}' package, which is not installed (the runtime extra alone has no torch; "
+                               "see docs/DEPLOYMENT.md).", formatter_class=argparse.RawDescriptionHelpFormatter)
+            p.set_defaults(_run=_unavailable(e), _any_arguments=True)
+            continue
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "__doc__", None) or mod.HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        mod.add_arguments(p)
+                           formatter_class=argparse.RawDescriptionHelpFormatter, parents=[args])
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _unavailable_text(error: ModuleNotFoundError) -> str:
+    return (f"this command needs the '{error.name}' package, which is not installed here "
+            "(an install with only the runtime extra has no torch: see docs/DEPLOYMENT.md)")
+
+
+def _unavailable(error: ModuleNotFoundError):
+    def run(args) -> int:
+        raise UserError(_unavailable_text(error))
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args._run(args) or 0)
     except UserError as e:
         print(f"speech-llm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:        # e.g. `train` in an install with only the runtime extra
+        if e.name is None or e.name.split(".")[0] in ("speech_llm", "speech_runtime", "speech_common"):
+            raise                           # a bug of ours, not a missing package
+        print(f"speech-llm {args.command}: error: {_unavailable_text(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"speech-llm {args.command}: interrupted", file=sys.stderr)

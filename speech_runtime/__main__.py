@@ -14,8 +14,6 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    import soundfile as sf
-
     import speech_runtime
 
     p = argparse.ArgumentParser(prog="python -m speech_runtime", description=__doc__.splitlines()[0])
@@ -27,14 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rec = speech_runtime.load_recognizer(args.export_dir, int8=args.int8, overrides=args.set, threads=args.threads)
     for path in args.files:
-        stream = rec.create_stream()
-        with sf.SoundFile(path) as f:
-            block = max(1, int(f.samplerate * rec.chunk_s))
-            for samples in f.blocks(blocksize=block, dtype="float32"):
-                stream.accept_waveform(f.samplerate, samples)
-                rec.decode(stream)
-        stream.input_finished()
-        rec.decode(stream)
+        stream = speech_runtime.stream_file(rec, path)
         print(f"{path}\t{rec.get_result(stream).text}")
     return 0
 

@@ -75,6 +75,11 @@ class Result:
     def truncated(self) -> bool:
         return any(s.truncated for s in self.segments)
 
+    @property
+    def open_words(self) -> list[Word]:
+        """The words of the open segment: those after the finished segments' words."""
+        return self.words[sum(len(s.words) for s in self.segments):]
+
 
 @dataclass
 class DecodeOptions:
@@ -445,6 +450,30 @@ def load_recognizer(export_dir: str | os.PathLike, int8: bool = False,
     if overrides is not None and not isinstance(overrides, dict):
         overrides, int8 = _parse_overrides(overrides, int8)
     return Recognizer(export_dir, int8=int8, overrides=overrides, threads=threads)
+
+
+def stream_file(rec: Recognizer, path: str | os.PathLike, on_decode=None) -> Stream:
+    """Stream an audio file through ``rec`` as ``speech-llm transcribe`` does: read block by block
+    (soundfile, blocks of one chunk at the file's rate, any length), a decode after each block and
+    ``on_decode(stream)`` after it; then finish the input and decode the rest. Returns the finished stream.
+
+    Raises:
+        FileNotFoundError: no such file. ``soundfile`` errors for a file it cannot decode.
+    """
+    import soundfile as sf
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    stream = rec.create_stream()
+    with sf.SoundFile(str(path)) as f:
+        for samples in f.blocks(blocksize=max(1, int(f.samplerate * rec.chunk_s)), dtype="float32"):
+            stream.accept_waveform(f.samplerate, samples)
+            rec.decode(stream)
+            if on_decode is not None:
+                on_decode(stream)
+    stream.input_finished()
+    rec.decode(stream)
+    return stream
 
 
 def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:

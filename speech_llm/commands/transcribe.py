@@ -35,17 +35,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from data_prep.audio import audio_blocks
-    from speech_llm.commands._decode_options import (
-        check_decode_options,
-        default_device,
-        load_recognizer_from_args,
-    )
-    from speech_llm.decoding.decode import run_stream
     from speech_llm.decoding.display import TranscriptLine
 
-    check_decode_options(args)
-    rec = load_recognizer_from_args(args, default_device(args.device))
+    rec, stream_file = _runtime(args) if _is_export_dir(args.exp_dir) else _torch(args)
     for path in args.files:
         line = TranscriptLine(prefix=f"{path}: " if len(args.files) > 1 else "")
         shown = 0
@@ -54,8 +46,7 @@ def run(args) -> int:
             nonlocal shown
             shown = _show(line, rec.get_result(stream), shown, args.segments)
 
-        blocks = audio_blocks(path, rec.chunk_s)     # block by block: any length
-        stream = run_stream(rec, _paced(blocks) if args.realtime else blocks, show)
+        stream = stream_file(rec, path, show)
         r = rec.get_result(stream)
         if args.segments:
             _show(line, r, shown, True)
@@ -66,6 +57,55 @@ def run(args) -> int:
             print(f"{path}: warning: {sum(s.truncated for s in r.segments)} segment(s) hit the token cap "
                   "(--max-tokens-per-segment); their text may be incomplete", file=sys.stderr)
     return 0
+
+
+def _is_export_dir(path) -> bool:
+    """An export dir (``speech-llm export``), decoded by ``speech_runtime``: checked without importing it."""
+    from pathlib import Path
+
+    return (Path(path) / "speech_llm_onnx.json").is_file()
+
+
+def _torch(args):
+    """The torch recognizer of a checkpoint, and how it streams a file (``--realtime`` paced)."""
+    from data_prep.audio import audio_blocks
+    from speech_llm.commands._decode_options import (
+        check_decode_options,
+        default_device,
+        load_recognizer_from_args,
+    )
+    from speech_llm.decoding.decode import run_stream
+
+    check_decode_options(args)
+    rec = load_recognizer_from_args(args, default_device(args.device))
+
+    def stream_file(rec, path, show):
+        blocks = audio_blocks(path, rec.chunk_s)     # block by block: any length
+        return run_stream(rec, _paced(blocks) if args.realtime else blocks, show)
+
+    return rec, stream_file
+
+
+def _runtime(args):
+    """The onnxruntime recognizer of an export dir, without torch (the runtime extra alone suffices)."""
+    import speech_runtime
+    from speech_common.errors import UserError
+    from speech_llm.commands._decode_options import decode_overrides
+
+    if args.realtime:
+        raise UserError("--realtime is not supported with an export dir yet")
+    try:
+        rec = speech_runtime.load_recognizer(args.exp_dir, overrides=decode_overrides(args))
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+    def stream_file(rec, path, show):
+        try:
+            return speech_runtime.stream_file(rec, path, show)
+        except (FileNotFoundError, RuntimeError) as e:      # soundfile's errors are RuntimeErrors
+            raise UserError(str(e)) from e
+
+    return rec, stream_file
 
 
 def _paced(blocks):

@@ -54,3 +54,48 @@ def test_runtime_runs_with_torch_blocked(torch_rec, export_dir, tmp_path):
     streams, results = feed(torch_rec, [x], fixed=1234)
     assert out["text"] == results[0].text
     assert [tuple(t) for t in out["trace"]] == list(streams[0].trace)
+
+
+CLI = """
+import importlib.abc, runpy, sys
+
+class Blocker(importlib.abc.MetaPathFinder):      # as if not installed: the runtime extra alone
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+sys.argv = ["speech-llm", *sys.argv[1:]]
+try:
+    runpy.run_module("speech_llm", run_name="__main__")
+finally:
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    print("LOADED", loaded, file=sys.stderr)
+"""
+
+
+def test_transcribe_command_on_an_export_dir_without_torch(torch_rec, export_dir, tmp_path):
+    """`speech-llm transcribe --exp-dir EXPORT a.wav` with the training stack missing: the same text as the
+    torch recognizer; a command that needs torch is listed and fails with a clear message."""
+    import soundfile as sf
+
+    x = audio(2.3, 0)
+    sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
+    blocked = (*BLOCKED[:4], "encoders", "data_prep", "soxr")
+    root = Path(speech_runtime.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", f"BLOCKED = {blocked!r}\n{CLI}", *argv], capture_output=True,
+                              text=True, env=env, timeout=600)
+
+    proc = cli("transcribe", "--exp-dir", str(export_dir), str(tmp_path / "a.wav"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LOADED []" in proc.stderr
+    _, results = feed(torch_rec, [x], fixed=1234)
+    assert proc.stdout.strip().splitlines()[-1].strip() == results[0].text
+    proc = cli("build-llm", "--text", "t.txt", "--out", str(tmp_path / "llm"))
+    assert proc.returncode == 2 and "needs the 'torch' package" in proc.stderr
+    proc = cli("train", "--stage", "ctc", "--exp-dir", str(tmp_path / "exp"))   # fails in run(), not at start-up
+    assert proc.returncode == 2 and "this command needs the '" in proc.stderr, proc.stderr[-2000:]
