@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 x = torch.from_numpy(samples) if name == "torch" else samples
                 hyps[name][k] = decode(rec, x, rate, block)
                 secs[name] += time.perf_counter() - t
+            print(f"# {k}: " + " | ".join(hyps[name][k] for name in recs), file=sys.stderr, flush=True)
         wers = {name: compute_wer(refs, h).wer for name, h in hyps.items()}
         same = {name: sum(hyps[name][k] == hyps["torch"][k] for k in keys) for name in recs}
         rows.append((Path(data).name, len(keys), audio_s, wers, same, secs))

@@ -9,11 +9,12 @@
     print(rec.get_result(s).text)
 
 The policy is that of the torch recognizer (read its module docstring): audio goes through the front end
-(fbank or Whisper's log-mel, as the export's manifest says) -> encoder -> projector as it arrives; each complete chunk of audio tokens is read and the model writes until
-``<|wait|>`` (eos suppressed, at most ``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is
-fed in the same forward as the next chunk; at the input end the last partial chunk is read and written on,
-then the end marker, and the model writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads
-everything and writes once. :meth:`Recognizer.decode_streams` advances many streams in one batch.
+(fbank or Whisper's log-mel, as the export's manifest says) -> encoder -> projector as it arrives; each
+complete chunk of audio tokens is read and the model writes until ``<|wait|>`` (eos suppressed, at most
+``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is fed in the same forward as the next
+chunk; at the input end the last partial chunk is read and written on, then the end marker, and the model
+writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads everything and writes once.
+:meth:`Recognizer.decode_streams` advances many streams in one batch.
 
 Not yet here: endpointing. The torch recognizer's rules (``speech_llm.endpoint``) import the torch side of
 the toolkit, so the whole input of a stream is ONE segment (as ``decode.endpoint.enabled=false``); feed
