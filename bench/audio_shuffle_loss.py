@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_prep.audio import read_audio
     from data_prep.manifest import read_manifest
-    from speech_llm.build import feature_fn
-    from speech_llm.checkpoint import find_checkpoint, load_model, read_checkpoint
-    from speech_llm.targets import batch_target
+    from speech_llm.lm.targets import batch_target
+    from speech_llm.model.build import feature_fn
+    from speech_llm.model.checkpoint import find_checkpoint, load_model, read_checkpoint
     from speech_llm.train.llm import target_words_of, word_token_ids
 
     model, tokenizer, cfg = load_model(args.exp_dir)

@@ -48,10 +48,10 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from encoders.constants import SAMPLE_RATE
 from encoders.frontend import num_frames
-from speech_llm.build import build_speech_llm, new_cmvn
 from speech_llm.config import DecodeConfig, EndpointConfig, load_config
-from speech_llm.recognizer import Recognizer
-from speech_llm.tiny_llm import train_tokenizer
+from speech_llm.decoding.recognizer import Recognizer
+from speech_llm.model.build import build_speech_llm, new_cmvn
+from speech_llm.model.tiny_llm import train_tokenizer
 
 LLMS = {
     # the tiny LLM recipes/mini builds (run.sh: --llm-hidden 256 --llm-layers 4)
@@ -99,7 +99,7 @@ def build_recognizer(name: str, cfg_path: str, tok_dir: Path, exp_dir: str | Non
     """A Recognizer whose LLM never writes <wait>/eos, with caps that make every write ``writes`` tokens,
     prepared for inference as ``precision`` (:data:`PRECISIONS`) on ``device``."""
     if exp_dir:
-        from speech_llm.checkpoint import load_model
+        from speech_llm.model.checkpoint import load_model
 
         model, tok, _ = load_model(exp_dir)
     else:

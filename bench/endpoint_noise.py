@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     import soundfile as sf
     import torch
 
-    from speech_llm.recognizer import Recognizer, load_recognizer
+    from speech_llm.decoding.recognizer import Recognizer, load_recognizer
     from speech_llm.typed_config import apply_overrides
 
     torch.set_num_threads(args.threads)

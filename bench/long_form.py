@@ -89,7 +89,7 @@ def _status_kb(field: str) -> int:
 def _load(job: dict):
     import torch
 
-    from speech_llm.recognizer import load_recognizer
+    from speech_llm.decoding.recognizer import load_recognizer
 
     torch.set_num_threads(job["threads"])
     return load_recognizer(job["exp_dir"], overrides=job["overrides"])
@@ -112,7 +112,7 @@ def _stream(rec, blocks, n_blocks: int, warmup_wav: str) -> dict:
     In the last 10% of the blocks, from the first block that finds no segment open, a second, fresh stream
     gets the same blocks, decoded in turn with the first one (alternating which goes first): the same audio
     at the end of a long stream and at the start of a new one, under the same machine load."""
-    from speech_llm.decode import decode_file
+    from speech_llm.decoding.decode import decode_file
 
     decode_file(rec, warmup_wav)
     rss_loaded = _status_kb("VmRSS")
@@ -165,7 +165,7 @@ def run_worker(job: dict) -> dict:
     from data_prep.kaldi_dir import read_data_dir
     from data_prep.longform import noise_floor
     from encoders.constants import SAMPLE_RATE
-    from speech_llm.decode import decode_file, decode_samples
+    from speech_llm.decoding.decode import decode_file, decode_samples
 
     rec = _load(job)
     if job["kind"] == "short":

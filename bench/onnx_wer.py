@@ -91,6 +91,17 @@ def check_merge(model, rec_factory, export: str, threads: int):
     return rec
 
 
+def print_table(names: list[str], rows: list[tuple]) -> None:
+    print("| set | utts | audio s | " + " | ".join(f"WER % {n}" for n in names)
+          + " | same text as torch: fp32 | int8 | " + " | ".join(f"decode s {n} (vs torch)" for n in names) + " |")
+    print("|---|---:|---:|" + "---:|" * (2 * len(names) + 2))
+    for name, n, audio_s, wers, same, secs in rows:
+        print(f"| {name} | {n} | {audio_s:.1f} | " + " | ".join(f"{100 * wers[x]:.2f}" for x in names)
+              + f" | {same['ort fp32']}/{n} ({100 * same['ort fp32'] / n:.1f} %) | "
+              f"{same['ort int8']}/{n} ({100 * same['ort int8'] / n:.1f} %) | "
+              + " | ".join(f"{secs[x]:.1f} ({secs[x] / secs['torch']:.2f}x)" for x in names) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import speech_runtime
     from data_prep.kaldi_dir import read_data_dir
-    from speech_llm.checkpoint import load_model
+    from speech_llm.decoding.recognizer import Recognizer
     from speech_llm.metrics.wer import compute_wer
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.model.checkpoint import load_model
     from speech_llm.typed_config import apply_overrides
 
     torch.set_num_threads(args.threads)
@@ -148,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         wers = {name: compute_wer(refs, h).wer for name, h in hyps.items()}
         same = {name: sum(hyps[name][k] == hyps["torch"][k] for k in keys) for name in recs}
         rows.append((Path(data).name, len(keys), audio_s, wers, same, secs))
+        print_table(list(recs), rows[-1:])
         shown = 0
         for k in keys:
             if shown < args.show and len({hyps[name][k] for name in recs}) > 1:
@@ -155,15 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {k} ref: {refs[k].lower()}")
                 for name in recs:
                     print(f"    {k} {name}: {hyps[name][k]}")
-    names = list(recs)
-    print("| set | utts | audio s | " + " | ".join(f"WER % {n}" for n in names)
-          + " | same text as torch: fp32 | int8 | " + " | ".join(f"decode s {n} (vs torch)" for n in names) + " |")
-    print("|---|---:|---:|" + "---:|" * (2 * len(names) + 2))
-    for name, n, audio_s, wers, same, secs in rows:
-        print(f"| {name} | {n} | {audio_s:.1f} | " + " | ".join(f"{100 * wers[x]:.2f}" for x in names)
-              + f" | {same['ort fp32']}/{n} ({100 * same['ort fp32'] / n:.1f} %) | "
-              f"{same['ort int8']}/{n} ({100 * same['ort int8'] / n:.1f} %) | "
-              + " | ".join(f"{secs[x]:.1f} ({secs[x] / secs['torch']:.2f}x)" for x in names) + " |")
+    print("# all sets:")
+    print_table(list(recs), rows)
     return 0
 
 

@@ -14,7 +14,7 @@ timers around each part:
   front end     fbank of the new audio (Recognizer.Stream.accept_waveform)
   encoder       the chunked Conformer and the projector (SpeechLLM.stream_audio)
   attention     every decoder layer's self-attention (q/k/v/o projections, rotary, SDPA)
-  KV cache      writing the new keys/values into the preallocated cache (speech_llm.kv_cache.BlockLayer.update)
+  KV cache      writing the new keys/values into the preallocated cache (speech_llm.lm.kv_cache.BlockLayer.update)
   MLP           every decoder layer's MLP
   LM head       the final norm and the output projection (logits of the kept position)
   mask build    the additive mask columns and the block mask of each forward (masks.column_bias/block_mask)
@@ -82,9 +82,9 @@ def wrap_function(owner, attr: str, name: str) -> None:
 
 
 def instrument(rec) -> None:
-    import speech_llm.group_lm as group_lm
-    import speech_llm.kv_cache as kv_cache
-    import speech_llm.recognizer as recognizer
+    import speech_llm.decoding.recognizer as recognizer
+    import speech_llm.lm.group_lm as group_lm
+    import speech_llm.lm.kv_cache as kv_cache
 
     lm = rec.model.glm.lm
     base = lm.model if hasattr(lm, "model") else lm

@@ -39,10 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep.audio import read_audio
     from data_prep.kaldi_dir import read_data_dir
     from encoders.ctc import greedy_decode
-    from speech_llm.build import build_encoder_from_config, chunk_frames, feature_fn, load_causal_lm, load_tokenizer
-    from speech_llm.checkpoint import read_checkpoint
     from speech_llm.config import load_config
-    from speech_llm.projector import VocabProjector
+    from speech_llm.model.build import (
+        build_encoder_from_config,
+        chunk_frames,
+        feature_fn,
+        load_causal_lm,
+        load_tokenizer,
+    )
+    from speech_llm.model.checkpoint import read_checkpoint
+    from speech_llm.model.projector import VocabProjector
 
     cfg = load_config(args.config, args.overrides)
     encoder = build_encoder_from_config(cfg.encoder, dynamic_chunk=False).eval()

@@ -6,7 +6,7 @@ Usage:
     python bench/server_browser.py --exp-dir EXP --utterances 4 --out docs/server_page.png
 
 The server runs in this process (``ServerThread``); Chromium is Debian's ``chromium`` driven over the
-DevTools protocol (speech_llm/server/devtools.py). The fake microphone file is ``--utterances`` test
+DevTools protocol (the test tool tests/speech_llm/server/devtools.py). The fake microphone file is ``--utterances`` test
 utterances at 44.1 kHz (the fake device's rate) with pauses of faint noise, then 1 s of digital silence:
 the page's ``sync_ms`` starts on the first sample of one pass and ``seconds`` stops after it, so the server
 receives the file's samples exactly (see tests/speech_llm/server/test_server_browser.py). Writes OUT (done)
@@ -16,6 +16,7 @@ and OUT with ``_live`` before the suffix (taken mid-way, with a segment still op
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -23,9 +24,12 @@ import numpy as np
 import soundfile as sf
 
 from data_prep.audio import read_audio
-from speech_llm.recognizer import load_recognizer
+from speech_llm.decoding.recognizer import load_recognizer
 from speech_llm.server.app import ServerConfig, ServerThread
-from speech_llm.server.devtools import HeadlessChromium
+
+# the Chromium driver is a test tool (tests/speech_llm/server/devtools.py), not part of the product
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "speech_llm" / "server"))
+from devtools import HeadlessChromium  # noqa: E402
 
 RATE = 44100
 

@@ -96,7 +96,7 @@ def references(exp_dir: str, audios: list[Audio], decode_args: list[str]) -> lis
     import torch
 
     from speech_llm.commands._decode_options import OPTIONS
-    from speech_llm.recognizer import load_recognizer
+    from speech_llm.decoding.recognizer import load_recognizer
 
     torch.set_num_threads(1)
     overrides = [f"{OPTIONS[k][0]}={v}" for k, v in zip(decode_args[::2], decode_args[1::2])]

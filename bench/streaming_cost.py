@@ -39,7 +39,7 @@ import time
 import torch
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
-from speech_llm.group_lm import GroupStreamingLM
+from speech_llm.lm.group_lm import GroupStreamingLM
 
 MODELS = {
     "tiny": dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

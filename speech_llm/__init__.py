@@ -1,9 +1,10 @@
 """Streaming speech recognition and translation with a group-streaming LLM.
 
-The LLM side of the toolkit: group position IDs and attention masks (:mod:`speech_llm.positions`,
-:mod:`speech_llm.masks`), the group-streaming wrapper around any Hugging Face decoder-only LLM
-(:mod:`speech_llm.group_lm`), the speech LLM and its Recognizer/Stream API (:mod:`speech_llm.recognizer`),
-training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
+The LLM side of the toolkit, one package per unit (docs/ARCHITECTURE.md): :mod:`speech_llm.lm` (the
+group-streaming LM core: positions, masks, KV cache, session, framing, targets), :mod:`speech_llm.model` (the
+speech LLM, its assembly and checkpoints), :mod:`speech_llm.decoding` (Recognizer/Stream, endpointing, decode
+dirs, live), :mod:`speech_llm.train`, :mod:`speech_llm.mt`, :mod:`speech_llm.metrics`, :mod:`speech_llm.export`,
+:mod:`speech_llm.server`, and the console script (:mod:`speech_llm.cli`).
 
     import speech_llm
     rec = speech_llm.load_recognizer("exp/mini")      # rebuilt from the checkpoint dir alone
@@ -18,9 +19,9 @@ training, decoding, metrics and the console script (:mod:`speech_llm.cli`).
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_recognizer": "speech_llm.recognizer",
-    "Recognizer": "speech_llm.recognizer",
-    "Stream": "speech_llm.recognizer",
+    "load_recognizer": "speech_llm.decoding.recognizer",
+    "Recognizer": "speech_llm.decoding.recognizer",
+    "Stream": "speech_llm.decoding.recognizer",
     "DecodeConfig": "speech_llm.config",
 }
 __all__ = ["__version__", *_LAZY]

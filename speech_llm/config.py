@@ -114,7 +114,7 @@ class ProjectorConfig:
     kind: Literal["mlp", "vocab"] = "mlp"
     """mlp: stacked frames -> Linear-GELU-Linear -> the LLM's input. vocab: the same MLP, then a softmax over
     the LLM's token embeddings (CTC classes, blank a learned row) whose posterior-weighted mix is the LLM's
-    input (:class:`speech_llm.projector.VocabProjector`; pre-aligned by ``--stage proj``)."""
+    input (:class:`speech_llm.model.projector.VocabProjector`; pre-aligned by ``--stage proj``)."""
     vocab_size: int = 0
     """vocab: the number of CTC classes without blank (0 = the LLM's whole vocabulary); the llm stage sets it
     from the ``proj`` checkpoint it starts from."""

@@ -179,7 +179,7 @@ def check_pretrained() -> list[Check]:
         return Check(name, OK, str(where))
 
     def smollm2():
-        from speech_llm.pretrained import smollm2_gguf
+        from speech_llm.model.pretrained import smollm2_gguf
 
         return "/".join(smollm2_gguf())
 

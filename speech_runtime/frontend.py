@@ -2,7 +2,7 @@
 
 Both equal the torch front end of the toolkit up to float rounding (tests/speech_runtime compare them):
 
-* :class:`StreamingResampler` = ``speech_llm.resample.StreamingResampler`` (torchaudio's windowed-sinc
+* :class:`StreamingResampler` = ``speech_llm.decoding.resample.StreamingResampler`` (torchaudio's windowed-sinc
   ``resample`` with ``lowpass_filter_width=6, rolloff=0.99``, Hann window, kernel in float32), block by block
   equal to resampling the whole signal;
 * :func:`kaldi_fbank` = ``torchaudio.compliance.kaldi.fbank`` with the toolkit's options (80 bins, 25/10 ms,
@@ -218,7 +218,7 @@ def resample(x: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
 
 
 class StreamingResampler:
-    """``speech_llm.resample.StreamingResampler`` in numpy: blocks in, settled output samples out."""
+    """``speech_llm.decoding.resample.StreamingResampler`` in numpy: blocks in, settled output samples out."""
 
     def __init__(self, orig_rate: int, new_rate: int = SAMPLE_RATE):
         if orig_rate <= 0 or new_rate <= 0:

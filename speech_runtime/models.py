@@ -5,10 +5,10 @@ Everything here is numpy; the rules are those of the torch modules the steps wer
 * :class:`AudioSide` = ``SpeechLLM.stream_audio`` (CMVN -> chunked encoder (Conformer or Whisper) -> frame
   stacking -> projector), several streams batched per chunk; caches as in ``encoders.streaming_state`` (right-aligned,
   left-padded to the longest when batched, the offset says which slots are real);
-* :class:`LLMSession` = ``speech_llm.group_lm.GroupStreamingSession`` (read / write / read_write /
-  greedy_write, merge and select of streams), with the masks of ``speech_llm.masks`` (source rows see
+* :class:`LLMSession` = ``speech_llm.lm.group_lm.GroupStreamingSession`` (read / write / read_write /
+  greedy_write, merge and select of streams), with the masks of ``speech_llm.lm.masks`` (source rows see
   cached and earlier new source, target rows everything earlier, padded rows only themselves) and the group
-  positions of ``speech_llm.positions`` (source ``0, 1, ..``; target ``phi, phi + 1, ..``).
+  positions of ``speech_llm.lm.positions`` (source ``0, 1, ..``; target ``phi, phi + 1, ..``).
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def lengths_to_valid(lens: np.ndarray, n: int) -> np.ndarray:
 
 
 def group_positions(start: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``speech_llm.positions._group_ids``: start[b] + k for the k-th valid slot (padding repeats the last)."""
+    """``speech_llm.lm.positions._group_ids``: start[b] + k for the k-th valid slot (padding repeats the last)."""
     counts = np.cumsum(valid.astype(np.int64), axis=1)
     return start[:, None].astype(np.int64) + np.maximum(counts - 1, 0)
 
 
 def block_mask(cache_valid: np.ndarray, cache_is_source: np.ndarray, new_valid: np.ndarray,
                new_is_source: np.ndarray) -> np.ndarray:
-    """Additive mask (B, 1, n, L + n) of a block of new slots (``speech_llm.masks.incremental_mask``)."""
+    """Additive mask (B, 1, n, L + n) of a block of new slots (``speech_llm.lm.masks.incremental_mask``)."""
     b, n = new_valid.shape
     length = cache_valid.shape[1]
     valid = np.concatenate([cache_valid, new_valid], axis=1)
@@ -192,7 +192,7 @@ class AudioSide:
 # ---------------------------------------------------------------------------------------------- LLM
 @dataclass
 class WriteResult:
-    """As ``speech_llm.group_lm.WriteResult``: tokens per stream, the pending token (B,), stopped (B,)."""
+    """As ``speech_llm.lm.group_lm.WriteResult``: tokens per stream, the pending token (B,), stopped (B,)."""
 
     tokens: list[list[int]]
     pending: np.ndarray

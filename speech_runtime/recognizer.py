@@ -1,4 +1,4 @@
-"""Recognizer / Stream on onnxruntime: the API and decoding policy of ``speech_llm.recognizer``, no torch.
+"""Recognizer / Stream on onnxruntime: the API and decoding policy of ``speech_llm.decoding.recognizer``, no torch.
 
     import speech_runtime
     rec = speech_runtime.load_recognizer("exp/mini/onnx")     # a dir written by `speech-llm export`
@@ -16,7 +16,7 @@ chunk; at the input end the last partial chunk is read and written on, then the 
 writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads everything and writes once.
 :meth:`Recognizer.decode_streams` advances many streams in one batch.
 
-Not yet here: endpointing. The torch recognizer's rules (``speech_llm.endpoint``) import the torch side of
+Not yet here: endpointing. The torch recognizer's rules (``speech_llm.decoding.endpoint``) import the torch side of
 the toolkit, so the whole input of a stream is ONE segment (as ``decode.endpoint.enabled=false``); feed
 long recordings in pieces of at most a few minutes.
 """
@@ -210,7 +210,7 @@ class Stream:
 
 
 class Recognizer:
-    """The exported speech LLM shared by many streams (``speech_llm.recognizer.Recognizer``'s API).
+    """The exported speech LLM shared by many streams (``speech_llm.decoding.recognizer.Recognizer``'s API).
 
     Args:
         export_dir: a dir written by ``speech-llm export``.
@@ -468,7 +468,7 @@ def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:
 
 
 def _chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
-    """``speech_llm.model.chunk_frames_of``: encoder frames in a chunk of ``chunk_ms``."""
+    """``speech_llm.model.speech_model.chunk_frames_of``: encoder frames in a chunk of ``chunk_ms``."""
     frames = chunk_ms / frame_ms
     if frames < 1 or abs(frames - round(frames)) > 1e-9 or round(frames) % stack:
         raise ValueError(f"a chunk of {chunk_ms:g} ms must be a positive multiple of {frame_ms * stack:g} ms")

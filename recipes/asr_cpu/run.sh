@@ -64,7 +64,7 @@ corpus=data/corpus
 student=${exp}/distill/best/whisper
 save_cmdline "${exp}" "${_argv[@]}"
 log "recipe ${recipe_dir}; working in $(pwd); experiment ${exp}"
-mapfile -t smollm2 < <("${PYTHON}" -c 'from speech_llm.pretrained import smollm2_gguf; print(*smollm2_gguf(), sep="\n")')
+mapfile -t smollm2 < <("${PYTHON}" -c 'from speech_llm.model.pretrained import smollm2_gguf; print(*smollm2_gguf(), sep="\n")')
 common=(llm.path_or_name="${smollm2[0]}" llm.gguf_file="${smollm2[1]}" data.cache_dir=exp/cache
         streaming.chunk_ms="${chunk_ms}" "${all_extra[@]}")
 

@@ -109,7 +109,7 @@ ctc_and_align_stages train dev "${all_extra[@]}"
 if stage_todo 5 "${exp}" llm; then
   log "Stage 5: projector + LoRA on the frozen SmolLM2-135M-Instruct -> ${exp}/llm"
   mapfile -t smollm2 < <("${PYTHON}" -c \
-    'from speech_llm.pretrained import smollm2_gguf; print(*smollm2_gguf(), sep="\n")')
+    'from speech_llm.model.pretrained import smollm2_gguf; print(*smollm2_gguf(), sep="\n")')
   speech-llm train --config "${config}" --exp-dir "${exp}" --stage llm ${no_progress} "${aligned[@]}" \
     llm.path_or_name="${smollm2[0]}" llm.gguf_file="${smollm2[1]}" "${all_extra[@]}"
   mark_done "${exp}" llm

@@ -66,7 +66,7 @@ def check_decode_options(args: argparse.Namespace) -> None:
 def load_recognizer_from_args(args: argparse.Namespace, device: str):
     """The recognizer of ``args.exp_dir`` with the decoding options of ``args`` (errors as UserError)."""
     from speech_common.errors import UserError
-    from speech_llm.recognizer import load_recognizer
+    from speech_llm.decoding.recognizer import load_recognizer
 
     try:
         return load_recognizer(args.exp_dir, device=device, overrides=decode_overrides(args))

@@ -25,7 +25,7 @@ ORDER = 15
 
 
 def _defaults() -> dict:
-    from speech_llm.tiny_llm import build_tiny_llm, pretrain_lm
+    from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm
 
     params = {**inspect.signature(pretrain_lm).parameters, **inspect.signature(build_tiny_llm).parameters}
     return {name: p.default for name, p in params.items()}
@@ -74,7 +74,7 @@ def read_lines(paths: list[Path], kaldi: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_llm.tiny_llm import build_tiny_llm, evaluate_lm, pretrain_lm, train_tokenizer
+    from speech_llm.model.tiny_llm import build_tiny_llm, evaluate_lm, pretrain_lm, train_tokenizer
 
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to write into it)")

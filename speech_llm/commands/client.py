@@ -41,7 +41,7 @@ def run(args) -> int:
     import os
 
     from speech_common.errors import UserError
-    from speech_llm.display import format_time
+    from speech_llm.decoding.display import format_time
     from speech_llm.server.client import Audio, run_clients
 
     if args.frame_ms <= 0:

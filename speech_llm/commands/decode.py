@@ -48,7 +48,7 @@ def run(args) -> int:
         default_device,
         load_recognizer_from_args,
     )
-    from speech_llm.decode import decode_data_dir
+    from speech_llm.decoding.decode import decode_data_dir
 
     if args.task == "mt":
         return _run_mt(args)

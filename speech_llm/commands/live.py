@@ -54,7 +54,7 @@ def run(args) -> int:
     import soundfile as sf
 
     from speech_common.errors import UserError
-    from speech_llm import live
+    from speech_llm.decoding import live
 
     if args.list_devices:
         sys.stdout.write(live.format_devices(live.query_devices(), live.default_input_index()))

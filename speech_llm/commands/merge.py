@@ -7,7 +7,7 @@ Usage:
 The LoRA adapter and the trained <wait> token rows are merged into the LLM weights; OUT/llm is then a
 plain Hugging Face model dir (``AutoModelForCausalLM.from_pretrained(OUT/llm)``, tokenizer included)
 and OUT/model.pt holds the encoder, CMVN and projector. OUT no longer refers to the base LLM or the
-CTC checkpoint: ``speech_llm.checkpoint.load_model(OUT)`` (and decoding) read it alone.
+CTC checkpoint: ``speech_llm.model.checkpoint.load_model(OUT)`` (and decoding) read it alone.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_llm.checkpoint import merge_checkpoint
+    from speech_llm.model.checkpoint import merge_checkpoint
 
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")

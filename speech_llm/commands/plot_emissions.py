@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.manifest import read_manifest
     from encoders.constants import SAMPLE_RATE
     from speech_common.errors import UserError
-    from speech_llm.checkpoint import load_model
     from speech_llm.commands._decode_options import check_decode_options, decode_overrides, default_device
     from speech_llm.commands.sweep import _ints
-    from speech_llm.decode import decode_samples
-    from speech_llm.plots import plot_emissions
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.decoding.decode import decode_samples
+    from speech_llm.decoding.recognizer import Recognizer
+    from speech_llm.metrics.plots import plot_emissions
+    from speech_llm.model.checkpoint import load_model
     from speech_llm.typed_config import apply_overrides
 
     check_decode_options(args)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from speech_common.errors import UserError
     from speech_llm.commands._decode_options import check_decode_options, decode_overrides, default_device
-    from speech_llm.sweep import run_sweep, write_sweep
+    from speech_llm.decoding.sweep import run_sweep, write_sweep
 
     check_decode_options(args)
     chunks, aheads = _ints(args.chunks, "--chunks"), _ints(args.read_aheads, "--read-ahead")

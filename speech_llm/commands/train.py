@@ -23,7 +23,7 @@ Trailing KEY=VALUE arguments override config keys (``train.llm.lr=1e-4 encoder.n
 and values of the wrong type are errors naming the key. The resolved config is written to
 EXP/config.yaml (and EXP/<stage>/config.yaml). A stage resumes from EXP/<stage>/last when that
 checkpoint holds a training state (model, optimizer, scheduler, step, RNG, data position); --restart
-trains from scratch instead. Decoding rebuilds the model from EXP alone (``speech_llm.checkpoint``).
+trains from scratch instead. Decoding rebuilds the model from EXP alone (``speech_llm.model.checkpoint``).
 """
 
 from __future__ import annotations

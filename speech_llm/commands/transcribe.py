@@ -41,8 +41,8 @@ def run(args) -> int:
         default_device,
         load_recognizer_from_args,
     )
-    from speech_llm.decode import run_stream
-    from speech_llm.display import TranscriptLine
+    from speech_llm.decoding.decode import run_stream
+    from speech_llm.decoding.display import TranscriptLine
 
     check_decode_options(args)
     rec = load_recognizer_from_args(args, default_device(args.device))
@@ -79,7 +79,7 @@ def _paced(blocks):
 
 def _show(line, r, shown: int, segments: bool) -> int:
     """Update the display with result ``r``; returns how many finished segments have been printed."""
-    from speech_llm.display import segment_line
+    from speech_llm.decoding.display import segment_line
 
     if not segments:
         line.update(r.committed, r.partial)

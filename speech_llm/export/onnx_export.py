@@ -39,8 +39,8 @@ frames is its ``2c + 1`` features (the last one only as right context, as in the
 partial chunk its ``n`` remaining features and one zero row (Whisper's padding), giving ``ceil(n / 2)``
 frames. The manifest's ``encoder.caches`` names each encoder's own caches, their shapes for one stream and
 their batch axis. The LLM step is the Hugging Face model with the LoRA adapter merged
-(:func:`speech_llm.build.prepare_for_inference`), run on a cache built from the past keys/values; masks and
-positions are the runtime's (the rules of :mod:`speech_llm.masks` and :mod:`speech_llm.positions`).
+(:func:`speech_llm.model.build.prepare_for_inference`), run on a cache built from the past keys/values; masks
+and positions are the runtime's (the rules of :mod:`speech_llm.lm.masks` and :mod:`speech_llm.lm.positions`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class WhisperChunkStep(nn.Module):
 
 
 class ProjectorStep(nn.Module):
-    """The projector on stacked frames: the MLP, and for a :class:`~speech_llm.projector.VocabProjector` its
+    """The projector on stacked frames: the MLP, and for a :class:`~speech_llm.model.projector.VocabProjector` its
     posterior-weighted mix of the LLM's token embeddings (the CTC classes' table becomes a constant)."""
 
     def __init__(self, projector: nn.Module):
@@ -280,7 +280,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 
 def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Path:
-    """Write ``rec`` (a float32 :class:`~speech_llm.recognizer.Recognizer`) as an export dir (module docstring).
+    """Write ``rec`` (a float32 :class:`~speech_llm.decoding.recognizer.Recognizer`) as an export dir (module
+    docstring).
 
     The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
     dynamically quantized copies of the three models (the runtime picks them with ``int8=True``).
@@ -327,7 +328,7 @@ def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | o
     ``overrides`` are decode-config overrides (``["chunk_ms=320", "max_tokens_per_read=10"]``) baked into
     the export's default decode config.
     """
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.decoding.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint(exp_dir_or_checkpoint, overrides=[*overrides, "dtype=float32", "quantize=none"])
     return export_recognizer(rec, out_dir, int8=int8)

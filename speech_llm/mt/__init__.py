@@ -10,7 +10,7 @@ The command line: ``speech-llm train --stage mt``, ``speech-llm translate --mode
 ``speech-llm decode --task mt``.
 """
 
-from speech_llm.framing import split_words, word_start_table
+from speech_llm.lm.framing import split_words, word_start_table
 from speech_llm.mt.decode import MTResult, decode_mt_data, translate
 from speech_llm.mt.framing import DEFAULT_PROMPT, SourceGroups, make_framing, source_groups, target_word_tokens
 from speech_llm.mt.model import MTModel, build_mt_model, load_mt_model, wrap_model

@@ -1,4 +1,4 @@
-"""Incremental word-level wait-k decoding of text on a :class:`~speech_llm.group_lm.GroupStreamingSession`.
+"""Incremental word-level wait-k decoding of text on a :class:`~speech_llm.lm.group_lm.GroupStreamingSession`.
 
 Policy (one sentence of ``n`` source words, lag ``k``)::
 
@@ -88,7 +88,7 @@ def translate(model: MTModel, text: str, k: int | None, *, max_tokens: int | Non
     """Translate one sentence with word-level wait-k (``k = None``: batch mode). See the module docstring.
 
     ``max_tokens`` caps the written tokens (eos included); default ``4 x`` the source word tokens + 16.
-    The writing is :meth:`~speech_llm.group_lm.GroupStreamingSession.greedy_write` with every word-start
+    The writing is :meth:`~speech_llm.lm.group_lm.GroupStreamingSession.greedy_write` with every word-start
     token as a stop: the token that starts word ``j + 1`` stays pending while one more source word is read.
     """
     check_k(k)
@@ -186,7 +186,7 @@ def decode_mt_data(model: str | Path | MTModel | nn.Module, tokenizer, sources: 
 
     Args:
         model: a model dir (:func:`~speech_llm.mt.model.load_mt_model`), an :class:`MTModel`, or a causal LM
-            / :class:`~speech_llm.group_lm.GroupStreamingLM` (then ``tokenizer`` is required and the default
+            / :class:`~speech_llm.lm.group_lm.GroupStreamingLM` (then ``tokenizer`` is required and the default
             prompt is used).
         tokenizer: the tokenizer of a bare model; ignored otherwise (may be None).
         sources: utterance key -> source text (e.g. a Kaldi ``text`` file of the English side).

@@ -12,8 +12,8 @@ number of source tokens visible once ``i`` words are read (``i = 0..n``).
 
 Targets are words as well: ``translation.split()``, the first without a leading space, the others with
 one. A written token *starts a new word* when its text begins with whitespace
-(:func:`speech_llm.framing.word_start_table`, the rule of every task), which is how the decoder finds word
-boundaries in what it writes; :func:`~speech_llm.framing.split_words` applies that rule, and
+(:func:`speech_llm.lm.framing.word_start_table`, the rule of every task), which is how the decoder finds word
+boundaries in what it writes; :func:`~speech_llm.lm.framing.split_words` applies that rule, and
 :func:`target_word_tokens` checks that it gives back the reference words (so training and decoding
 agree on what a word is).
 """
@@ -26,14 +26,14 @@ import torch
 
 from speech_common.errors import UserError
 from speech_llm.config import PromptConfig
-from speech_llm.framing import SpecialTokens, make_tokens, source_group_ends, split_words, word_token_ids
+from speech_llm.lm.framing import SpecialTokens, make_tokens, source_group_ends, split_words, word_token_ids
 
 DEFAULT_PROMPT = PromptConfig().mt
 """Instruction in front of the source words (group 0): the config's default ``llm.prompt.mt``."""
 
 
 def make_framing(tokenizer, prompt: str = DEFAULT_PROMPT) -> SpecialTokens:
-    """The framing of ``tokenizer`` with instruction ``prompt`` (:func:`speech_llm.framing.make_tokens`;
+    """The framing of ``tokenizer`` with instruction ``prompt`` (:func:`speech_llm.lm.framing.make_tokens`;
     text translation has no ``<wait>`` token: a word start is its boundary)."""
     return make_tokens(tokenizer, prompt)
 

@@ -1,6 +1,6 @@
-"""A text-translation model: a causal LM run as a :class:`~speech_llm.group_lm.GroupStreamingLM`, with its
+"""A text-translation model: a causal LM run as a :class:`~speech_llm.lm.group_lm.GroupStreamingLM`, with its
 tokenizer, framing and word-start table; built from an experiment config and saved as a checkpoint of
-stage ``mt`` in the toolkit's one checkpoint format (:mod:`speech_llm.checkpoint`).
+stage ``mt`` in the toolkit's one checkpoint format (:mod:`speech_llm.model.checkpoint`).
 
 A checkpoint of stage ``mt`` (``exp/mt/mt/{best,last}``) holds ``config.yaml`` (``llm.*`` says which base
 LLM, LoRA and prompt ``llm.prompt.mt``), ``tokenizer/``, ``meta.json`` with the ``base_llm`` reference, and
@@ -23,8 +23,8 @@ from torch import nn
 
 from speech_common.errors import UserError
 from speech_llm.config import ExperimentConfig
-from speech_llm.framing import SpecialTokens, word_start_table
-from speech_llm.group_lm import GroupStreamingLM
+from speech_llm.lm.framing import SpecialTokens, word_start_table
+from speech_llm.lm.group_lm import GroupStreamingLM
 from speech_llm.mt.framing import DEFAULT_PROMPT, make_framing
 
 
@@ -35,7 +35,7 @@ class MTModel:
     glm: GroupStreamingLM
     tokenizer: object
     framing: SpecialTokens
-    starts_word: torch.Tensor          # (V,) bool, see speech_llm.framing.word_start_table
+    starts_word: torch.Tensor          # (V,) bool, see speech_llm.lm.framing.word_start_table
     info: dict = field(default_factory=dict)
 
     @property
@@ -63,7 +63,7 @@ def build_mt_model(cfg: ExperimentConfig, llm_path: str | Path | None = None, to
     """The one assembly of a text-translation model (training and :func:`load_mt_model`): the causal LM of
     ``llm_path`` (default ``cfg.llm.path_or_name``), with a LoRA adapter when ``llm.lora_rank > 0`` (only
     the adapter trains), else every weight trainable; prompt ``llm.prompt.mt``, target start ``llm.phi``."""
-    from speech_llm.build import load_causal_lm, load_tokenizer, lora_config, wrap_peft
+    from speech_llm.model.build import load_causal_lm, load_tokenizer, lora_config, wrap_peft
 
     path = llm_path or cfg.llm.path_or_name
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path, cfg.llm.gguf_file)
@@ -75,8 +75,8 @@ def build_mt_model(cfg: ExperimentConfig, llm_path: str | Path | None = None, to
 
 def load_mt_model(exp_dir_or_checkpoint: str | Path, device: str | torch.device = "cpu") -> MTModel:
     """Rebuild the model of an ``mt`` checkpoint (or the best one of an exp dir) for decoding."""
-    from speech_llm.build import load_tokenizer
-    from speech_llm.checkpoint import (
+    from speech_llm.model.build import load_tokenizer
+    from speech_llm.model.checkpoint import (
         MODEL,
         TOKENIZER_DIR,
         base_llm_path,

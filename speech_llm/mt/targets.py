@@ -16,7 +16,7 @@ sees word ``j``'s source; the row predicting the *first* token of word ``j + 1``
 leading space — still sees word ``j``'s source; eos is predicted from the whole source. The first token of
 a word is thus written with the previous word's visibility: the decoder learns that word ``j`` is complete
 only when it writes that token, then reads one more source word before feeding it. This is the text form of
-the ``<wait>`` rule of the speech targets (:mod:`speech_llm.targets`): the token that closes a group is
+the ``<wait>`` rule of the speech targets (:mod:`speech_llm.lm.targets`): the token that closes a group is
 written with that group's source and fed with the next one — it is what lets the incremental decoder
 (:mod:`speech_llm.mt.decode`) forward every token exactly once and still compute exactly this training
 forward. The decoder never writes eos before the whole source is read, hence eos sees all of it.
@@ -38,8 +38,8 @@ from collections.abc import Sequence
 
 import torch
 
+from speech_llm.lm.targets import Target
 from speech_llm.mt.framing import SourceGroups
-from speech_llm.targets import Target
 
 
 def check_k(k: int | None) -> int | None:
@@ -67,7 +67,7 @@ def wait_k_target(source: SourceGroups, word_tokens: Sequence[Sequence[int]], k:
         add_eos: end the target with eos (False for a decoder output cut by its token budget).
 
     Returns:
-        :class:`~speech_llm.targets.Target` with lists of equal length ``T`` (the number of target tokens,
+        :class:`~speech_llm.lm.targets.Target` with lists of equal length ``T`` (the number of target tokens,
         eos included). ``T = 0`` when there are no words and no eos.
     """
     n = source.num_words
@@ -91,7 +91,7 @@ def wait_k_target(source: SourceGroups, word_tokens: Sequence[Sequence[int]], k:
 
 def collate_targets(sources: Sequence[SourceGroups], targets: Sequence[Target],
                     device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Pad a batch for :meth:`~speech_llm.group_lm.GroupStreamingLM.forward`.
+    """Pad a batch for :meth:`~speech_llm.lm.group_lm.GroupStreamingLM.forward`.
 
     Returns:
         source_ids (B, S) (padded with 0), source_lens (B,), input_ids (B, T) (padded with 0),

@@ -11,7 +11,7 @@ warm-up + cosine schedule, clipping, ``best``/``last`` checkpoints, exact resume
   them, as in multi-path wait-k), or batch mode with probability ``train.mt.batch_share``, from the global
   torch RNG (so a resumed run draws the same); validation fixes the draw per key;
 * the wait-k visibility of :mod:`speech_llm.mt.targets` goes into one masked forward of the
-  :class:`~speech_llm.group_lm.GroupStreamingLM`; the loss is the mean cross-entropy over target tokens
+  :class:`~speech_llm.lm.group_lm.GroupStreamingLM`; the loss is the mean cross-entropy over target tokens
   (eos included);
 * the model is :func:`~speech_llm.mt.model.build_mt_model`: LoRA when ``llm.lora_rank > 0``, else full
   fine-tuning; the checkpoint (stage ``mt``) holds what trained, the tokenizer and the base LLM reference.
@@ -33,8 +33,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from speech_common.errors import UserError
-from speech_llm.checkpoint import TOKENIZER_DIR, llm_reference, trained_state
 from speech_llm.config import ExperimentConfig
+from speech_llm.model.checkpoint import TOKENIZER_DIR, llm_reference, trained_state
 from speech_llm.mt.framing import source_groups, target_word_tokens
 from speech_llm.mt.model import MTModel, build_mt_model
 from speech_llm.mt.targets import collate_targets, wait_k_target
@@ -45,7 +45,7 @@ def mt_loss(glm, batch: dict[str, torch.Tensor], embed=None) -> tuple[torch.Tens
     """Mean cross-entropy over the target tokens of a collated batch
     (:func:`~speech_llm.mt.targets.collate_targets`) and the number of those tokens.
 
-    ``glm`` is a :class:`~speech_llm.group_lm.GroupStreamingLM` (or the trainer's wrapper around one, then
+    ``glm`` is a :class:`~speech_llm.lm.group_lm.GroupStreamingLM` (or the trainer's wrapper around one, then
     ``embed`` is the unwrapped model's ``embed``)."""
     src = (embed or glm.embed)(batch["source_ids"])                      # (B, S, D)
     logits = glm(src, batch["source_lens"], batch["input_ids"], batch["target_lens"],

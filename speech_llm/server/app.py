@@ -28,7 +28,7 @@ from http import HTTPStatus
 from websockets.asyncio.server import serve
 from websockets.protocol import State
 
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.server import static_http
 from speech_llm.server.decode_loop import DecodeLoop
 from speech_llm.server.options import RecognizerPool

@@ -7,7 +7,7 @@
     loop.stop()
 
 The event loop only appends to a job's inbox (:meth:`DecodeLoop.put`, cheap, thread-safe); everything that
-touches a :class:`~speech_llm.recognizer.Stream` -- ``accept_waveform`` (resampling, endpointing, fbank),
+touches a :class:`~speech_llm.decoding.recognizer.Stream` -- ``accept_waveform`` (resampling, endpointing, fbank),
 ``decode_streams``, ``get_result`` -- runs on the decode thread, so no stream is ever used by two threads and
 slow decoding never blocks network I/O.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.server.protocol import (
     ProtocolError,
     done_message,

@@ -1,7 +1,7 @@
 """Per-session decode options: which :class:`~speech_llm.config.DecodeConfig` fields a client may set in its
 "start" message, within which limits, and the recognizers that serve them.
 
-A :class:`~speech_llm.recognizer.Recognizer` holds one DecodeConfig for all of its streams, so a session that
+A :class:`~speech_llm.decoding.recognizer.Recognizer` holds one DecodeConfig for all of its streams, so a session that
 asks for other options gets a recognizer of its own config over the SAME model (no copy of any weight):
 :class:`RecognizerPool` keeps one per distinct set of options in use, and drops it when its last session
 ends. Sessions of the same options are batched together; those of different options are decoded in the same
@@ -14,7 +14,7 @@ import dataclasses
 
 from speech_common.errors import UserError
 from speech_llm.config import DecodeConfig
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.server.protocol import OptionLimit, ProtocolError
 from speech_llm.typed_config import apply_overrides
 

@@ -204,7 +204,7 @@ def partial_message(segment: int, start_s: float, committed: str, partial: str, 
 
 
 def final_message(seg) -> dict:
-    """A finished :class:`~speech_llm.recognizer.SegmentResult`."""
+    """A finished :class:`~speech_llm.decoding.recognizer.SegmentResult`."""
     return {"type": "final", "segment": seg.index, "start_s": round(seg.start_s, 3), "end_s": round(seg.end_s, 3),
             "text": seg.text, "words": words_json(seg.words), "reason": seg.reason, "truncated": seg.truncated}
 

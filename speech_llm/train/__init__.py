@@ -10,6 +10,6 @@
   frozen encoder, with streaming and batch-mode targets -> ``E/llm/{best,last}``.
 
 The shared pieces: :mod:`~speech_llm.train.data` (manifest dataset with on-the-fly fbank, a resumable
-duration-bucketed batch sampler), :mod:`~speech_llm.units` (CTC units) and
+duration-bucketed batch sampler), :mod:`~speech_llm.model.units` (CTC units) and
 :mod:`~speech_llm.train.trainer` (the accelerate loop with resumable checkpoints).
 """

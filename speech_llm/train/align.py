@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from data_prep.manifest import write_manifest
 from speech_common.errors import UserError
-from speech_llm.build import feature_fn
-from speech_llm.checkpoint import find_checkpoint, load_ctc_model
 from speech_llm.config import ExperimentConfig
+from speech_llm.model.build import feature_fn
+from speech_llm.model.checkpoint import find_checkpoint, load_ctc_model
 from speech_llm.train.ctc import usable
 from speech_llm.train.data import BucketBatchSampler, FbankDataset, collate, load_manifest, record_frames
 
@@ -61,7 +61,7 @@ def align_records(model, units, records: list[dict], source: str, chunk_size: in
     """Add ``words`` to ``records`` in place; returns ``[(key, reason)]`` for those that failed.
 
     ``chunk_size``: encoder chunk in frames (0 = full attention). ``features``: the encoder's feature
-    function (:func:`speech_llm.build.feature_fn`; default fbank).
+    function (:func:`speech_llm.model.build.feature_fn`; default fbank).
     """
     from encoders.ctc import AlignmentError, align_words
 

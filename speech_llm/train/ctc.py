@@ -10,7 +10,7 @@ Inputs (config): ``data.train_manifest`` / ``data.valid_manifest``, ``ctc.units`
 * Loss: CTC summed over units / number of target units of the batch. Validation runs the encoder with
   the decoding chunk (``encoder.chunk_size``) and also reports the greedy CTC WER.
 
-Output: ``<exp>/ctc/{best,last}`` (see :mod:`speech_llm.checkpoint`).
+Output: ``<exp>/ctc/{best,last}`` (see :mod:`speech_llm.model.checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from encoders.subsampling import subsampled_lengths
-from speech_llm.build import build_ctc_model, feature_fn
-from speech_llm.checkpoint import LAST, is_checkpoint, read_checkpoint
 from speech_llm.config import ExperimentConfig
+from speech_llm.model.build import build_ctc_model, feature_fn
+from speech_llm.model.checkpoint import LAST, is_checkpoint, read_checkpoint
+from speech_llm.model.units import Units, build_units, load_units, units_file_name
 from speech_llm.train.data import FbankDataset, load_manifest, record_frames
 from speech_llm.train.trainer import Stage, TrainResult, run_training
-from speech_llm.units import Units, build_units, load_units, units_file_name
 
 CMVN_UTTS = 500
 """Utterances used to estimate CMVN statistics when ``data.cmvn_path`` does not exist yet."""

@@ -64,8 +64,8 @@ class FbankDataset(Dataset):
         records: manifest records (``key``, ``audio``, ``duration``, ...).
         source: the manifest's name, for error messages.
         cache_mb: keep computed features in memory when all of them fit in this many MB (0 = never).
-        features: ``(N,) samples -> (T, F)``, the encoder's offline features (:func:`speech_llm.build.feature_fn`);
-            default 80-bin fbank.
+        features: ``(N,) samples -> (T, F)``, the encoder's offline features
+            (:func:`speech_llm.model.build.feature_fn`); default 80-bin fbank.
     """
 
     def __init__(self, records: list[dict], source: str, cache_mb: float = CACHE_MB,

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 from encoders.feature_cache import FeatureCache, state_digest
 from speech_common.errors import UserError
-from speech_llm.build import build_encoder_from_config
-from speech_llm.checkpoint import LAST
 from speech_llm.config import ExperimentConfig
+from speech_llm.model.build import build_encoder_from_config
+from speech_llm.model.checkpoint import LAST
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset
 from speech_llm.train.trainer import Stage, TrainResult, run_training

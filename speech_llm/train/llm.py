@@ -1,17 +1,17 @@
 """Stage ``llm``: train the projector, the LoRA adapter and the ``<wait>`` token rows (DESIGN.md §2).
 
-The model is built by :func:`speech_llm.build.build_speech_llm` on the encoder of a CTC checkpoint
+The model is built by :func:`speech_llm.model.build.build_speech_llm` on the encoder of a CTC checkpoint
 (``<exp>/ctc/best``, or ``encoder_checkpoint``). Each training utterance gets its target here:
 
 * its target words are tokenized with the LLM tokenizer in context: ``"WORD"`` for the first word,
   ``" WORD"`` for the others. For ``llm.task=asr`` they are the transcript's words with their end
   times from the manifest's ``words`` alignment; for ``llm.task=st`` they are the words (split on
   spaces) of the manifest's ``translation[llm.target_lang]``, each given the end time of a source word by
-  the monotonic proportional rule of :func:`speech_llm.targets.target_word_ends` (the last target word
+  the monotonic proportional rule of :func:`speech_llm.lm.targets.target_word_ends` (the last target word
   waits for the last source word);
 * a share ``streaming.batch_mode_share`` of the samples (drawn per sample from the global RNG, so a
   resumed run draws the same) gets the batch-mode target ``words <eos>`` seeing the whole source;
-* the others get the streaming target of :func:`speech_llm.targets.streaming_target`: the words whose
+* the others get the streaming target of :func:`speech_llm.lm.targets.streaming_target`: the words whose
   end time falls in chunks ``1..i-L`` are written after chunk ``i`` (chunk = ``streaming.chunk_ms``,
   ``L`` = ``streaming.delay_chunks``), each chunk closed by ``<wait>``;
 * with ``streaming.chunk_ms_choices`` (e.g. ``[320, 480, 640, 960, 1280]``) each sample draws its chunk
@@ -26,7 +26,7 @@ epochs). The frozen encoder (and CMVN) stays in eval mode; SpecAugment is not us
 
 Output: ``<exp>/llm/{best,last}`` holding the projector, LoRA, wait-token rows, CMVN stats (and the
 encoder if ``train.freeze_encoder`` is false), the tokenizer, and references to the base LLM and to
-the CTC checkpoint (see :mod:`speech_llm.checkpoint`).
+the CTC checkpoint (see :mod:`speech_llm.model.checkpoint`).
 """
 
 from __future__ import annotations
@@ -39,8 +39,17 @@ from torch.nn.utils.rnn import pad_sequence
 
 from encoders.feature_cache import state_digest
 from speech_common.errors import UserError
-from speech_llm.build import build_encoder_from_config, build_speech_llm, check_same_encoder
-from speech_llm.checkpoint import (
+from speech_llm.config import ExperimentConfig, LLMConfig
+from speech_llm.lm.framing import word_token_ids
+from speech_llm.lm.targets import (
+    Target,
+    assign_words_to_chunks,
+    batch_target,
+    streaming_target,
+    target_word_ends,
+)
+from speech_llm.model.build import build_encoder_from_config, build_speech_llm, check_same_encoder
+from speech_llm.model.checkpoint import (
     LAST,
     MODEL,
     TOKENIZER_DIR,
@@ -52,15 +61,6 @@ from speech_llm.checkpoint import (
     path_reference,
     read_checkpoint,
     trained_state,
-)
-from speech_llm.config import ExperimentConfig, LLMConfig
-from speech_llm.framing import word_token_ids
-from speech_llm.targets import (
-    Target,
-    assign_words_to_chunks,
-    batch_target,
-    streaming_target,
-    target_word_ends,
 )
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset
@@ -89,7 +89,7 @@ def target_words_of(records: list[dict], llm: LLMConfig, need_times: bool,
     """Per record: the words the LLM must write and their end times (None without an alignment).
 
     ``llm.task`` asr: :func:`words_of`. st: the words of ``translation[llm.target_lang]``, timed by
-    :func:`~speech_llm.targets.target_word_ends` from the source word alignment. A record without that
+    :func:`~speech_llm.lm.targets.target_word_ends` from the source word alignment. A record without that
     translation is a UserError naming ``source`` (the manifest), the key and some utterances.
     """
     src = words_of(records, need_times, source)

@@ -8,7 +8,7 @@ tiny fraction of an LLM step's cost:
 * the frozen encoder's streamed frames (the chunk mask of ``streaming.chunk_ms``, left context
   ``encoder.left_chunks``) are computed once per utterance and cached (:mod:`encoders.feature_cache`, keyed
   by the encoder's weights, the chunk setting and the audio);
-* a :class:`~speech_llm.projector.VocabProjector` maps stacked frames to vectors ``h`` whose dot products
+* a :class:`~speech_llm.model.projector.VocabProjector` maps stacked frames to vectors ``h`` whose dot products
   with the LLM's own (frozen, tied) token embeddings are CTC logits over the LLM's tokens, blank being a
   learned extra row; the target is the transcript as the LLM writes it (``llm.target_case``, each word with
   its leading space, exactly the tokens of the llm stage's targets);
@@ -32,9 +32,10 @@ from torch.nn.utils.rnn import pad_sequence
 from encoders.ctc import greedy_decode
 from encoders.feature_cache import FeatureCache, state_digest
 from speech_common.errors import UserError
-from speech_llm.build import build_encoder_from_config, load_causal_lm, load_tokenizer
 from speech_llm.config import ExperimentConfig
-from speech_llm.projector import VocabProjector
+from speech_llm.lm.framing import word_token_ids
+from speech_llm.model.build import build_encoder_from_config, load_causal_lm, load_tokenizer
+from speech_llm.model.projector import VocabProjector
 from speech_llm.train.ctc import load_datasets
 from speech_llm.train.data import FbankDataset, pad_field
 from speech_llm.train.distill import cache_root
@@ -44,8 +45,6 @@ from speech_llm.train.trainer import Stage, TrainResult, run_training
 def transcript_tokens(tokenizer, text: str, case: str = "lower") -> list[int]:
     """The LLM tokens of a transcript as the llm stage writes it: words (lower-cased for ``case='lower'``),
     each but the first with its leading space."""
-    from speech_llm.train.llm import word_token_ids
-
     words = text.split()
     if case == "lower":
         words = [w.lower() for w in words]
@@ -129,7 +128,7 @@ class ProjCTCStage(Stage):
     name = "proj"
 
     def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, progress: bool = True):
-        from speech_llm.build import chunk_frames
+        from speech_llm.model.build import chunk_frames
 
         self.cfg = cfg
         tc = cfg.train.proj

@@ -44,7 +44,8 @@ from tqdm import tqdm
 
 from encoders.constants import FRAME_SHIFT_MS
 from speech_common.errors import UserError
-from speech_llm.checkpoint import (
+from speech_llm.config import ExperimentConfig, config_to_dict
+from speech_llm.model.checkpoint import (
     BEST,
     LAST,
     is_checkpoint,
@@ -52,7 +53,6 @@ from speech_llm.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from speech_llm.config import ExperimentConfig, config_to_dict
 from speech_llm.train.data import BucketBatchSampler, collate, record_frames
 
 LOG_FILE = "train_log.jsonl"
@@ -123,7 +123,7 @@ class Stage:
         self.model.train()
 
     def checkpoint_content(self, out_dir: Path) -> tuple[dict, dict, dict]:
-        """``(model_state, meta, writers)`` for :func:`speech_llm.checkpoint.save_checkpoint`."""
+        """``(model_state, meta, writers)`` for :func:`speech_llm.model.checkpoint.save_checkpoint`."""
         raise NotImplementedError
 
     def valid_report(self) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_speech_llm import WAIT
 
-from speech_llm.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
+from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
 from speech_llm.train.toy import make_toy_experiment
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "one two three four five six seven eight nine ten",
@@ -50,7 +50,7 @@ LLM_LR = "train.llm.lr=1e-2"
 
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory, one_thread):
-    """Root of the toy experiment's data and tiny LLM (shared with tests/speech_llm/test_checkpoint.py)."""
+    """Root of the toy experiment's data and tiny LLM (shared with tests/speech_llm/model/test_checkpoint.py)."""
     root = tmp_path_factory.getbasetemp() / "toy_experiment"
     make_toy_experiment(root)
     return root

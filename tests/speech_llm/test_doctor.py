@@ -85,7 +85,7 @@ def test_pretrained_parts_are_found_or_named_with_the_install_command(monkeypatc
     assert all(c.status == doctor.OK for c in checks.values()), [c for c in checks.values() if c.status != "ok"]
     assert checks["SmolLM2-135M-Instruct"].detail.endswith(".gguf")
 
-    import speech_llm.pretrained as pretrained
+    import speech_llm.model.pretrained as pretrained
     from speech_common.errors import UserError
 
     def missing():

@@ -1,13 +1,13 @@
 """A tiny random-weight SpeechLLM for tests (outputs arbitrary but deterministic), built by the production
-assembly (:func:`speech_llm.build.build_speech_llm`) with the production framing."""
+assembly (:func:`speech_llm.model.build.build_speech_llm`) with the production framing."""
 
 from __future__ import annotations
 
 import torch
 
-from speech_llm.build import build_speech_llm
 from speech_llm.config import load_config
-from speech_llm.decode import decode_samples
+from speech_llm.decoding.decode import decode_samples
+from speech_llm.model.build import build_speech_llm
 
 WAIT = "<|wait|>"
 
@@ -29,7 +29,7 @@ def make_speech_llm(llm_dir, chunk_frames: int = 4, stack: int = 2, seed: int = 
 
 
 def decode_in_chunks(rec, samples, rate: int):
-    """The in-process reference :class:`~speech_llm.recognizer.Result` of samples (N,) at ``rate``: one
+    """The in-process reference :class:`~speech_llm.decoding.recognizer.Result` of samples (N,) at ``rate``: one
     stream alone, fed in chunk-sized blocks and decoded after each, then finished (as ``transcribe`` does;
     the server and live tests must give the same)."""
     return decode_samples(rec, samples, sample_rate=rate)[0]

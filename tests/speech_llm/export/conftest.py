@@ -8,8 +8,8 @@ from runtime_testutil import WHISPER_POSITIONS
 from tiny_speech_llm import WAIT, make_speech_llm
 
 from speech_llm.config import DecodeConfig, EndpointConfig
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
-from speech_llm.recognizer import Recognizer
 
 
 def decode_config(**kw) -> DecodeConfig:
@@ -91,7 +91,7 @@ def whisper_rec(tiny_llm_dir, whisper_dir, one_thread):
     """Whisper encoder (unlimited left context, 8-frame chunks) + VocabProjector (stack 4) + the tiny Llama."""
     import torch
 
-    from speech_llm.build import build_speech_llm
+    from speech_llm.model.build import build_speech_llm
 
     torch.manual_seed(5)
     model, tok = build_speech_llm(whisper_config(tiny_llm_dir, whisper_dir), adapters=False)

@@ -9,10 +9,10 @@ from runtime_testutil import audio, feed, same
 from tiny_speech_llm import tiny_config
 
 import speech_runtime
-from speech_llm.build import build_speech_llm
-from speech_llm.checkpoint import TOKENIZER_DIR, llm_reference, save_checkpoint, trained_state
 from speech_llm.cli import main
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
+from speech_llm.model.build import build_speech_llm
+from speech_llm.model.checkpoint import TOKENIZER_DIR, llm_reference, save_checkpoint, trained_state
 
 
 @torch.no_grad()

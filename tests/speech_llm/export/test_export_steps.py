@@ -87,8 +87,8 @@ def test_llm_step_equals_torch(torch_rec, export_dir, batch, new, past):
 
 
 def test_runtime_mask_equals_the_session_mask():
-    """The runtime's block mask is speech_llm.masks.incremental_mask (the session's rule) for real rows."""
-    from speech_llm.masks import incremental_mask, to_additive
+    """The runtime's block mask is speech_llm.lm.masks.incremental_mask (the session's rule) for real rows."""
+    from speech_llm.lm.masks import incremental_mask, to_additive
 
     g = torch.Generator().manual_seed(0)
     cache_valid, cache_src = torch.rand(3, 6, generator=g) < 0.7, torch.rand(3, 6, generator=g) < 0.5
@@ -100,7 +100,7 @@ def test_runtime_mask_equals_the_session_mask():
 
 
 def test_group_positions_equal_torch():
-    from speech_llm.positions import source_position_ids, target_position_ids
+    from speech_llm.lm.positions import source_position_ids, target_position_ids
 
     valid = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0]], dtype=torch.bool)
     start = torch.tensor([0, 4, 2])

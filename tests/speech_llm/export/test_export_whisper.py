@@ -137,7 +137,7 @@ def test_batched_streams_and_other_rate(whisper_rec, runtime):
 def test_batch_mode(whisper_rec, whisper_export):
     from dataclasses import replace
 
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.decoding.recognizer import Recognizer
 
     ref = Recognizer(whisper_rec.model, whisper_rec.tokenizer, replace(whisper_rec.config, mode="batch"))
     rt = speech_runtime.load_recognizer(whisper_export, overrides={"mode": "batch"})

@@ -11,7 +11,7 @@ import torchaudio.functional as AF
 
 from encoders.frontend import StreamingFbank as TorchStreamingFbank
 from encoders.frontend import compute_fbank as torch_fbank
-from speech_llm.resample import StreamingResampler as TorchResampler
+from speech_llm.decoding.resample import StreamingResampler as TorchResampler
 from speech_runtime import frontend, log_mel
 
 

@@ -43,7 +43,7 @@ def test_other_sample_rate(torch_rec, runtime):
 def test_batch_mode_and_overrides(torch_rec, export_dir):
     from dataclasses import replace
 
-    from speech_llm.recognizer import Recognizer
+    from speech_llm.decoding.recognizer import Recognizer
 
     ref_rec = Recognizer(torch_rec.model, torch_rec.tokenizer, replace(torch_rec.config, mode="batch"))
     rt = speech_runtime.load_recognizer(export_dir, overrides=["mode=\"batch\"", "endpoint.enabled=false"])

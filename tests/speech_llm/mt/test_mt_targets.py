@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from speech_common.errors import UserError
+from speech_llm.model.tiny_llm import train_tokenizer
 from speech_llm.mt import (
     SourceGroups,
     collate_targets,
@@ -15,7 +16,6 @@ from speech_llm.mt import (
     word_start_table,
     words_read,
 )
-from speech_llm.tiny_llm import train_tokenizer
 
 TEXTS = ["TURN ON THE LIGHT IN THE KITCHEN", "Allume la lumière dans la cuisine",
          "OPEN THE BOX", "Ouvre la boîte"] * 10

@@ -9,9 +9,9 @@ import torch
 from mt_testutil import PAIRS, STEPS, TEST, mt_config
 
 from speech_common.errors import UserError
-from speech_llm.checkpoint import read_checkpoint
 from speech_llm.cli import main
 from speech_llm.metrics.emissions import read_emissions
+from speech_llm.model.checkpoint import read_checkpoint
 from speech_llm.mt import load_mt_model, read_parallel_data, translate
 from speech_llm.mt.train import MTStage, run_mt_stage
 

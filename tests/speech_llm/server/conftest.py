@@ -11,7 +11,7 @@ from server_testutil import SENTENCES, Utterance, espeak, reference
 from tiny_speech_llm import make_speech_llm
 
 from speech_llm.config import DecodeConfig, EndpointConfig
-from speech_llm.recognizer import Recognizer, Result
+from speech_llm.decoding.recognizer import Recognizer, Result
 from speech_llm.server.app import ServerConfig, ServerThread
 
 

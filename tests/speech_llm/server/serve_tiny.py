@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))        # tests/spee
 import torch  # noqa: E402
 from tiny_speech_llm import make_speech_llm  # noqa: E402
 
-import speech_llm.recognizer  # noqa: E402
+import speech_llm.decoding.recognizer  # noqa: E402
 from speech_llm.cli import main  # noqa: E402
 from speech_llm.config import DecodeConfig, EndpointConfig  # noqa: E402
 from speech_llm.typed_config import apply_overrides  # noqa: E402
@@ -25,12 +25,12 @@ BASE = DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=40, endpoint=E
 
 def tiny_recognizer(llm_dir, overrides=()):
     model, tok = make_speech_llm(llm_dir)
-    return speech_llm.recognizer.Recognizer(model, tok, apply_overrides(BASE, overrides))
+    return speech_llm.decoding.recognizer.Recognizer(model, tok, apply_overrides(BASE, overrides))
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     llm_dir = sys.argv[1]
-    speech_llm.recognizer.load_recognizer = lambda path, config=None, device="cpu", overrides=(): \
+    speech_llm.decoding.recognizer.load_recognizer = lambda path, config=None, device="cpu", overrides=(): \
         tiny_recognizer(llm_dir, overrides)
     sys.exit(main(["serve", "--exp-dir", "unused", *sys.argv[2:]]))

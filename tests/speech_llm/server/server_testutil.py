@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 from tiny_speech_llm import decode_in_chunks
 
-from speech_llm.recognizer import Recognizer, Result
+from speech_llm.decoding.recognizer import Recognizer, Result
 from speech_llm.server.client import Audio
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "turn on the light in the kitchen please",

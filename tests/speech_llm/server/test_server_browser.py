@@ -10,10 +10,10 @@ and ``seconds`` stops after exactly one pass. The recognizer's text does not dep
 import numpy as np
 import pytest
 import soundfile as sf
+from devtools import HeadlessChromium, find_chromium
 from server_testutil import espeak, reference
 
 from data_prep.audio import resample
-from speech_llm.server.devtools import HeadlessChromium, find_chromium
 
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="needs Chromium (apt-get install chromium)")
 DEVICE_RATE = 44100     # the rate of Chromium's fake audio input device

@@ -11,7 +11,7 @@ from pathlib import Path
 from server_testutil import reference
 
 from speech_llm.cli import main
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.server.client import run_clients
 from speech_llm.typed_config import apply_overrides
 

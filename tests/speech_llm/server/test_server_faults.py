@@ -19,7 +19,7 @@ from server_testutil import start_message
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from speech_llm.recognizer import Recognizer, Stream
+from speech_llm.decoding.recognizer import Recognizer, Stream
 from speech_llm.server import app
 from speech_llm.server.app import ServerConfig, ServerThread
 from speech_llm.server.client import ClientError, run_clients, run_clients_async

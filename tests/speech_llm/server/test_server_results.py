@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from data_prep.audio import resample
 from speech_llm.cli import main
-from speech_llm.recognizer import Recognizer
+from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.server.app import ServerConfig, ServerThread
 from speech_llm.server.client import Audio, run_clients, stream_audio
 from speech_llm.typed_config import apply_overrides

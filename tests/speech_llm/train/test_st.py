@@ -19,10 +19,10 @@ import sacrebleu
 from data_prep.manifest import read_manifest
 from data_prep.sentences import random_sentence, vocabulary
 from speech_common.errors import UserError
-from speech_llm.build import special_tokens
-from speech_llm.checkpoint import load_model, read_checkpoint
 from speech_llm.cli import main
 from speech_llm.config import ConfigError, load_config, save_config
+from speech_llm.model.build import special_tokens
+from speech_llm.model.checkpoint import load_model, read_checkpoint
 from speech_llm.train.llm import LLMStage, target_words_of
 from speech_llm.train.toy import make_toy_experiment
 
@@ -62,7 +62,7 @@ def test_task_is_validated_and_picks_the_prompt(st_cfg):
         load_config(None, ["llm.task=translate"])
     with pytest.raises(ConfigError, match=r"llm\.target_lang"):
         load_config(None, ["llm.target_lang=f r"])
-    from speech_llm.build import add_wait_token, load_tokenizer
+    from speech_llm.model.build import add_wait_token, load_tokenizer
 
     tok = load_tokenizer(st_cfg.llm.path_or_name)
     with pytest.raises(UserError, match=r"no '<\|wait\|>' token"):     # the framing needs the boundary token

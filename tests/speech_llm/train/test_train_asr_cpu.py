@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from encoders.feature_cache import FeatureCache, state_digest
-from speech_llm.checkpoint import load_model, read_checkpoint
-from speech_llm.projector import VocabProjector
+from speech_llm.model.checkpoint import load_model, read_checkpoint
+from speech_llm.model.projector import VocabProjector
 from speech_llm.train.toy import make_toy_experiment
 
 
@@ -142,7 +142,7 @@ def test_proj_stage_learns_ctc_over_the_llm_tokens_of_the_transcripts(asr_runs):
 
 
 def test_llm_stage_on_cached_frames_rebuilds_and_decodes(asr_runs, toy_root):
-    from speech_llm.recognizer import load_recognizer
+    from speech_llm.decoding.recognizer import load_recognizer
 
     exp, cfg, _, _, llm = asr_runs
     assert len(llm.losses) == 4
@@ -167,7 +167,7 @@ def test_llm_stage_on_cached_frames_rebuilds_and_decodes(asr_runs, toy_root):
 def test_cached_frames_equal_the_encoder_the_llm_stage_runs(asr_runs):
     """The llm stage read cached frames; decoding runs the encoder: both must be the same frames."""
     from data_prep.audio import read_audio
-    from speech_llm.build import feature_fn
+    from speech_llm.model.build import feature_fn
     from speech_llm.train.llm import LLMStage
 
     exp, cfg, _, _, _ = asr_runs

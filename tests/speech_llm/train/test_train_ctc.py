@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from speech_llm.checkpoint import load_ctc_model, read_checkpoint
+from speech_llm.model.checkpoint import load_ctc_model, read_checkpoint
 from speech_llm.train.ctc import run_ctc_stage
 from speech_llm.train.toy import make_toy_experiment
 

@@ -9,8 +9,8 @@ import torch
 from conftest import LLM_LR
 
 from speech_common.errors import UserError
-from speech_llm.checkpoint import MODEL, load_model, read_checkpoint
 from speech_llm.config import load_config
+from speech_llm.model.checkpoint import MODEL, load_model, read_checkpoint
 from speech_llm.train.data import collate
 from speech_llm.train.llm import LLMStage, is_batch_mode_key, run_llm_stage, silence_like, word_token_ids
 from speech_llm.train.toy import make_toy_experiment
@@ -167,8 +167,8 @@ def test_fine_tuned_encoder_is_saved_and_rebuilt(ctc_run, toy_root, tmp_path):
 
 
 def test_adapter_choices_decide_what_trains(ctc_run, toy_root):
-    from speech_llm.build import build_speech_llm
-    from speech_llm.checkpoint import load_ctc_model
+    from speech_llm.model.build import build_speech_llm
+    from speech_llm.model.checkpoint import load_ctc_model
 
     exp, _ = ctc_run
     ctc_model, _, _ = load_ctc_model(exp, dynamic_chunk=False)

@@ -9,9 +9,9 @@ import torch
 
 from data_prep.audio import read_audio
 from encoders.constants import SAMPLE_RATE
-from speech_llm.checkpoint import load_ctc_model, load_model, read_checkpoint
 from speech_llm.cli import main
-from speech_llm.recognizer import load_recognizer
+from speech_llm.decoding.recognizer import load_recognizer
+from speech_llm.model.checkpoint import load_ctc_model, load_model, read_checkpoint
 from speech_llm.train.ctc import run_ctc_stage
 from speech_llm.train.data import collate
 from speech_llm.train.llm import run_llm_stage
@@ -45,8 +45,8 @@ def test_lora_inside_the_encoder_trains_only_the_adapter_and_folds_into_plain_we
     keys = list(model.state_dict())
     assert not any("lora_" in k for k in keys) and "encoder.layers.0.self_attn.q_proj.weight" in keys
     # the folded encoder computes what the adapted one did
-    from speech_llm.build import build_ctc_model
-    from speech_llm.checkpoint import load_trained_state
+    from speech_llm.model.build import build_ctc_model
+    from speech_llm.model.checkpoint import load_trained_state
 
     adapted = build_ctc_model(cfg, model.ctc.proj.out_features, pretrained=False)
     load_trained_state(adapted, state, "model.pt")
