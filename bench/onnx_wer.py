@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", required=True, help="its export dir (speech-llm export ... --int8)")
     p.add_argument("--data", nargs="+", required=True, help="Kaldi data dirs")
     p.add_argument("--max-utts", type=int, default=40, help="first N utterances of each set (0 = all)")
+    p.add_argument("--skip", type=int, default=0, help="start after the first SKIP utterances of each set")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--show", type=int, default=3, help="print this many utterances whose texts differ")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for data in args.data:
         utts = read_data_dir(data)
-        keys = list(utts)[: args.max_utts or None]
+        keys = list(utts)[args.skip:][: args.max_utts or None]
         refs = {k: utts[k].text for k in keys}
         hyps: dict[str, dict[str, str]] = {name: {} for name in recs}
         secs = dict.fromkeys(recs, 0.0)
