@@ -178,7 +178,12 @@ class ChunkedStreamingEncoder(nn.Module):
         """Encode the frames of one chunk (all its features present, or the last ones when ``final``) against
         the caches; returns them (B, c, D) and the new states."""
         x, new = self._embed_chunk(feats, states, final)
-        new = {**states, **new}
+        out, caches = self._chunk_layers(x, states, left_chunks)
+        return out, {**states, **new, **caches}
+
+    def _chunk_layers(self, x: torch.Tensor, states: States, left_chunks: int) -> tuple[torch.Tensor, States]:
+        """The layers over the embedded frames x (B, c, D) of one chunk against the caches of ``states``:
+        returns their output (B, c, D) and the new ``offset`` and layer caches (``att_k``, ``att_v``, ...)."""
         c = x.size(1)
         offset = states["offset"]
         x, pos = self._positions(x, offset.unsqueeze(1) + torch.arange(c, device=x.device))
@@ -193,8 +198,8 @@ class ChunkedStreamingEncoder(nn.Module):
                     layer_caches[key] = kv[:, :, kv.size(2) - cached:]
             for key, t in layer_caches.items():
                 caches.setdefault(key, []).append(t)
+        new = {key: torch.stack(ts) for key, ts in caches.items()}
         new["offset"] = offset + c
-        new.update({key: torch.stack(ts) for key, ts in caches.items()})
         return self._output(x), new
 
     def _new_states(self, batch_size: int, chunk_size: int, left_chunks: int, like: torch.Tensor) -> States:

@@ -123,18 +123,27 @@ class WhisperConvEmbed(nn.Module):
         b, n, _ = feats.shape
         if final and n == 0:
             return feats.new_zeros(b, 0, self.conv2.out_channels), mel, conv
-        x = torch.cat([mel, feats], dim=1).transpose(1, 2)  # (B, F, n + 1)
-        if final:
-            x = F.pad(x, (0, 1))  # mel[T] = 0
-        h = F.gelu(F.conv1d(x, self.conv1.weight, self.conv1.bias))  # conv1 outputs of the n (n - 1) features
-        y = torch.cat([conv, h], dim=2)
-        if final:
-            y = F.pad(y, (0, 1))  # h[T] = 0
-        out = F.gelu(F.conv1d(y, self.conv2.weight, self.conv2.bias, stride=2)).transpose(1, 2)
-        if final:
+        if final:  # the last features, then Whisper's zero padding as their right context (mel[T] = 0)
+            out, _, _ = self.forward_lookahead(F.pad(feats, (0, 0, 0, 1)), mel, conv)
             return out, mel, conv
-        consumed = n - 1
-        return out, feats[:, consumed - 1:consumed], h[:, :, consumed - 1:consumed]
+        return self.forward_lookahead(feats, mel, conv)
+
+    def forward_lookahead(self, feats: torch.Tensor, mel: torch.Tensor, conv: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The branch-free form of :meth:`forward_chunk` (the one the ONNX export traces).
+
+        ``feats`` (B, m + 1, F) are ``m`` features to encode and, last, their right context only (the next
+        feature, or zeros after the input end). Out: the ``ceil(m / 2)`` frames (B, ceil(m/2), D) of
+        conv1 over ``[mel, feats]`` and conv2 over ``[conv, h, 0]`` (``h[T] = 0`` after the end: for even
+        ``m`` that zero is never read), and the caches after the ``m`` features, ``feats[:, m-1]`` and
+        ``h[:, :, m-1]``. A whole chunk is ``m = 2c``; the final partial one is its ``n`` features + zeros.
+        """
+        x = torch.cat([mel, feats], dim=1).transpose(1, 2)  # (B, F, m + 2)
+        h = F.gelu(F.conv1d(x, self.conv1.weight, self.conv1.bias))  # (B, D, m): conv1 outputs of the m features
+        y = F.pad(torch.cat([conv, h], dim=2), (0, 1))
+        out = F.gelu(F.conv1d(y, self.conv2.weight, self.conv2.bias, stride=2)).transpose(1, 2)
+        m = feats.size(1) - 1
+        return out, feats[:, m - 1:m], h[:, :, m - 1:m]
 
 
 def _whisper_sinusoids(positions: torch.Tensor, channels: int) -> torch.Tensor:
@@ -243,7 +252,7 @@ class WhisperStreamingEncoder(ChunkedStreamingEncoder):
         table = self.embed_positions.weight
         last = self.max_positions - 1
         out = table[positions.clamp_max(last)]
-        if self.long_positions == "extend" and bool((positions > last).any()):
+        if self.long_positions == "extend" and (torch.jit.is_tracing() or bool((positions > last).any())):
             extra = _whisper_sinusoids(positions, self.output_dim).to(table.dtype)
             out = torch.where((positions > last).unsqueeze(-1), extra, out)
         return out

@@ -8,7 +8,9 @@ Both equal the torch front end of the toolkit up to float rounding (tests/speech
 * :func:`kaldi_fbank` = ``torchaudio.compliance.kaldi.fbank`` with the toolkit's options (80 bins, 25/10 ms,
   no dither, povey window, pre-emphasis 0.97, DC removed, power spectrum, log floor at float32 eps), and
   :class:`StreamingFbank` = ``encoders.frontend.StreamingFbank`` (Kaldi's ``snip_edges=False`` framing:
-  the start reflected over 120 samples, the end over the reversed audio), in float64 as the torch one.
+  the start reflected over 120 samples, the end over the reversed audio), in float64 as the torch one;
+* Whisper's log-mel (``encoders.whisper_frontend``) is :mod:`speech_runtime.log_mel`, on the same buffering
+  (:class:`StreamingFrames`); :func:`make_frontend` builds the one an export's manifest names.
 """
 
 from __future__ import annotations
@@ -84,8 +86,15 @@ def compute_fbank(samples: np.ndarray) -> np.ndarray:
     return np.concatenate([fb.accept_waveform(samples), fb.input_finished()])
 
 
-class StreamingFbank:
-    """Fbank of audio arriving in blocks of any size; emits exactly the frames of :func:`compute_fbank`."""
+class StreamingFrames:
+    """Buffering of the streaming front ends (``encoders.streaming_frontend.StreamingFrames`` in numpy): audio
+    arrives in blocks of any size, every frame is emitted once, as soon as its window is complete. A subclass
+    sets ``n_mels``, ``window``, ``hop`` and defines ``_samples``, ``_start``, ``_total_frames``, ``_pad_end``
+    and ``_frames`` (as the torch base class documents)."""
+
+    n_mels: int
+    window: int
+    hop: int
 
     def __init__(self) -> None:
         self._pending = np.zeros(0, np.float64)
@@ -95,42 +104,90 @@ class StreamingFbank:
         self._finished = False
 
     def accept_waveform(self, samples: np.ndarray) -> np.ndarray:
-        """Append (n,) float samples in [-1, 1]; return the (k, 80) frames whose window is complete."""
+        """Append (n,) float samples in [-1, 1]; return the (k, n_mels) frames whose window is complete."""
         if self._finished:
-            raise RuntimeError("StreamingFbank.accept_waveform called after input_finished()")
-        x = np.asarray(samples, dtype=np.float64).reshape(-1) * PCM_SCALE
+            raise RuntimeError(f"{type(self).__name__}.accept_waveform called after input_finished()")
+        x = self._samples(np.asarray(samples, dtype=np.float64).reshape(-1))
         self._num_samples += x.size
         if self._buffer is None:
             self._pending = np.concatenate([self._pending, x])
-            if self._pending.size < WINDOW:
-                return np.zeros((0, NUM_MEL_BINS), np.float32)
-            self._buffer = np.concatenate([self._pending[:LEFT_PAD][::-1], self._pending])
+            self._buffer = self._start(self._pending)
+            if self._buffer is None:
+                return self._empty()
             self._pending = self._pending[:0]
         else:
             self._buffer = np.concatenate([self._buffer, x])
-        ready = 0 if self._buffer.size < WINDOW else 1 + (self._buffer.size - WINDOW) // HOP
+        ready = 0 if self._buffer.size < self.window else 1 + (self._buffer.size - self.window) // self.hop
         return self._emit(ready)
 
     def input_finished(self) -> np.ndarray:
-        """End of the audio: the remaining frames (their windows reflected at the end)."""
+        """End of the audio: the remaining frames (their windows padded at the end as the front end does)."""
         if self._finished:
-            raise RuntimeError("StreamingFbank.input_finished called twice")
+            raise RuntimeError(f"{type(self).__name__}.input_finished called twice")
         self._finished = True
-        remaining = num_frames(self._num_samples) - self._next_frame
-        if remaining <= 0 or self._buffer is None:
-            return np.zeros((0, NUM_MEL_BINS), np.float32)
-        needed = WINDOW + HOP * (remaining - 1) - self._buffer.size
-        if needed > 0:
-            self._buffer = np.concatenate([self._buffer, self._buffer[::-1][:needed]])
+        remaining = self._total_frames(self._num_samples) - self._next_frame
+        if remaining <= 0 or not self._pad_end(remaining):
+            return self._empty()
         return self._emit(remaining)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.n_mels), np.float32)
 
     def _emit(self, count: int) -> np.ndarray:
         if count <= 0:
-            return np.zeros((0, NUM_MEL_BINS), np.float32)
-        frames = kaldi_fbank(self._buffer[:WINDOW + HOP * (count - 1)])
-        self._buffer = self._buffer[count * HOP:]
+            return self._empty()
+        frames = self._frames(self._buffer[:self.window + self.hop * (count - 1)])
+        self._buffer = self._buffer[count * self.hop:]
         self._next_frame += count
         return frames
+
+    def _extend_buffer(self, remaining: int, padding) -> None:
+        """Append ``padding(needed)`` samples so that ``remaining`` more frames fit in the buffer."""
+        needed = self.window + self.hop * (remaining - 1) - self._buffer.size
+        if needed > 0:
+            self._buffer = np.concatenate([self._buffer, padding(needed)])
+
+
+class StreamingFbank(StreamingFrames):
+    """Fbank of audio arriving in blocks of any size; emits exactly the frames of :func:`compute_fbank`."""
+
+    n_mels = NUM_MEL_BINS
+    window = WINDOW
+    hop = HOP
+
+    def _samples(self, x: np.ndarray) -> np.ndarray:
+        return x * PCM_SCALE
+
+    def _start(self, pending: np.ndarray) -> np.ndarray | None:
+        if pending.size < WINDOW:
+            return None
+        return np.concatenate([pending[:LEFT_PAD][::-1], pending])
+
+    def _total_frames(self, num_samples: int) -> int:
+        return num_frames(num_samples)
+
+    def _pad_end(self, remaining: int) -> bool:
+        if self._buffer is None:
+            return False
+        self._extend_buffer(remaining, lambda needed: self._buffer[::-1][:needed])   # the reversed audio
+        return True
+
+    def _frames(self, signal: np.ndarray) -> np.ndarray:
+        return kaldi_fbank(signal)
+
+
+def make_frontend(config: dict) -> StreamingFrames:
+    """A new streaming front end for the manifest's ``frontend`` entry (``kaldi_fbank`` or ``whisper_log_mel``)."""
+    kind = config.get("type")
+    if kind == "kaldi_fbank":
+        if config.get("num_mel_bins", NUM_MEL_BINS) != NUM_MEL_BINS:
+            raise ValueError(f"the runtime's fbank has {NUM_MEL_BINS} bins, the export {config['num_mel_bins']}")
+        return StreamingFbank()
+    if kind == "whisper_log_mel":
+        from speech_runtime.log_mel import StreamingLogMel
+
+        return StreamingLogMel(n_mels=config["n_mels"], ceiling=config["ceiling"])
+    raise ValueError(f"unknown front end {kind!r} in the export's manifest")
 
 
 def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:

@@ -2,8 +2,8 @@
 
 Everything here is numpy; the rules are those of the torch modules the steps were exported from:
 
-* :class:`AudioSide` = ``SpeechLLM.stream_audio`` (CMVN -> chunked encoder -> frame stacking -> projector
-  MLP), several streams batched per chunk; caches as in ``encoders.streaming_state`` (right-aligned,
+* :class:`AudioSide` = ``SpeechLLM.stream_audio`` (CMVN -> chunked encoder (Conformer or Whisper) -> frame
+  stacking -> projector), several streams batched per chunk; caches as in ``encoders.streaming_state`` (right-aligned,
   left-padded to the longest when batched, the offset says which slots are real);
 * :class:`LLMSession` = ``speech_llm.lm.group_lm.GroupStreamingSession`` (read / write / read_write /
   greedy_write, merge and select of streams), with the masks of ``speech_llm.lm.masks`` (source rows see
@@ -60,15 +60,23 @@ def block_mask(cache_valid: np.ndarray, cache_is_source: np.ndarray, new_valid: 
 # ---------------------------------------------------------------------------------------------- audio side
 @dataclass
 class AudioState:
-    """One stream's audio-side state: fbank frames not encoded yet (CMVN applied), encoder caches, and the
+    """One stream's audio-side state: features not encoded yet (CMVN applied), encoder caches (the attention
+    caches and the encoder's own: the Conformer's ``conv``, Whisper's ``mel`` and ``conv``), and the
     projector's carry-over of encoder frames not stacked yet."""
 
     feats: np.ndarray       # (T, F)
     offset: int
     att_k: np.ndarray       # (N, 1, H, C, Dh)
     att_v: np.ndarray
-    conv: np.ndarray        # (N, 1, D, K - 1)
+    caches: dict[str, np.ndarray]
     proj: np.ndarray        # (k, D_enc)
+
+
+def _encoder_caches(enc: dict) -> dict[str, dict]:
+    """The manifest's encoder caches: name -> {"shape": one stream's shape, "batch_axis": ...}."""
+    if "caches" in enc:
+        return enc["caches"]
+    return {"conv": {"shape": [enc["num_layers"], 1, enc["output_dim"], enc["conv_context"]], "batch_axis": 1}}
 
 
 class AudioSide:
@@ -77,6 +85,8 @@ class AudioSide:
     def __init__(self, root: Path, manifest: dict, files: dict, threads: int = 0):
         enc, proj = manifest["encoder"], manifest["projector"]
         self.enc_cfg, self.stack = enc, proj["stack"]
+        self.whisper = enc.get("type", "conformer") == "whisper"
+        self.cache_specs = _encoder_caches(enc)
         self.llm_dim = proj["output_dim"]
         self.encoder = make_session(root / files["encoder"], threads)
         self.projector = make_session(root / files["projector"], threads)
@@ -89,6 +99,9 @@ class AudioSide:
             self.cmvn = (np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
 
     def output_lengths(self, num_feats: int) -> int:
+        """Encoder frames of ``num_feats`` features (Whisper: ``ceil(T / 2)``; Conformer: its convolutions)."""
+        if self.whisper:
+            return (max(num_feats, 0) + 1) // 2
         n = num_feats
         for kernel, step in self.enc_cfg["subsampling_convs"]:
             n = (n - kernel) // step + 1
@@ -98,13 +111,13 @@ class AudioSide:
         e = self.enc_cfg
         cached = e["left_chunks"] * chunk_frames if e["left_chunks"] >= 0 else 0
         att = np.zeros((e["num_layers"], 1, e["num_heads"], cached, e["head_dim"]), np.float32)
+        caches = {name: np.zeros(spec["shape"], np.float32) for name, spec in self.cache_specs.items()}
         return AudioState(feats=np.zeros((0, e["input_dim"]), np.float32), offset=0, att_k=att, att_v=att.copy(),
-                          conv=np.zeros((e["num_layers"], 1, e["output_dim"], e["conv_context"]), np.float32),
-                          proj=np.zeros((0, e["output_dim"]), np.float32))
+                          caches=caches, proj=np.zeros((0, e["output_dim"]), np.float32))
 
     def stream_audio(self, states: Sequence[AudioState], feats: Sequence[np.ndarray], final: Sequence[bool],
                      chunk_frames: int) -> list[np.ndarray]:
-        """New fbank frames (T_b, F) of each stream -> its new audio tokens (n_b, D_llm); ``final[b]``: input
+        """New features (T_b, F) of each stream -> its new audio tokens (n_b, D_llm); ``final[b]``: input
         ended (the last partial chunk is encoded, the last partial stack flushed)."""
         e = self.enc_cfg
         for st, f in zip(states, feats):
@@ -125,8 +138,11 @@ class AudioSide:
             if not fin:
                 continue
             n = st.feats.shape[0]
-            frames = (self._encode([st], n, n, chunk_frames)[0] if self.output_lengths(n) > 0
-                      else np.zeros((0, e["output_dim"]), np.float32))
+            frames = np.zeros((0, e["output_dim"]), np.float32)
+            if self.output_lengths(n) > 0:
+                if self.whisper:    # the last features and Whisper's zero padding as their right context
+                    st.feats = np.concatenate([st.feats, np.zeros((1, st.feats.shape[1]), np.float32)])
+                frames = self._encode([st], st.feats.shape[0], st.feats.shape[0], chunk_frames)[0]
             st.feats = st.feats[:0]
             out[b].append(self._project(st, frames, final=True))
         return [np.concatenate(o) if o else np.zeros((0, self.llm_dim), np.float32) for o in out]
@@ -141,9 +157,11 @@ class AudioSide:
         feed = {"feats": np.stack([st.feats[:n] for st in group]),
                 "offset": np.array([st.offset for st in group], np.int64),
                 "att_k": np.concatenate([pad(st.att_k) for st in group], axis=1),
-                "att_v": np.concatenate([pad(st.att_v) for st in group], axis=1),
-                "conv": np.concatenate([st.conv for st in group], axis=1)}
-        frames, att_k, att_v, conv = self.encoder.run(None, feed)
+                "att_v": np.concatenate([pad(st.att_v) for st in group], axis=1)}
+        for name, spec in self.cache_specs.items():
+            feed[name] = np.concatenate([st.caches[name] for st in group], axis=spec["batch_axis"])
+        names = ["frames", "att_k_out", "att_v_out", *(f"{name}_out" for name in self.cache_specs)]
+        frames, att_k, att_v, *caches = self.encoder.run(names, feed)
         c = frames.shape[1]
         left = self.enc_cfg["left_chunks"]
         for b, st in enumerate(group):
@@ -151,7 +169,8 @@ class AudioSide:
             keep = left * chunk_frames if left >= 0 else min(st.offset, att_k.shape[3])
             st.att_k = att_k[:, b:b + 1, :, att_k.shape[3] - keep:].copy()
             st.att_v = att_v[:, b:b + 1, :, att_v.shape[3] - keep:].copy()
-            st.conv = conv[:, b:b + 1].copy()
+            for (name, spec), value in zip(self.cache_specs.items(), caches):
+                st.caches[name] = np.take(value, [b], axis=spec["batch_axis"]).copy()
             st.feats = st.feats[consume:]
         return [frames[b] for b in range(len(group))]
 

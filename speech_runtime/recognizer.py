@@ -8,12 +8,13 @@
     s.input_finished(); rec.decode(s)
     print(rec.get_result(s).text)
 
-The policy is that of the torch recognizer (read its module docstring): audio goes through fbank -> encoder
--> projector as it arrives; each complete chunk of audio tokens is read and the model writes until
-``<|wait|>`` (eos suppressed, at most ``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is
-fed in the same forward as the next chunk; at the input end the last partial chunk is read and written on,
-then the end marker, and the model writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads
-everything and writes once. :meth:`Recognizer.decode_streams` advances many streams in one batch.
+The policy is that of the torch recognizer (read its module docstring): audio goes through the front end
+(fbank or Whisper's log-mel, as the export's manifest says) -> encoder -> projector as it arrives; each
+complete chunk of audio tokens is read and the model writes until ``<|wait|>`` (eos suppressed, at most
+``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is fed in the same forward as the next
+chunk; at the input end the last partial chunk is read and written on, then the end marker, and the model
+writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads everything and writes once.
+:meth:`Recognizer.decode_streams` advances many streams in one batch.
 
 Not yet here: endpointing. The torch recognizer's rules (``speech_llm.decoding.endpoint``) import the torch side of
 the toolkit, so the whole input of a stream is ONE segment (as ``decode.endpoint.enabled=false``); feed
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_runtime.frontend import SAMPLE_RATE, StreamingFbank, StreamingResampler
+from speech_runtime.frontend import SAMPLE_RATE, StreamingResampler, make_frontend
 from speech_runtime.models import LLM, AudioSide, LLMSession
 
 MANIFEST = "speech_llm_onnx.json"
@@ -111,7 +112,7 @@ class _Segment:
         self.stream, self.index, self.start_sample = stream, index, start_sample
         self.end_sample: int | None = None
         self.reason = ""
-        self.frontend = StreamingFbank()
+        self.frontend = make_frontend(rec.manifest["frontend"])
         self.feats: list[np.ndarray] = []
         self.audio_state = rec.audio.init_state(rec.chunk_frames)
         self.audio = np.zeros((0, rec.llm.hidden_size), np.float32)

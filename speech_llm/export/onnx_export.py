@@ -4,8 +4,10 @@ An export dir holds everything :mod:`speech_runtime` needs to recognise speech w
 (no torch, no checkpoint, no base LLM)::
 
     speech_llm_onnx.json   the manifest (marker file): format version, shapes, special tokens, decode config
-    encoder.onnx           one streaming encoder chunk with its caches as explicit inputs/outputs
-    projector.onnx         the projector's MLP on stacked frames (the stacking is done by the runtime)
+    encoder.onnx           one streaming encoder chunk (Conformer or Whisper) with its caches as explicit
+                           inputs/outputs
+    projector.onnx         the projector on stacked frames (the stacking is done by the runtime): the MLP, and
+                           for ``projector.kind: vocab`` the posterior-weighted mix of the LLM's token embeddings
     llm.onnx               one LLM step: embeddings, group positions, additive mask, past keys/values in;
                            last-row logits and the keys/values of all slots (past + new) out
     embeddings.npy         (V, D) float32 token embedding table of the LLM (LoRA merged)
@@ -16,23 +18,29 @@ An export dir holds everything :mod:`speech_runtime` needs to recognise speech w
 The steps (tensor names as in the ONNX graphs; ``B`` streams, ``N`` encoder layers, ``H`` heads, ``C`` cached
 encoder frames, ``Nl`` LLM layers, ``Hkv`` key/value heads, ``L`` cached LLM slots, ``n`` new slots):
 
-=============  =====================================================  ============================================
-model          inputs                                                 outputs
-=============  =====================================================  ============================================
-encoder        feats (B, T, F) (CMVN applied), offset (B,) int64,     frames (B, c, D), att_k_out/att_v_out
-               att_k/att_v (N, B, H, C, Dh), conv (N, B, D, K-1)      (N, B, H, C + c, Dh), conv_out
-projector      stacked (B, n, D_enc * stack)                          tokens (B, n, D_llm)
-llm            inputs_embeds (B, n, D), position_ids (B, n) int64,    logits (B, V) of the last row,
-               attention_mask (B, 1, n, L + n) additive float,        present_key_i/present_value_i
-               past_key_i/past_value_i (B, Hkv, L, Dh) per layer      (B, Hkv, L + n, Dh)
-=============  =====================================================  ============================================
+=================  =================================================  ============================================
+model              inputs                                             outputs
+=================  =================================================  ============================================
+encoder            feats (B, T, F) (CMVN applied), offset (B,) int64, frames (B, c, D), att_k_out/att_v_out
+(Conformer)        att_k/att_v (N, B, H, C, Dh), conv (N, B, D, K-1)  (N, B, H, C + c, Dh), conv_out
+encoder            feats (B, m + 1, F): m features + their right      frames (B, ceil(m/2), D), att_k_out,
+(Whisper)          context (zeros at the end), offset, att_k, att_v,  att_v_out, mel_out (B, 1, F),
+                   mel (B, 1, F), conv (B, D, 1)                      conv_out (B, D, 1)
+projector          stacked (B, n, D_enc * stack)                      tokens (B, n, D_llm)
+llm                inputs_embeds (B, n, D), position_ids (B, n) int64, logits (B, V) of the last row,
+                   attention_mask (B, 1, n, L + n) additive float,    present_key_i/present_value_i
+                   past_key_i/past_value_i (B, Hkv, L, Dh) per layer  (B, Hkv, L + n, Dh)
+=================  =================================================  ============================================
 
-The encoder step is :meth:`ConformerEncoder._forward_chunk` with unlimited left context: the runtime keeps
-the last ``left_chunks * chunk`` frames of the returned caches itself (exactly what the torch encoder does).
-The LLM step is the Hugging Face model with the LoRA adapter merged
+The encoder step is the encoder's ``_forward_chunk`` with unlimited left context: the runtime keeps the last
+``left_chunks * chunk`` frames of the returned caches itself (exactly what the torch encoder does). Whisper's
+chunk is fed as :meth:`encoders.whisper.WhisperConvEmbed.forward_lookahead` reads it: a whole chunk of ``c``
+frames is its ``2c + 1`` features (the last one only as right context, as in the torch loop), the final
+partial chunk its ``n`` remaining features and one zero row (Whisper's padding), giving ``ceil(n / 2)``
+frames. The manifest's ``encoder.caches`` names each encoder's own caches, their shapes for one stream and
+their batch axis. The LLM step is the Hugging Face model with the LoRA adapter merged
 (:func:`speech_llm.model.build.prepare_for_inference`), run on a cache built from the past keys/values; masks
-and positions are the runtime's (the rules of
-:mod:`speech_llm.lm.masks` and :mod:`speech_llm.lm.positions`).
+and positions are the runtime's (the rules of :mod:`speech_llm.lm.masks` and :mod:`speech_llm.lm.positions`).
 """
 
 from __future__ import annotations
@@ -77,6 +85,37 @@ class ConformerChunkStep(nn.Module):
         return x, new["att_k"], new["att_v"], new["conv"]
 
 
+class WhisperChunkStep(nn.Module):
+    """One chunk of the streaming Whisper encoder with its caches as tensors (see the module docstring).
+
+    ``feats`` (B, m + 1, F) are the chunk's ``m`` features and, last, their right context (the next feature,
+    zeros at the input end): :meth:`encoders.whisper.WhisperConvEmbed.forward_lookahead`, then the layers
+    of :meth:`encoders.streaming_state.ChunkedStreamingEncoder._forward_chunk`."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, feats: torch.Tensor, offset: torch.Tensor, att_k: torch.Tensor, att_v: torch.Tensor,
+                mel: torch.Tensor, conv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, mel_out, conv_out = self.encoder.embed.forward_lookahead(feats, mel, conv)
+        y, new = self.encoder._chunk_layers(x, {"offset": offset, "att_k": att_k, "att_v": att_v}, -1)
+        return y, new["att_k"], new["att_v"], mel_out, conv_out
+
+
+class ProjectorStep(nn.Module):
+    """The projector on stacked frames: the MLP, and for a :class:`~speech_llm.model.projector.VocabProjector` its
+    posterior-weighted mix of the LLM's token embeddings (the CTC classes' table becomes a constant)."""
+
+    def __init__(self, projector: nn.Module):
+        super().__init__()
+        self.projector = projector
+
+    def forward(self, stacked: torch.Tensor) -> torch.Tensor:
+        h = self.projector.net(stacked)
+        return self.projector.mix(h) if hasattr(self.projector, "mix") else h
+
+
 class LMStep(nn.Module):
     """One forward of the (merged) causal LM over new slots after a KV cache given as tensors."""
 
@@ -111,15 +150,32 @@ def _onnx_export(module: nn.Module, args: tuple, path: Path, inputs: list[str], 
 
 def _export_encoder(model, chunk_frames: int, out: Path) -> dict:
     from encoders.conformer import ConformerEncoder
-    from encoders.subsampling import _convs
+    from encoders.whisper import WhisperStreamingEncoder
 
     enc = model.encoder
-    if not isinstance(enc, ConformerEncoder):
-        raise UserError(f"export: only the Conformer encoder can be exported so far, not {type(enc).__name__}")
-    p = next(enc.parameters())
+    if isinstance(enc, WhisperStreamingEncoder):
+        info = export_whisper_encoder(enc, chunk_frames, out / "encoder.onnx")
+    elif isinstance(enc, ConformerEncoder):
+        info = _export_conformer(enc, chunk_frames, out / "encoder.onnx")
+    else:
+        raise UserError(f"export: the Conformer and Whisper encoders can be exported, not {type(enc).__name__}")
+    return {**info, "file": "encoder.onnx", "frame_shift_s": enc.frame_shift_s, "chunk_frames": model.chunk_frames,
+            "left_chunks": model.left_chunks}
+
+
+def _encoder_dims(enc) -> dict:
     n, h, d = len(enc.layers), enc.num_heads, enc.output_dim
-    dh = d // h
+    return {"input_dim": enc.input_dim, "output_dim": d, "num_layers": n, "num_heads": h, "head_dim": d // h,
+            "stride": enc.embed.stride, "receptive_field": enc.embed.receptive_field}
+
+
+def _export_conformer(enc, chunk_frames: int, path: Path) -> dict:
+    from encoders.subsampling import _convs
+
+    dims = _encoder_dims(enc)
+    n, h, d, dh = dims["num_layers"], dims["num_heads"], dims["output_dim"], dims["head_dim"]
     ctx = enc.layers[0].conv.context if n else 0
+    p = next(enc.parameters())
     b, cached = 2, 3
     feats = torch.randn(b, enc.embed.stride * (chunk_frames - 1) + enc.embed.receptive_field, enc.input_dim)
     args = (feats.to(p), torch.tensor([5, 1]), torch.randn(n, b, h, cached, dh).to(p),
@@ -127,13 +183,32 @@ def _export_encoder(model, chunk_frames: int, out: Path) -> dict:
     dyn = {"feats": {0: "B", 1: "T"}, "offset": {0: "B"}, "att_k": {1: "B", 3: "C"}, "att_v": {1: "B", 3: "C"},
            "conv": {1: "B"}, "frames": {0: "B", 1: "c"}, "att_k_out": {1: "B", 3: "C_out"},
            "att_v_out": {1: "B", 3: "C_out"}, "conv_out": {1: "B"}}
-    _onnx_export(ConformerChunkStep(enc), args, out / "encoder.onnx", ["feats", "offset", "att_k", "att_v", "conv"],
+    _onnx_export(ConformerChunkStep(enc), args, path, ["feats", "offset", "att_k", "att_v", "conv"],
                  ["frames", "att_k_out", "att_v_out", "conv_out"], dyn)
-    return {"type": "conformer", "file": "encoder.onnx", "input_dim": enc.input_dim, "output_dim": d,
-            "num_layers": n, "num_heads": h, "head_dim": dh, "conv_context": ctx, "stride": enc.embed.stride,
-            "receptive_field": enc.embed.receptive_field, "subsampling_convs": [list(c) for c in _convs(
-                enc.subsampling_rate)], "frame_shift_s": enc.frame_shift_s, "chunk_frames": model.chunk_frames,
-            "left_chunks": model.left_chunks}
+    return {"type": "conformer", **dims, "conv_context": ctx,
+            "subsampling_convs": [list(c) for c in _convs(enc.subsampling_rate)],
+            "caches": {"conv": {"shape": [n, 1, d, ctx], "batch_axis": 1}}}
+
+
+def export_whisper_encoder(enc, chunk_frames: int, path: Path) -> dict:
+    """Write :class:`WhisperChunkStep` of ``enc`` (a :class:`~encoders.whisper.WhisperStreamingEncoder`, float32)
+    to ``path``; returns its manifest entry (less the model's chunk settings)."""
+    dims = _encoder_dims(enc)
+    n, h, d, dh = dims["num_layers"], dims["num_heads"], dims["output_dim"], dims["head_dim"]
+    p = next(enc.parameters())
+    b, cached = 2, 3
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(b, 2 * chunk_frames + 1, enc.input_dim, generator=g).to(p), torch.tensor([5, 1]),
+            torch.randn(n, b, h, cached, dh, generator=g).to(p), torch.randn(n, b, h, cached, dh, generator=g).to(p),
+            torch.randn(b, 1, enc.input_dim, generator=g).to(p), torch.randn(b, d, 1, generator=g).to(p))
+    dyn = {"feats": {0: "B", 1: "T"}, "offset": {0: "B"}, "att_k": {1: "B", 3: "C"}, "att_v": {1: "B", 3: "C"},
+           "mel": {0: "B"}, "conv": {0: "B"}, "frames": {0: "B", 1: "c"}, "att_k_out": {1: "B", 3: "C_out"},
+           "att_v_out": {1: "B", 3: "C_out"}, "mel_out": {0: "B"}, "conv_out": {0: "B"}}
+    _onnx_export(WhisperChunkStep(enc), args, path, ["feats", "offset", "att_k", "att_v", "mel", "conv"],
+                 ["frames", "att_k_out", "att_v_out", "mel_out", "conv_out"], dyn)
+    return {"type": "whisper", **dims, "max_positions": enc.max_positions, "long_positions": enc.long_positions,
+            "caches": {"mel": {"shape": [1, 1, enc.input_dim], "batch_axis": 0},
+                       "conv": {"shape": [1, d, 1], "batch_axis": 0}}}
 
 
 def _export_projector(model, out: Path) -> dict:
@@ -144,9 +219,10 @@ def _export_projector(model, out: Path) -> dict:
                         "trained with projector.context_layers=0")
     width = model.encoder.output_dim * proj.stack
     p = next(proj.parameters())
-    _onnx_export(proj.net, (torch.randn(2, 3, width).to(p),), out / "projector.onnx", ["stacked"], ["tokens"],
-                 {"stacked": {0: "B", 1: "n"}, "tokens": {0: "B", 1: "n"}})
-    return {"file": "projector.onnx", "stack": proj.stack, "input_dim": model.encoder.output_dim,
+    _onnx_export(ProjectorStep(proj), (torch.randn(2, 3, width).to(p),), out / "projector.onnx", ["stacked"],
+                 ["tokens"], {"stacked": {0: "B", 1: "n"}, "tokens": {0: "B", 1: "n"}})
+    kind = "vocab" if hasattr(proj, "mix") else "mlp"
+    return {"file": "projector.onnx", "kind": kind, "stack": proj.stack, "input_dim": model.encoder.output_dim,
             "output_dim": proj.net[-1].out_features}
 
 
@@ -183,6 +259,17 @@ def _export_llm(model, out: Path) -> dict:
             "head_dim": int(dh), "hidden_size": d, "vocab_size": int(probe.logits.shape[-1]), "phi": model.glm.phi}
 
 
+def _frontend(encoder) -> dict:
+    """The manifest's front end: what ``encoder.make_frontend()`` computes (the runtime's numpy twin)."""
+    from encoders.whisper import WhisperStreamingEncoder
+
+    if isinstance(encoder, WhisperStreamingEncoder):
+        return {"type": "whisper_log_mel", "n_mels": encoder.input_dim, "ceiling": encoder.log_mel_ceiling,
+                "cmvn": None}
+    return {"type": "kaldi_fbank", "num_mel_bins": NUM_MEL_BINS, "frame_length_ms": FRAME_LENGTH_MS,
+            "frame_shift_ms": FRAME_SHIFT_MS, "dither": 0.0, "snip_edges": False, "cmvn": None}
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
     """Dynamically quantized copy of an ONNX model: int8 weights of MatMul/Gemm, activations at run time."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -209,8 +296,7 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"format": FORMAT, "version": VERSION, "sample_rate": SAMPLE_RATE}
-    manifest["frontend"] = {"type": "kaldi_fbank", "num_mel_bins": NUM_MEL_BINS, "frame_length_ms": FRAME_LENGTH_MS,
-                            "frame_shift_ms": FRAME_SHIFT_MS, "dither": 0.0, "snip_edges": False, "cmvn": None}
+    manifest["frontend"] = _frontend(model.encoder)
     if model.cmvn is not None:
         (out / "cmvn.json").write_text(json.dumps({"mean": model.cmvn.mean.tolist(),
                                                    "std": model.cmvn.std.tolist()}) + "\n")

@@ -4,7 +4,8 @@ their torch recognizers (endpointing off: the runtime decodes one segment per st
 from __future__ import annotations
 
 import pytest
-from tiny_speech_llm import make_speech_llm
+from runtime_testutil import WHISPER_POSITIONS
+from tiny_speech_llm import WAIT, make_speech_llm
 
 from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_llm.decoding.recognizer import Recognizer
@@ -45,3 +46,58 @@ def windowed_rec(tiny_llm_dir, one_thread):
 @pytest.fixture(scope="session")
 def windowed_export(windowed_rec, tmp_path_factory):
     return export_recognizer(windowed_rec, tmp_path_factory.mktemp("onnx") / "windowed")
+
+
+# ---------------------------------------------------------------------------------------------- Whisper + vocab
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory):
+    """A tiny random Whisper (2 encoder layers of 32, 80 mel bins) saved like a hub checkpoint, with
+    non-trivial biases and norms so that a miswired weight shows, and a strong first convolution so that
+    the audio, not the position table, dominates what its random encoder writes."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(vocab_size=64, num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=4,
+                           encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
+                           max_source_positions=WHISPER_POSITIONS, max_target_positions=16, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=1, decoder_start_token_id=2, begin_suppress_tokens=None)
+    model = WhisperForConditionalGeneration(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+        model.model.encoder.conv1.weight.mul_(20.0)
+    path = tmp_path_factory.mktemp("tiny_whisper")
+    model.save_pretrained(path)
+    return path
+
+
+def whisper_config(llm_dir, whisper_dir, chunk_frames: int = 8, stack: int = 4):
+    """The tiny Whisper encoder (20 ms frames), a VocabProjector over the tiny LLM's vocabulary (a low
+    temperature, so that its mixes are close to single tokens and the text follows the audio)."""
+    from speech_llm.config import load_config
+
+    return load_config(None, [
+        "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
+        f"encoder.chunk_size={chunk_frames}", "encoder.dropout=0.0", f"projector.stack={stack}",
+        "projector.kind=vocab", "projector.temperature=0.0025", f"streaming.chunk_ms={chunk_frames * 20}",
+        f"decode.chunk_ms={chunk_frames * 20}", f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}",
+        "llm.prompt.asr=transcribe:"])
+
+
+@pytest.fixture(scope="session")
+def whisper_rec(tiny_llm_dir, whisper_dir, one_thread):
+    """Whisper encoder (unlimited left context, 8-frame chunks) + VocabProjector (stack 4) + the tiny Llama."""
+    import torch
+
+    from speech_llm.model.build import build_speech_llm
+
+    torch.manual_seed(5)
+    model, tok = build_speech_llm(whisper_config(tiny_llm_dir, whisper_dir), adapters=False)
+    return Recognizer(model.eval(), tok, decode_config())
+
+
+@pytest.fixture(scope="session")
+def whisper_export(whisper_rec, tmp_path_factory):
+    return export_recognizer(whisper_rec, tmp_path_factory.mktemp("onnx") / "whisper", int8=True)

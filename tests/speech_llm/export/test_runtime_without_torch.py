@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from runtime_testutil import audio, feed
 
 import speech_runtime
@@ -41,7 +42,10 @@ print(json.dumps({"text": rec.get_result(s).text, "trace": s.trace, "loaded": lo
 """
 
 
-def test_runtime_runs_with_torch_blocked(torch_rec, export_dir, tmp_path):
+@pytest.mark.parametrize("rec_name,export_name", [("torch_rec", "export_dir"), ("whisper_rec", "whisper_export")])
+def test_runtime_runs_with_torch_blocked(rec_name, export_name, request, tmp_path):
+    """The Conformer export (fbank) and the Whisper + vocab projector export (Whisper's log-mel)."""
+    torch_rec, export_dir = request.getfixturevalue(rec_name), request.getfixturevalue(export_name)
     x = audio(2.3, 0)
     np.save(tmp_path / "x.npy", x)
     root = Path(speech_runtime.__file__).resolve().parents[1]
