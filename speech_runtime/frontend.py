@@ -10,7 +10,7 @@ Both equal the torch front end of the toolkit up to float rounding (tests/speech
   :class:`StreamingFbank` = ``encoders.frontend.StreamingFbank`` (Kaldi's ``snip_edges=False`` framing:
   the start reflected over 120 samples, the end over the reversed audio), in float64 as the torch one;
 * Whisper's log-mel (``encoders.whisper_frontend``) is :mod:`speech_runtime.log_mel`, on the same buffering
-  (:class:`StreamingFrames`); :func:`make_frontend` builds the one an export's manifest names.
+  (:class:`StreamingFrames`); ``speech_runtime.recognizer`` builds the one an export's manifest names.
 """
 
 from __future__ import annotations
@@ -174,20 +174,6 @@ class StreamingFbank(StreamingFrames):
 
     def _frames(self, signal: np.ndarray) -> np.ndarray:
         return kaldi_fbank(signal)
-
-
-def make_frontend(config: dict) -> StreamingFrames:
-    """A new streaming front end for the manifest's ``frontend`` entry (``kaldi_fbank`` or ``whisper_log_mel``)."""
-    kind = config.get("type")
-    if kind == "kaldi_fbank":
-        if config.get("num_mel_bins", NUM_MEL_BINS) != NUM_MEL_BINS:
-            raise ValueError(f"the runtime's fbank has {NUM_MEL_BINS} bins, the export {config['num_mel_bins']}")
-        return StreamingFbank()
-    if kind == "whisper_log_mel":
-        from speech_runtime.log_mel import StreamingLogMel
-
-        return StreamingLogMel(n_mels=config["n_mels"], ceiling=config["ceiling"])
-    raise ValueError(f"unknown front end {kind!r} in the export's manifest")
 
 
 def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:

@@ -26,23 +26,34 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from speech_runtime.frontend import SAMPLE_RATE, StreamingResampler, make_frontend
+from speech_common.export_dir import MANIFEST, is_export_dir
+from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
+from speech_runtime.log_mel import StreamingLogMel
 from speech_runtime.models import LLM, AudioSide, LLMSession
 
-MANIFEST = "speech_llm_onnx.json"
 FORMAT = "speech-llm-onnx"
 VERSION = 1
+TRACE_MAX_TOKENS = 4096
+"""How many generated tokens ``Stream.trace`` keeps (the newest; minutes of speech), as the torch recognizer."""
 
 
-def is_export_dir(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds an export (its manifest file)."""
-    return (Path(path) / MANIFEST).is_file()
+def make_frontend(config: dict) -> StreamingFrames:
+    """A new streaming front end for the manifest's ``frontend`` entry (``kaldi_fbank`` or ``whisper_log_mel``)."""
+    kind = config.get("type")
+    if kind == "kaldi_fbank":
+        if config.get("num_mel_bins", NUM_MEL_BINS) != NUM_MEL_BINS:
+            raise ValueError(f"the runtime's fbank has {NUM_MEL_BINS} bins, the export {config['num_mel_bins']}")
+        return StreamingFbank()
+    if kind == "whisper_log_mel":
+        return StreamingLogMel(n_mels=config["n_mels"], ceiling=config["ceiling"])
+    raise ValueError(f"unknown front end {kind!r} in the export's manifest")
 
 
 @dataclass
@@ -168,7 +179,9 @@ class Stream:
         self.segments: list[SegmentResult] = []
         self.open: list[_Segment] = []
         self.tokens_read = 0
-        self.trace: list[tuple[int, int]] = []
+        self.trace: deque[tuple[int, int]] = deque(maxlen=TRACE_MAX_TOKENS)
+        """The last :data:`TRACE_MAX_TOKENS` generated tokens, <wait>/eos included, each with the source tokens
+        it saw (as the torch ``Stream.trace``): bounded, so a stream of hours keeps constant state."""
 
     @property
     def finished(self) -> bool:
@@ -403,7 +416,7 @@ class Recognizer:
     def _record(self, seg: _Segment, tokens: list[int], pending: np.ndarray, stopped: bool, visible: int,
                 final: bool) -> None:
         tk = self.tokens
-        seg.stream.trace += [(t, visible) for t in tokens]
+        seg.stream.trace.extend((t, visible) for t in tokens)
         read_s = seg.duration_s if final else min(seg.tokens_read * self.token_s, seg.duration_s)
         audio_s, wall = seg.start_s + read_s, seg.stream.wall_s()
         for t in tokens:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 import time
 
+from speech_common.export_dir import is_export_dir
+
 NAME = "transcribe"
 HELP = "stream audio files through the recognizer and show partial and final text"
 ORDER = 45
@@ -37,7 +39,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from speech_llm.decoding.display import TranscriptLine
 
-    rec, stream_file = _runtime(args) if _is_export_dir(args.exp_dir) else _torch(args)
+    rec, stream_file = _runtime(args) if is_export_dir(args.exp_dir) else _torch(args)
     for path in args.files:
         line = TranscriptLine(prefix=f"{path}: " if len(args.files) > 1 else "")
         shown = 0
@@ -57,13 +59,6 @@ def run(args) -> int:
             print(f"{path}: warning: {sum(s.truncated for s in r.segments)} segment(s) hit the token cap "
                   "(--max-tokens-per-segment); their text may be incomplete", file=sys.stderr)
     return 0
-
-
-def _is_export_dir(path) -> bool:
-    """An export dir (``speech-llm export``), decoded by ``speech_runtime``: checked without importing it."""
-    from pathlib import Path
-
-    return (Path(path) / "speech_llm_onnx.json").is_file()
 
 
 def _torch(args):

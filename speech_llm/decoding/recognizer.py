@@ -83,6 +83,7 @@ import numpy as np
 import torch
 
 from encoders.constants import SAMPLE_RATE
+from speech_common.export_dir import is_export_dir
 from speech_llm.config import DecodeConfig
 from speech_llm.decoding.endpoint import Endpointer, decoder_end
 from speech_llm.decoding.resample import StreamingResampler
@@ -657,8 +658,6 @@ def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConf
                     device: str = "cpu", overrides: Sequence[str] = ()) -> Recognizer:
     """:meth:`Recognizer.from_checkpoint` (exported as ``speech_llm.load_recognizer``). An export dir
     (``speech-llm export``) gives a ``speech_runtime`` recognizer on onnxruntime with the same API."""
-    from speech_llm.export.onnx_export import is_export_dir
-
     if is_export_dir(exp_dir_or_checkpoint):
         import speech_runtime
 

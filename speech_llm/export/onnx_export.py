@@ -58,17 +58,11 @@ from torch import nn
 
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
 from speech_common.errors import UserError
+from speech_common.export_dir import MANIFEST
 
-MANIFEST = "speech_llm_onnx.json"
-"""The manifest of an export dir; its presence marks a directory as one (:func:`is_export_dir`)."""
 FORMAT = "speech-llm-onnx"
 VERSION = 1
 OPSET = 17
-
-
-def is_export_dir(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a directory written by :func:`export_recognizer`."""
-    return (Path(path) / MANIFEST).is_file()
 
 
 class ConformerChunkStep(nn.Module):

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import speech_llm.decoding.recognizer
 from speech_llm.export.onnx_export import MANIFEST, LMStep
 from speech_runtime import recognizer as runtime_recognizer
 from speech_runtime.models import block_mask, group_positions
@@ -129,7 +130,9 @@ def test_plain_files(torch_rec, export_dir):
     ids = hf("the quick brown fox", add_special_tokens=False)["input_ids"]
     assert tok.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
     assert m["decode"]["chunk_ms"] == 160 and m["encoder"]["chunk_frames"] == 4
-    assert runtime_recognizer.MANIFEST == MANIFEST      # the marker file has one name on both sides
+    # one marker decides on every side: the torch loader hands this dir to the runtime, a dir without it is not one
+    assert runtime_recognizer.is_export_dir(export_dir) and speech_llm.decoding.recognizer.is_export_dir(export_dir)
+    assert not runtime_recognizer.is_export_dir(export_dir.parent)
 
 
 def test_int8_models_are_smaller_and_close(export_dir):

@@ -79,3 +79,16 @@ def test_speech_llm_load_recognizer_hands_an_export_dir_to_the_runtime(export_di
 def test_not_an_export_dir(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an export dir"):
         speech_runtime.load_recognizer(tmp_path)
+
+
+def test_trace_keeps_only_the_newest_tokens(runtime, monkeypatch):
+    """Bounded state for streams of hours: the trace keeps the last TRACE_MAX_TOKENS tokens (as the torch Stream)."""
+    from speech_runtime import recognizer as runtime_recognizer
+
+    x = audio(2.3, 0)
+    full, _ = feed(runtime, [x], fixed=1600)
+    assert len(full[0].trace) > 5
+    monkeypatch.setattr(runtime_recognizer, "TRACE_MAX_TOKENS", 5)
+    short, results = feed(runtime, [x], fixed=1600)
+    assert list(short[0].trace) == list(full[0].trace)[-5:]
+    assert results[0].finished

@@ -38,7 +38,7 @@ for i in range(0, len(x), 1234):
 s.input_finished()
 rec.decode(s)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-print(json.dumps({"text": rec.get_result(s).text, "trace": s.trace, "loaded": loaded}))
+print(json.dumps({"text": rec.get_result(s).text, "trace": list(s.trace), "loaded": loaded}))
 """
 
 

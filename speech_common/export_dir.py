@@ -1,0 +1,16 @@
+"""What marks an export dir (``speech-llm export``): one home for the manifest's name, so the exporter
+(:mod:`speech_llm.export`), the torch-free runtime (:mod:`speech_runtime`) and the commands that accept either an
+exp dir or an export dir agree on it without importing each other (standard library only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MANIFEST = "speech_llm_onnx.json"
+"""The manifest of an export dir; its presence marks a directory as one."""
+
+
+def is_export_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory written by ``speech-llm export`` (it holds :data:`MANIFEST`)."""
+    return (Path(path) / MANIFEST).is_file()
