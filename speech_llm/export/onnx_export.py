@@ -286,6 +286,10 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Pa
     """
     if rec.config.quantize != "none" or rec.config.dtype != "float32":
         raise UserError("export: build the recognizer with decode.dtype=float32 and decode.quantize=none")
+    if rec.config.nonblank_cap > 0:
+        raise UserError("speech-llm export: speech_runtime has no decode.nonblank_cap yet, so the export would write "
+                        f"other text than this recognizer (nonblank_cap={rec.config.nonblank_cap}); export with "
+                        "--set nonblank_cap=0 and know that long inputs may then run on")
     model = rec.model
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

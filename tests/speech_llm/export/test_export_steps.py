@@ -158,3 +158,18 @@ def test_a_projector_with_context_layers_is_refused(tiny_llm_dir, tmp_path):
     with pytest.raises(UserError, match="context layers"):
         export_recognizer(Recognizer(model, tok), tmp_path / "out")
     assert not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_a_decode_rule_the_runtime_lacks_is_refused(torch_rec, tmp_path):
+    """decode.nonblank_cap bounds what the torch recognizer writes; the runtime does not have it, so an export with
+    it on would silently decode otherwise: refused, nothing written."""
+    from dataclasses import replace
+
+    from speech_common.errors import UserError
+    from speech_llm.decoding.recognizer import Recognizer
+    from speech_llm.export import export_recognizer
+
+    capped = Recognizer(torch_rec.model, torch_rec.tokenizer, replace(torch_rec.config, nonblank_cap=1.5))
+    with pytest.raises(UserError, match="nonblank_cap"):
+        export_recognizer(capped, tmp_path / "out")
+    assert not (tmp_path / "out" / MANIFEST).exists()
