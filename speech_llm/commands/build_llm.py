@@ -18,6 +18,7 @@ import inspect
 from pathlib import Path
 
 from speech_common.errors import UserError
+from speech_llm.commands._out_dir import refuse_nonempty_out
 
 NAME = "build-llm"
 HELP = "build a tiny local LLM (tokenizer + Qwen2/Llama) for tests and CPU recipes"
@@ -76,8 +77,7 @@ def read_lines(paths: list[Path], kaldi: bool) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from speech_llm.model.tiny_llm import build_tiny_llm, evaluate_lm, pretrain_lm, train_tokenizer
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to write into it)")
+    refuse_nonempty_out(args.out, args.overwrite, "write into it")
     if args.pretrain_steps < 0:
         raise UserError(f"--pretrain-steps must be >= 0, got {args.pretrain_steps}")
     lines = read_lines(args.text, args.kaldi_text)

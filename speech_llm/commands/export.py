@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_common.errors import UserError
+from speech_llm.commands._out_dir import refuse_nonempty_out
 
 NAME = "export"
 HELP = "export a checkpoint to ONNX for onnxruntime (speech_runtime, no torch)"
@@ -36,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from speech_llm.export import export_checkpoint
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")
+    refuse_nonempty_out(args.out, args.overwrite)
     out = export_checkpoint(args.exp_dir, args.out, int8=args.int8, overrides=tuple(args.set))
     print(f"export: wrote {out}")
     return 0

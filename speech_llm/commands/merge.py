@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_common.errors import UserError
+from speech_llm.commands._out_dir import refuse_nonempty_out
 
 NAME = "merge"
 HELP = "merge a checkpoint's LoRA adapter into a standalone model dir"
@@ -32,8 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from speech_llm.model.checkpoint import merge_checkpoint
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")
+    refuse_nonempty_out(args.out, args.overwrite)
     out = merge_checkpoint(args.checkpoint, args.out)
     print(f"merge: wrote {out}")
     return 0

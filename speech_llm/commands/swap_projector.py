@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speech_common.errors import UserError
+from speech_llm.commands._out_dir import refuse_nonempty_out
 
 NAME = "swap-projector"
 HELP = "replace an llm checkpoint's projector with a proj-stage one (same encoder)"
@@ -34,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from speech_llm.model.checkpoint import swap_projector
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {args.out} exists and is not empty (add --overwrite to replace it)")
+    refuse_nonempty_out(args.out, args.overwrite)
     out = swap_projector(args.checkpoint, args.projector, args.out)
     print(f"swap-projector: wrote {out}")
     return 0
