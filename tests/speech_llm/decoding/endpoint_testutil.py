@@ -29,3 +29,23 @@ def bursts(layout=LAYOUT, rate=SAMPLE_RATE, seed=0) -> np.ndarray:
         t = np.arange(round(speech * rate)) / rate
         parts.append(0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(len(t)))
     return np.concatenate(parts).astype(np.float32)
+
+
+def feed(rec, x: np.ndarray, sizes=(1600,), decode_every: int = 1, tails: list | None = None):
+    """Feed ``x`` (16 kHz) to a new stream of ``rec`` in blocks of ``sizes`` (cycled), decoding after every
+    ``decode_every``-th block (``tails`` gets the samples each open segment holds back after each decode);
+    then finish the input. Returns the finished stream and its result."""
+    s = rec.create_stream()
+    pos, i = 0, 0
+    while pos < len(x):
+        n = sizes[i % len(sizes)]
+        s.accept_waveform(SAMPLE_RATE, x[pos:pos + n])
+        pos, i = pos + n, i + 1
+        if i % decode_every == 0:
+            rec.decode(s)
+            if tails is not None:
+                tails.append(sum(len(t) for g in s.open for t in g.tail))
+    s.input_finished()
+    rec.decode(s)
+    assert s.finished and not s.open
+    return s, rec.get_result(s)

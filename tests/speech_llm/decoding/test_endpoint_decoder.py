@@ -8,7 +8,7 @@ import argparse
 
 import numpy as np
 import pytest
-from endpoint_testutil import bursts
+from endpoint_testutil import bursts, feed
 from scripted_writer import ScriptedRecognizer
 from tiny_speech_llm import make_speech_llm
 
@@ -34,23 +34,6 @@ def noise(seconds: float, db: float, seed: int = 0) -> np.ndarray:
     """White noise with an RMS level of ``db`` dBFS."""
     return (10 ** (db / 20) * np.random.default_rng(seed).standard_normal(round(seconds * SAMPLE_RATE))
             ).astype(np.float32)
-
-
-def run(rec, x, sizes=(1600,), decode_every: int = 1, tails=None):
-    s = rec.create_stream()
-    pos, i = 0, 0
-    while pos < len(x):
-        n = sizes[i % len(sizes)]
-        s.accept_waveform(SAMPLE_RATE, x[pos:pos + n])
-        pos, i = pos + n, i + 1
-        if i % decode_every == 0:
-            rec.decode(s)
-            if tails is not None:
-                tails.append(sum(len(t) for g in s.open for t in g.tail))
-    s.input_finished()
-    rec.decode(s)
-    assert s.finished and not s.open
-    return s, rec.get_result(s)
 
 
 def bounds(r) -> list[tuple[float, float, str]]:
@@ -79,7 +62,7 @@ def test_rule1_ends_a_segment_with_no_text(model_and_tok):
     the noise opens nothing; the first segment starts with the 0.3 s pre-roll."""
     rec = ScriptedRecognizer(*model_and_tok, config(), silent_writer)
     x = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), noise(7.0, -30)])
-    _, r = run(rec, x)
+    _, r = feed(rec, x)
     assert bounds(r) == [(0.7, 3.26, "no_text"), (3.26, 5.82, "no_text"), (5.82, 8.0, "end")]
     assert r.text == "" and all(t >= 0.7 for t, _ in rec.calls)
 
@@ -90,7 +73,7 @@ def test_rule2_ends_a_segment_after_text_then_waits(model_and_tok):
     ends at 8 x 0.64 = 5.12 s. The next one hears no words: rule 1 at 5.12 + 2.56 s."""
     words = {2.56: "the dog", 3.84: "one two"}
     rec = ScriptedRecognizer(*model_and_tok, config(), lambda t: words.get(t, ""))
-    _, r = run(rec, noise(9.0, -30))
+    _, r = feed(rec, noise(9.0, -30))
     assert bounds(r) == [(0.0, 5.12, "silence"), (5.12, 7.68, "no_text"), (7.68, 9.0, "end")]
     assert r.segments[0].text == "the dog one two" and not r.segments[1].text
     assert [(w.word, w.audio_s) for w in r.segments[0].words] == \
@@ -101,7 +84,7 @@ def test_rule3_caps_a_segment_that_keeps_writing(model_and_tok):
     """Text after every chunk: a segment is as long as it can be without passing max_segment_s
     (floor(5 / 0.64) = 7 chunks = 4.48 s); each new segment starts a fresh LLM context."""
     rec = ScriptedRecognizer(*model_and_tok, config(max_segment_s=5.0), lambda t: "the")
-    s, r = run(rec, noise(10.0, -30))
+    s, r = feed(rec, noise(10.0, -30))
     assert bounds(r) == [(0.0, 4.48, "max_length"), (4.48, 8.96, "max_length"), (8.96, 10.0, "end")]
     assert [len(g.words) for g in r.segments] == [7, 7, 2]       # 10 - 8.96 s: one whole chunk + the rest
 
@@ -112,10 +95,10 @@ def test_noise_above_the_threshold_no_longer_holds_a_segment_open(model_and_tok)
     2.56 s."""
     x = noise(12.0, -35, seed=1)
     energy = ScriptedRecognizer(*model_and_tok, config(mode="energy", max_segment_s=10.0), silent_writer)
-    _, r = run(energy, x, sizes=(16000,))
+    _, r = feed(energy, x, sizes=(16000,))
     assert bounds(r) == [(0.0, 10.0, "max_length"), (10.0, 12.0, "end")]
     dec = ScriptedRecognizer(*model_and_tok, config(max_segment_s=10.0), silent_writer)
-    _, r = run(dec, x, sizes=(16000,))
+    _, r = feed(dec, x, sizes=(16000,))
     assert len(r.segments) == 5 and max(g.end_s - g.start_s for g in r.segments) == pytest.approx(2.56)
     assert all(g.reason == "no_text" for g in r.segments[:-1]) and r.segments[-1].reason == "end"
 
@@ -126,7 +109,7 @@ def test_read_ahead_chunks_do_not_count_as_non_speech(model_and_tok):
     cfg = config()
     cfg.read_ahead_chunks = 4
     rec = ScriptedRecognizer(*model_and_tok, cfg, silent_writer)
-    _, r = run(rec, noise(6.0, -30))
+    _, r = feed(rec, noise(6.0, -30))
     assert bounds(r) == [(0.0, 5.12, "no_text"), (5.12, 6.0, "end")]
 
 
@@ -141,11 +124,11 @@ def test_boundaries_do_not_depend_on_block_sizes_or_decode_timing(model_and_tok)
             Recognizer(*model_and_tok, config(max_segment_s=3.0))]
     for rec in recs:
         tails: list[int] = []
-        _, ref = run(rec, x, (1600,), tails=tails)
+        _, ref = feed(rec, x, (1600,), tails=tails)
         assert len(ref.segments) >= 5
         assert max(tails) <= 2 * rec.chunk_samples + 1600
         for sizes, every in ((rng.integers(1, 9000, 40).tolist(), 1), ((len(x),), 1), ((700,), 7)):
-            _, r = run(rec, x, sizes, every)
+            _, r = feed(rec, x, sizes, every)
             assert bounds(r) == bounds(ref)
             assert [(g.text, [(w.word, w.audio_s) for w in g.words]) for g in r.segments] == \
                 [(g.text, [(w.word, w.audio_s) for w in g.words]) for g in ref.segments]
@@ -158,12 +141,12 @@ def test_a_segment_the_rules_end_restarts_fresh(model_and_tok):
     context, its own prompt); only the times are shifted."""
     rec = Recognizer(*model_and_tok, config(max_segment_s=2.0))
     x = bursts([(0.0, 7.0)], seed=4)
-    _, whole = run(rec, x)
+    _, whole = feed(rec, x)
     starts = [g for g in whole.segments[1:] if g.start_s > 0]
     assert len(starts) >= 2
     for seg in starts[:2]:
         start = round(seg.start_s * SAMPLE_RATE)
-        _, cut = run(rec, x[start:])
+        _, cut = feed(rec, x[start:])
         first = cut.segments[0]
         assert (first.end_s + seg.start_s, first.reason) == (pytest.approx(seg.end_s), seg.reason)
         assert [(w.word, round(w.audio_s + seg.start_s, 6)) for w in first.words] == \
@@ -177,7 +160,7 @@ def test_batch_mode_ends_segments_by_energy(model_and_tok):
     ep = EndpointConfig(silence_s=EP.silence_s, max_segment_s=EP.max_segment_s, threshold_db=EP.threshold_db)
     assert ep.mode == "decoder"
     rec = Recognizer(*model_and_tok, DecodeConfig(mode="batch", max_tokens_per_segment=8, endpoint=ep))
-    _, r = run(rec, bursts())
+    _, r = feed(rec, bursts())
     assert [(round(g.start_s * SAMPLE_RATE), round(g.end_s * SAMPLE_RATE), g.reason) for g in r.segments] == \
         expected_samples()
 

@@ -8,7 +8,7 @@ import gc
 import numpy as np
 import pytest
 import torch
-from endpoint_testutil import EP, bursts, expected_samples
+from endpoint_testutil import EP, bursts, expected_samples, feed
 from tiny_speech_llm import make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
@@ -26,21 +26,6 @@ def make_rec(model_and_tok, **kw) -> Recognizer:
     return Recognizer(*model_and_tok, DecodeConfig(**cfg))
 
 
-def decode(rec, x, sizes, decode_every: int = 1):
-    """Feed x in blocks of ``sizes`` (cycled), decoding after every ``decode_every``-th block."""
-    s = rec.create_stream()
-    pos, i = 0, 0
-    while pos < len(x):
-        n = sizes[i % len(sizes)]
-        s.accept_waveform(SAMPLE_RATE, x[pos:pos + n])
-        pos, i = pos + n, i + 1
-        if i % decode_every == 0:
-            rec.decode(s)
-    s.input_finished()
-    rec.decode(s)
-    return s, rec.get_result(s)
-
-
 def bounds(result) -> list[tuple[int, int, str]]:
     return [(round(g.start_s * SAMPLE_RATE), round(g.end_s * SAMPLE_RATE), g.reason) for g in result.segments]
 
@@ -49,7 +34,7 @@ def test_endpoint_rules_cut_segments_inside_the_recognizer(model_and_tok):
     """Trailing silence after speech ends a segment, a long burst is cut at max_segment_s, the silence
     between bursts opens no segment; each segment got its own LLM context."""
     rec = make_rec(model_and_tok)
-    s, r = decode(rec, bursts(), [1600])
+    s, r = feed(rec, bursts(), [1600])
     assert bounds(r) == expected_samples()
     assert [g.index for g in r.segments] == [0, 1, 2, 3]
     assert r.text == " ".join(g.text for g in r.segments if g.text)
@@ -59,10 +44,10 @@ def test_endpoint_rules_cut_segments_inside_the_recognizer(model_and_tok):
 def test_boundaries_and_text_do_not_depend_on_block_sizes_or_decode_timing(model_and_tok):
     rec = make_rec(model_and_tok)
     x = bursts()
-    _, ref = decode(rec, x, [1600])
+    _, ref = feed(rec, x, [1600])
     rng = np.random.default_rng(3)
     for sizes, every in ((rng.integers(1, 9000, 40).tolist(), 1), ([len(x)], 1), ([700], 7), ([3000], 1000)):
-        s, r = decode(rec, x, sizes, every)
+        s, r = feed(rec, x, sizes, every)
         assert bounds(r) == bounds(ref)
         assert [(g.text, [(w.word, w.audio_s) for w in g.words]) for g in r.segments] == \
             [(g.text, [(w.word, w.audio_s) for w in g.words]) for g in ref.segments]
@@ -129,11 +114,11 @@ def test_token_caps_are_per_segment_and_never_silent(model_and_tok):
     """A random model rarely writes eos: with a small cap every segment stops at it, and says so; each
     segment gets the whole cap again (the cap is per segment, not per stream)."""
     rec = make_rec(model_and_tok, max_tokens_per_segment=6)
-    _, r = decode(rec, bursts(), [1600])
+    _, r = feed(rec, bursts(), [1600])
     assert len(r.segments) == 4 and r.truncated and all(g.truncated for g in r.segments)
     assert all(len(g.text.split()) >= 1 for g in r.segments)  # each segment wrote up to its own cap
     loose = make_rec(model_and_tok, max_tokens_per_segment=400, max_tokens_per_read=1)
-    s, r2 = decode(loose, bursts(), [1600])
+    s, r2 = feed(loose, bursts(), [1600])
     eos = loose.model.tokens.eos_id
     assert [t for t, _ in s.trace].count(eos) == sum(not g.truncated for g in r2.segments)
 
@@ -151,8 +136,8 @@ def test_context_words_go_into_the_next_segments_prompt(model_and_tok, monkeypat
 
     monkeypatch.setattr(rec3, "_context", spy)
     x = bursts()
-    _, r0 = decode(rec0, x, [1600])
-    _, r3 = decode(rec3, x, [5000])
+    _, r0 = feed(rec0, x, [1600])
+    _, r3 = feed(rec3, x, [5000])
     assert r3.segments[0].text == r0.segments[0].text        # the first segment has no context
     assert seen[0] == ([], [])
     for i in range(1, 4):
