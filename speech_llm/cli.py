@@ -61,9 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
             mod.add_arguments(args)         # some commands read their defaults from the training stack
         except ModuleNotFoundError as e:    # e.g. torch, in an install with only the runtime extra
             p = sub.add_parser(mod.NAME, help=f"{mod.HELP} [unavailable here: needs {e.name}]",
-                               description=f"{mod.HELP}\n\nUnavailable in this environment: it needs the "
-                               f"'{e.name}' package, which is not installed (the runtime extra alone has no torch; "
-                               "see docs/DEPLOYMENT.md).", formatter_class=argparse.RawDescriptionHelpFormatter)
+                               description=f"{mod.HELP}\n\nUnavailable in this environment: {_unavailable_text(e)}.",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
             p.set_defaults(_run=_unavailable(e), _any_arguments=True)
             continue
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "__doc__", None) or mod.HELP,
