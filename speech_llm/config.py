@@ -17,19 +17,20 @@ every stage's hyperparameters in its YAML file.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import yaml
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
 from speech_llm.typed_config import ConfigError, _describe, apply_overrides, dump_yaml, from_dict, to_dict
 
-__all__ = ["ConfigError", "ExperimentConfig", "config_from_dict", "config_to_dict", "dump_yaml", "load_config",
-           "save_config"]
+__all__ = ["ConfigError", "ExperimentConfig", "config_from_dict", "config_from_saved", "config_to_dict", "dump_yaml",
+           "load_config", "save_config"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -67,16 +68,20 @@ class EncoderConfig:
     subsampling: int = 4
     """Frame-rate reduction of the input layer: 10 ms fbank frames -> 40 ms encoder frames at 4."""
     dropout: float = 0.1
-    chunk_size: int = 16
-    """Attention chunk in encoder frames (after subsampling) for decoding and for static-chunk training."""
     left_chunks: int = -1
     """Chunks of left context each chunk may attend to; -1 = all."""
     dynamic_chunk: bool = True
-    """Train with a random chunk size per batch (WeNet U2) so one model serves many chunk sizes."""
+    """Train with a random chunk size per batch (WeNet U2) so one model serves many chunk sizes. The attention
+    chunk itself (validation, static-chunk training, alignment, decoding) is ``streaming.chunk_ms``, in encoder
+    frames :func:`speech_llm.model.build.chunk_frames`."""
+
+    removed_keys: ClassVar[dict[str, str]] = {
+        "chunk_size": "the chunk has one unit, milliseconds: set streaming.chunk_ms (the encoder's chunk in "
+                      "frames follows from it and encoder.subsampling)"}
 
     def validate(self) -> None:
         for name in ("input_dim", "d_model", "num_layers", "num_heads", "ffn_dim", "conv_kernel",
-                     "subsampling", "chunk_size"):
+                     "subsampling"):
             _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
         _check(self.d_model % self.num_heads == 0, "d_model",
                f"{self.d_model} is not divisible by encoder.num_heads={self.num_heads}")
@@ -548,6 +553,49 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     """Inverse of :func:`config_to_dict`, with the same strict checks as a YAML file."""
     return from_dict(ExperimentConfig, data)
+
+
+def config_from_saved(data: Mapping[str, Any] | None, source: str | None = None) -> ExperimentConfig:
+    """A config saved by an earlier version (a checkpoint's ``config.yaml``), migrated, then read as
+    :func:`config_from_dict` reads it. ``source`` names the file in messages.
+
+    Migrations: ``encoder.chunk_size`` (encoder frames, removed) is dropped with a one-line warning when it is
+    the chunk of ``streaming.chunk_ms`` (or translated into it when the file has no ``streaming.chunk_ms``),
+    and refused when the two disagree. A config a user writes gets no migration: a removed key there is an
+    error (:attr:`EncoderConfig.removed_keys`).
+    """
+    data = dict(data or {})
+    encoder = data.get("encoder")
+    if isinstance(encoder, Mapping) and "chunk_size" in encoder:
+        data["encoder"] = dict(encoder)
+        frames = data["encoder"].pop("chunk_size")
+        _migrate_chunk_size(data, frames, source)
+    return config_from_dict(data)
+
+
+def _migrate_chunk_size(data: dict[str, Any], frames: Any, source: str | None) -> None:
+    """``encoder.chunk_size`` of a saved config checked against (or turned into) ``streaming.chunk_ms``."""
+    subsampling = data["encoder"].get("subsampling", EncoderConfig.subsampling)
+    if not isinstance(frames, int) or isinstance(frames, bool) or not isinstance(subsampling, int):
+        raise ConfigError("encoder.chunk_size", f"expected int, got {_describe(frames)}", source)
+    frame_ms = FRAME_SHIFT_MS * subsampling
+    old_ms = frames * frame_ms
+    streaming = dict(data.get("streaming") or {})
+    where = f"{source}: " if source else ""
+    if "chunk_ms" not in streaming:
+        streaming["chunk_ms"] = int(old_ms) if float(old_ms).is_integer() else old_ms
+        data["streaming"] = streaming
+        logging.getLogger(__name__).warning(
+            "%sencoder.chunk_size=%d (removed) read as streaming.chunk_ms=%g", where, frames, old_ms)
+        return
+    if streaming["chunk_ms"] != old_ms:
+        raise ConfigError("encoder.chunk_size", f"{frames} frames of {frame_ms:g} ms = {old_ms:g} ms disagrees with "
+                          f"streaming.chunk_ms={streaming['chunk_ms']}; the chunk has one unit now "
+                          "(streaming.chunk_ms): delete encoder.chunk_size from this file to keep "
+                          f"streaming.chunk_ms, or set streaming.chunk_ms: {old_ms:g} to keep the encoder's chunk",
+                          source)
+    logging.getLogger(__name__).warning("%sencoder.chunk_size=%d (removed) dropped: it equals streaming.chunk_ms=%g",
+                                        where, frames, old_ms)
 
 
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> ExperimentConfig:

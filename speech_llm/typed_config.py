@@ -12,6 +12,8 @@ Rules (nanoGPT's GPTConfig / HF configs, made strict):
 - An override is ``dotted.key=value``; the value is parsed with ``yaml.safe_load`` (so ``[a, b]``,
   ``true``, ``null`` work), except for string fields, which take the text as is
   (``llm.prompt.asr=Transcribe: the audio``).
+- A dataclass may name keys it no longer has in a class attribute ``removed_keys`` (key -> what to use
+  instead); such a key in a mapping or an override is an error that says so, not "unknown key".
 - A dataclass may define ``validate()`` (raising :class:`ConfigError` with its own field name); it runs
   after construction, and the error is reported under the full dotted key.
 """
@@ -173,6 +175,9 @@ def _coerce(value: Any, tp: Any, key: str, validate: bool = True) -> Any:
 
 
 def _unknown_key(cls: type, key: str, prefix: str) -> ConfigError:
+    removed = getattr(cls, "removed_keys", {})
+    if key in removed:
+        return ConfigError(_join(prefix, key), f"this key was removed: {removed[key]}")
     known = list(_hints(cls))
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean '{_join(prefix, close[0])}'?)" if close else ""

@@ -52,7 +52,7 @@ from torch import nn
 from data_prep.fileutil import staged_dir
 from speech_common.errors import UserError
 from speech_common.files import file_digest
-from speech_llm.config import ConfigError, ExperimentConfig, config_from_dict, dump_yaml
+from speech_llm.config import ConfigError, ExperimentConfig, config_from_saved, dump_yaml
 
 FORMAT = 2
 """2: per-stage training sections in config.yaml (``train.ctc``, ``train.llm``, ``train.mt``); stage ``mt``."""
@@ -219,7 +219,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                               f"this code reads {FORMAT}")
     try:
         data = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8"))
-        config = config_from_dict(data or {})
+        config = config_from_saved(data, str(path / CONFIG))
     except OSError as e:
         raise CheckpointError(f"{path / CONFIG}: cannot read: {e.strerror}") from None
     except ConfigError as e:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from data_prep.manifest import write_manifest
 from speech_common.errors import UserError
 from speech_llm.config import ExperimentConfig
-from speech_llm.model.build import feature_fn
+from speech_llm.model.build import chunk_frames, feature_fn
 from speech_llm.model.checkpoint import find_checkpoint, load_ctc_model
 from speech_llm.train.ctc import usable
 from speech_llm.train.data import BucketBatchSampler, FbankDataset, collate, load_manifest, record_frames
@@ -98,7 +98,7 @@ def align_manifest(ctc_checkpoint: str | Path, manifest: str | Path, out: str | 
     (default: ``manifest`` itself, atomically)."""
     manifest = Path(manifest)
     model, units, cfg = load_ctc_model(find_checkpoint(ctc_checkpoint, "ctc"), device)
-    chunk = 0 if cfg.encoder.dynamic_chunk else cfg.encoder.chunk_size
+    chunk = 0 if cfg.encoder.dynamic_chunk else chunk_frames(cfg)
     records = load_manifest(str(manifest), "--manifest")
     failed = align_records(model, units, records, f"manifest {manifest}", chunk, device, max_frames, progress,
                            feature_fn(cfg.encoder))

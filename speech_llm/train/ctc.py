@@ -7,8 +7,9 @@ Inputs (config): ``data.train_manifest`` / ``data.valid_manifest``, ``ctc.units`
   transcripts (and written there when the key is set); a resumed run reuses the units of its checkpoint.
 * CMVN statistics come from ``data.cmvn_path`` when that file exists, else they are computed on (up to
   :data:`CMVN_UTTS` of) the training utterances and written there; ``cmvn_path: null`` = no CMVN.
-* Loss: CTC summed over units / number of target units of the batch. Validation runs the encoder with
-  the decoding chunk (``encoder.chunk_size``) and also reports the greedy CTC WER.
+* Loss: CTC summed over units / number of target units of the batch. Validation (and static-chunk
+  training, ``encoder.dynamic_chunk: false``) runs the encoder with the decoding chunk, ``streaming.chunk_ms`` in
+  encoder frames (:func:`~speech_llm.model.build.chunk_frames`), and also reports the greedy CTC WER.
 
 Output: ``<exp>/ctc/{best,last}`` (see :mod:`speech_llm.model.checkpoint`).
 """
@@ -25,7 +26,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from encoders.subsampling import subsampled_lengths
 from speech_llm.config import ExperimentConfig
-from speech_llm.model.build import build_ctc_model, feature_fn
+from speech_llm.model.build import build_ctc_model, chunk_frames, feature_fn
 from speech_llm.model.checkpoint import LAST, is_checkpoint, read_checkpoint
 from speech_llm.model.units import Units, build_units, load_units, units_file_name
 from speech_llm.train.data import FbankDataset, load_manifest, record_frames
@@ -118,6 +119,8 @@ class CTCStage(Stage):
                         for ds in (self.train_set, self.valid_set) if ds is not None}
         self.model = build_ctc_model(cfg, self.units.vocab_size, cmvn)
         self.model.spec_augment = SpecAugment() if cfg.train.ctc.spec_augment else None
+        self.chunk_frames = chunk_frames(cfg)
+        """The attention chunk in encoder frames (``streaming.chunk_ms``)."""
         self._hyps: list[tuple[str, str]] = []
 
     def _targets(self, batch: dict, dataset: FbankDataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +130,7 @@ class CTCStage(Stage):
 
     def _loss_sum(self, model, batch: dict, dataset: FbankDataset) -> tuple:
         """``(summed CTC loss, number of target units, (log_probs, lens))``."""
-        log_probs, lens = model(batch["feats"], batch["feat_lens"], self.cfg.encoder.chunk_size,
-                                self.cfg.encoder.left_chunks)
+        log_probs, lens = model(batch["feats"], batch["feat_lens"], self.chunk_frames, self.cfg.encoder.left_chunks)
         targets, target_lens = self._targets(batch, dataset)
         loss = F.ctc_loss(log_probs.transpose(0, 1), targets, lens, target_lens, blank=0, reduction="sum",
                           zero_infinity=True)

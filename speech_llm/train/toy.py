@@ -23,7 +23,7 @@ from speech_llm.config import ExperimentConfig, load_config
 
 TOY_OVERRIDES = (
     "encoder.d_model=32", "encoder.num_layers=2", "encoder.num_heads=2", "encoder.ffn_dim=64",
-    "encoder.conv_kernel=3", "encoder.chunk_size=4", "encoder.dropout=0.1",
+    "encoder.conv_kernel=3", "encoder.dropout=0.1",
     "projector.stack=2", "projector.hidden_dim=32",
     "streaming.chunk_ms=160", "streaming.batch_mode_share=0.3",
     "llm.lora_rank=4", "llm.lora_alpha=8", "llm.lora_dropout=0.0", "llm.lora_target_modules=[q_proj, v_proj]",

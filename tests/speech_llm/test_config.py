@@ -16,6 +16,7 @@ from speech_llm.config import (
     ExperimentConfig,
     apply_overrides,
     config_from_dict,
+    config_from_saved,
     config_to_dict,
     from_dict,
     load_config,
@@ -306,3 +307,45 @@ def test_endpoint_rules_are_checked_and_old_checkpoint_sections_still_load():
         del old["decode"]["endpoint"][key]
     assert config_from_dict(old).decode.endpoint == ExperimentConfig().decode.endpoint
     assert ep.energy_ends("batch") and not ep.energy_ends("streaming")
+
+
+# --- the chunk has one unit (ms): encoder.chunk_size is gone ---------------------------------------------
+
+
+def _saved_with_chunk_size(frames, subsampling=4, chunk_ms=640):
+    old = config_to_dict(ExperimentConfig())
+    old["encoder"].update(chunk_size=frames, subsampling=subsampling)
+    if chunk_ms is None:
+        del old["streaming"]["chunk_ms"]
+    else:
+        old["streaming"]["chunk_ms"] = chunk_ms
+    return old
+
+
+def test_a_saved_config_with_the_old_chunk_size_loads_with_one_warning_line(caplog):
+    """A checkpoint's config.yaml from before: encoder.chunk_size that equals streaming.chunk_ms is dropped
+    (16 x 40 ms; Whisper's 32 x 20 ms), and one without streaming.chunk_ms takes it from chunk_size."""
+    with caplog.at_level("WARNING", logger="speech_llm.config"):
+        cfg = config_from_saved(_saved_with_chunk_size(16), "exp/x/llm/best/config.yaml")
+    assert cfg == ExperimentConfig()
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "exp/x/llm/best/config.yaml" in line and "encoder.chunk_size=16" in line
+    assert config_from_saved(_saved_with_chunk_size(32, subsampling=2)).encoder.subsampling == 2
+    assert config_from_saved(_saved_with_chunk_size(8, chunk_ms=None)).streaming.chunk_ms == 320
+    assert config_from_saved(config_to_dict(ExperimentConfig())) == ExperimentConfig()  # new style: as is
+
+
+def test_a_saved_config_whose_chunk_size_contradicts_chunk_ms_is_refused():
+    """conf/librispeech_tiny_test.yaml had chunk_size 4 (160 ms) beside chunk_ms 320."""
+    with pytest.raises(ConfigError, match=r"encoder.chunk_size.*160 ms disagrees with streaming.chunk_ms=320") as e:
+        config_from_saved(_saved_with_chunk_size(4, chunk_ms=320), "exp/t/ctc/last/config.yaml")
+    assert "exp/t/ctc/last/config.yaml" in str(e.value)
+
+
+def test_the_removed_chunk_size_in_a_users_yaml_or_override_says_to_use_chunk_ms(tmp_path):
+    with pytest.raises(ConfigError, match=r"'encoder.chunk_size': this key was removed: .*streaming.chunk_ms"):
+        load_config(write_yaml(tmp_path, "encoder:\n  chunk_size: 16\n"))
+    with pytest.raises(ConfigError, match=r"override 'encoder.chunk_size=16'.*removed.*streaming.chunk_ms"):
+        load_config(None, ["encoder.chunk_size=16"])
+    with pytest.raises(ConfigError, match="removed"):  # a plain dict is a user's config too: no migration
+        config_from_dict(_saved_with_chunk_size(16))

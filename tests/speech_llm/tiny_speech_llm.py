@@ -16,7 +16,7 @@ def tiny_config(llm_dir, chunk_frames: int = 4, stack: int = 2, *overrides: str)
     """A 2-layer 32-wide Conformer, ``stack`` frames per LLM token, chunks of ``chunk_frames`` encoder frames."""
     return load_config(None, [*overrides,
         "encoder.d_model=32", "encoder.num_layers=2", "encoder.num_heads=4", "encoder.ffn_dim=128",
-        "encoder.subsampling=4", f"encoder.chunk_size={chunk_frames}", f"projector.stack={stack}",
+        "encoder.subsampling=4", f"projector.stack={stack}",
         f"streaming.chunk_ms={chunk_frames * 40}", f"decode.chunk_ms={chunk_frames * 40}",
         f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}", "llm.prompt.asr=transcribe:"])
 

@@ -80,7 +80,7 @@ def whisper_config(llm_dir, whisper_dir, chunk_frames: int = 8, stack: int = 4):
 
     return load_config(None, [
         "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
-        f"encoder.chunk_size={chunk_frames}", "encoder.dropout=0.0", f"projector.stack={stack}",
+        "encoder.dropout=0.0", f"projector.stack={stack}",
         "projector.kind=vocab", "projector.temperature=0.0025", f"streaming.chunk_ms={chunk_frames * 20}",
         f"decode.chunk_ms={chunk_frames * 20}", f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}",
         "llm.prompt.asr=transcribe:"])

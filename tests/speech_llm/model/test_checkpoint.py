@@ -198,3 +198,24 @@ def test_transcribe_prints_no_library_noise(trained):
     for noise in ("Warning", "deprecated", "multivariate normal", "initialized", "Loading weights"):
         assert noise not in proc.stderr and noise not in proc.stdout, proc.stderr
     assert proc.stdout.strip(), "the final transcript line is printed"
+
+
+def test_a_checkpoint_saved_with_the_old_chunk_size_reads(tmp_path, caplog):
+    """A checkpoint written before the chunk had one unit (``encoder.chunk_size`` in its config.yaml) reads: the
+    old key dropped with a warning when it equals ``streaming.chunk_ms``, refused with the file named if not."""
+    import yaml
+
+    from speech_llm.config import ExperimentConfig, config_to_dict
+    from speech_llm.model.checkpoint import FORMAT
+
+    old = config_to_dict(ExperimentConfig())
+    old["encoder"]["chunk_size"] = 16  # 16 x 40 ms = the default 640 ms
+    (tmp_path / "meta.json").write_text(json.dumps({"format": FORMAT, "stage": "ctc"}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    with caplog.at_level("WARNING", logger="speech_llm.config"):
+        assert read_checkpoint(tmp_path).config == ExperimentConfig()
+    assert "encoder.chunk_size=16" in caplog.text
+    old["encoder"]["chunk_size"] = 4
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=r"config.yaml: config key 'encoder.chunk_size': .* disagrees"):
+        read_checkpoint(tmp_path)

@@ -17,7 +17,7 @@ def asr_cfg(toy_root, whisper_dir, *overrides):
     """The toy experiment on a tiny Whisper encoder: 160 ms chunks (8 frames of 20 ms), 4 frames per token."""
     return make_toy_experiment(toy_root, overrides=[
         "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
-        "encoder.chunk_size=8", "encoder.dropout=0.0", "encoder.dynamic_chunk=false", "projector.stack=4",
+        "encoder.dropout=0.0", "encoder.dynamic_chunk=false", "projector.stack=4",
         "data.cmvn_path=null", "train.distill.max_steps=4", "train.distill.chunk_ms_choices=[160, 320]",
         "train.distill.lr=1e-3", "train.distill.max_frames_per_batch=2000", "train.proj.max_steps=6",
         "train.proj.max_frames_per_batch=2000", "train.proj.valid_every=3", "train.llm.max_steps=4",

@@ -6,8 +6,9 @@ import json
 
 import torch
 
+from speech_llm.model.build import chunk_frames
 from speech_llm.model.checkpoint import load_ctc_model, read_checkpoint
-from speech_llm.train.ctc import run_ctc_stage
+from speech_llm.train.ctc import CTCStage, run_ctc_stage
 from speech_llm.train.toy import make_toy_experiment
 
 
@@ -41,11 +42,36 @@ def test_ctc_model_rebuilds_from_the_checkpoint(ctc_run):
     model, units, cfg = load_ctc_model(exp)
     feats = torch.randn(2, 120, 80)
     lens = torch.tensor([120, 90])
-    log_probs, out_lens = model(feats, lens, cfg.encoder.chunk_size)
+    log_probs, out_lens = model(feats, lens, chunk_frames(cfg))
     assert log_probs.shape[2] == units.vocab_size
     assert out_lens.tolist() == [29, 21]
     again, _, _ = load_ctc_model(exp / "ctc" / "best")
-    assert torch.equal(again(feats, lens, cfg.encoder.chunk_size)[0], log_probs)
+    assert torch.equal(again(feats, lens, chunk_frames(cfg))[0], log_probs)
+
+
+def test_ctc_stage_masks_use_the_frames_of_streaming_chunk_ms(toy_root, tmp_path, monkeypatch):
+    """The chunk has one unit: the ctc stage's attention masks (static-chunk training and validation) take
+    ``streaming.chunk_ms`` in encoder frames, 320 ms / (10 ms x subsampling 4) = 8, not a second setting."""
+    import encoders.streaming_state as streaming_state
+
+    cfg = make_toy_experiment(toy_root, overrides=["streaming.chunk_ms=320", "encoder.dynamic_chunk=false",
+                                                   f"data.units_path={tmp_path / 'units.txt'}"])
+    stage = CTCStage(cfg)
+    assert stage.chunk_frames == chunk_frames(cfg) == 8
+    seen = []
+    real = streaming_state.padded_chunk_mask
+
+    def spy(lens, num_frames, chunk_size, left_chunks):
+        seen.append(chunk_size)
+        return real(lens, num_frames, chunk_size, left_chunks)
+
+    monkeypatch.setattr(streaming_state, "padded_chunk_mask", spy)
+    stage.model.train()
+    stage.train_loss(stage.model, stage.collate([stage.train_set[0], stage.train_set[1]]))
+    stage.model.eval()
+    with torch.no_grad():
+        stage.valid_loss(stage.model, stage.collate([stage.valid_set[0]]))
+    assert seen == [8, 8]
 
 
 def _params(path):

@@ -23,7 +23,7 @@ def whisper_cfg(toy_root, whisper_dir, *overrides):
     (8 encoder frames), no CMVN (Whisper's log-mel is normalised already)."""
     return make_toy_experiment(toy_root, overrides=[
         "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
-        "encoder.chunk_size=8", "encoder.dropout=0.0", "projector.stack=4", "data.cmvn_path=null",
+        "encoder.dropout=0.0", "projector.stack=4", "data.cmvn_path=null",
         "train.ctc.max_steps=4", "train.ctc.save_every=2", "train.llm.max_steps=4", "train.llm.lr=1e-2",
         "train.ctc.spec_augment=false", *overrides])
 
