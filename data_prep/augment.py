@@ -39,6 +39,7 @@ from data_prep.audio import read_audio, resample, write_audio
 from data_prep.kaldi_dir import DataError
 from data_prep.manifest import manifest_to_data_dir, read_manifest, write_manifest
 from encoders.constants import SAMPLE_RATE
+from speech_common.levels import frame_rms
 
 TELEPHONE_RATE = 8000
 """Sample rate of the telephone channel (``tel``)."""
@@ -76,7 +77,7 @@ def speed_perturb(samples: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> 
 
 def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """White noise at ``snr_db`` below the waveform's RMS (digital silence stays silent)."""
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    rms = float(frame_rms(samples.reshape(1, -1))[0]) if samples.size else 0.0
     noise = rng.standard_normal(samples.size).astype(np.float32) * rms * 10.0 ** (-snr_db / 20.0)
     return (samples + noise).astype(np.float32)
 

@@ -66,6 +66,7 @@ from data_prep.fileutil import staged_dir
 from data_prep.kaldi_dir import Utterance, read_data_dir, write_data_dir
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
+from speech_common.levels import frame_rms
 
 DEFAULT_PAUSE_S = (0.5, 1.0)
 NOISE_FRAME_S = 0.025
@@ -185,9 +186,8 @@ def noise_floor(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     frame = max(1, round(NOISE_FRAME_S * sample_rate))
     n = len(samples) // frame * frame
     if n == 0:
-        return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
-    rms = np.sqrt(np.mean(np.square(samples[:n].reshape(-1, frame), dtype=np.float64), axis=1))
-    return float(np.percentile(rms, NOISE_PERCENTILE))
+        return float(frame_rms(samples[None])[0]) if len(samples) else 0.0
+    return float(np.percentile(frame_rms(samples[:n].reshape(-1, frame)), NOISE_PERCENTILE))
 
 
 def db_to_amplitude(db: float) -> float:

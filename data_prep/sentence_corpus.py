@@ -56,7 +56,7 @@ from data_prep.normalize import normalize_text
 from data_prep.synth_common import align_line, assign_speakers, set_level, speaker_chunks, split_counts, worker_results
 from data_prep.text_corpus import MAX_WORDS, MIN_WORDS, CorpusSentence, select_sentences
 from data_prep.tts import ENGINES, check_engines, synthesize_sentence
-from data_prep.voices import SENTENCE_VOICES, Voice
+from data_prep.voices import SENTENCE_VOICES, Voice, loud_range
 from encoders.constants import SAMPLE_RATE
 from speech_common.errors import UserError
 
@@ -140,14 +140,9 @@ def plan_sentences(num_utts: int, seed: int, engines: Iterable[str] = ENGINES, h
 # --------------------------------------------------------------------------------------------- rendering
 
 def _active_range(x: np.ndarray) -> tuple[int, int]:
-    """First and last sample of 5 ms frames within ``SILENCE_DB`` of the loudest frame."""
-    hop = max(1, SAMPLE_RATE // 200)
-    n = len(x) // hop
-    if n == 0:
-        return 0, len(x)
-    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(rms >= rms.max() * 10 ** (SILENCE_DB / 20))
-    return int(loud[0] * hop), int(min(len(x), (loud[-1] + 1) * hop))
+    """First and last sample of 5 ms frames within ``SILENCE_DB`` of the loudest frame (all of ``x`` when it
+    is shorter than a frame)."""
+    return loud_range(x, SILENCE_DB, 5.0) or (0, len(x))
 
 
 def render_sentence(utt: PlannedSentence, seed: int, noise_snr_db: float | None = None

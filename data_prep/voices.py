@@ -124,18 +124,25 @@ def synthesize(voice: Voice, text: str) -> np.ndarray:
     return resample(data.mean(axis=1), sr, SAMPLE_RATE)
 
 
-def trim_silence(x: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 5.0) -> np.ndarray:
-    """Cut leading/trailing frames whose RMS is ``threshold_db`` below the loudest frame; ``(N,) -> (M,)``.
-
-    Frames are ``frame_ms`` long; the cut is at frame boundaries, so up to one frame of near-silence is
-    kept at each end. All-silent input gives an empty array.
-    """
+def loud_range(x: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 5.0,
+               min_rms: float = 0.0) -> tuple[int, int] | None:
+    """Samples ``[start, end)`` of ``x`` (N,) from the first to the last ``frame_ms`` frame whose RMS is at most
+    ``threshold_db`` below the loudest frame's (cut at frame boundaries, so up to one frame of near-silence is
+    kept at each end); None when ``x`` is shorter than a frame or its loudest frame is below ``min_rms``."""
     hop = max(1, int(SAMPLE_RATE * frame_ms / 1000))
     n = len(x) // hop
     if n == 0:
-        return x[:0]
+        return None
     rms = frame_rms(x[: n * hop].reshape(n, hop))
+    if rms.max() < min_rms:
+        return None
     loud = np.flatnonzero(rms >= rms.max() * 10 ** (threshold_db / 20))
-    if rms.max() < 1e-4 or loud.size == 0:
-        return x[:0]
-    return x[loud[0] * hop: (loud[-1] + 1) * hop]
+    return int(loud[0] * hop), int((loud[-1] + 1) * hop)
+
+
+def trim_silence(x: np.ndarray, threshold_db: float = -40.0, frame_ms: float = 5.0) -> np.ndarray:
+    """Cut leading/trailing frames whose RMS is ``threshold_db`` below the loudest frame; ``(N,) -> (M,)``
+    (:func:`loud_range`). All-silent input gives an empty array.
+    """
+    loud = loud_range(x, threshold_db, frame_ms, min_rms=1e-4)
+    return x[:0] if loud is None else x[loud[0]:loud[1]]

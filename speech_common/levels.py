@@ -1,4 +1,5 @@
-"""Signal levels of framed audio: the one frame RMS (endpointing, silence trimming of synthesized speech).
+"""Signal levels of framed audio: the one frame RMS (endpointing, silence trimming of synthesized speech,
+noise floors of long-form audio).
 
 Frames are the rows of a (F, L) array of float samples, full scale 1.0 (``x[: n * L].reshape(n, L)`` cuts a
 signal into ``n`` frames of ``L`` samples).

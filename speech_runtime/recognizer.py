@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from speech_common.chunking import chunk_frames_of
 from speech_common.export_dir import MANIFEST, is_export_dir
+from speech_common.pcm import to_mono_float
 from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
 from speech_runtime.log_mel import StreamingLogMel
 from speech_runtime.models import LLM, AudioSide, LLMSession
@@ -195,7 +197,7 @@ class Stream:
         """Append audio: (N,) or (N, C), float in [-1, 1] or integer PCM, at ``sample_rate``."""
         if self.input_done:
             raise RuntimeError("accept_waveform() after input_finished()")
-        x = _to_mono_float(samples)
+        x = to_mono_float(samples)
         if self.t0 is None:
             self.t0 = time.monotonic()
         if self.resampler is None:
@@ -271,7 +273,7 @@ class Recognizer:
         stack = manifest["projector"]["stack"]
         self.token_s = enc["frame_shift_s"] * stack
         self.chunk_frames = enc["chunk_frames"] if self.config.chunk_ms is None else \
-            _chunk_frames_of(self.config.chunk_ms, enc["frame_shift_s"] * 1000.0, stack)
+            chunk_frames_of(self.config.chunk_ms, enc["frame_shift_s"] * 1000.0, stack)
         self.tokens_per_chunk = self.chunk_frames // stack
 
     @property
@@ -509,23 +511,3 @@ def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:
     return out, int8
 
 
-def _chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
-    """``speech_llm.model.speech_model.chunk_frames_of``: encoder frames in a chunk of ``chunk_ms``."""
-    frames = chunk_ms / frame_ms
-    if frames < 1 or abs(frames - round(frames)) > 1e-9 or round(frames) % stack:
-        raise ValueError(f"a chunk of {chunk_ms:g} ms must be a positive multiple of {frame_ms * stack:g} ms")
-    return int(round(frames))
-
-
-def _to_mono_float(samples) -> np.ndarray:
-    x = np.asarray(samples)
-    if x.dtype.kind in "iu":
-        x = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
-    x = x.astype(np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    elif x.ndim != 1:
-        raise ValueError(f"samples must have shape (N,) or (N, channels), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("samples contain NaN or infinite values")
-    return x

@@ -84,6 +84,7 @@ import torch
 
 from encoders.constants import SAMPLE_RATE
 from speech_common.export_dir import is_export_dir
+from speech_common.pcm import to_mono_float
 from speech_llm.config import DecodeConfig
 from speech_llm.decoding.endpoint import Endpointer, decoder_end
 from speech_llm.decoding.resample import StreamingResampler
@@ -666,18 +667,7 @@ def load_recognizer(exp_dir_or_checkpoint: str | os.PathLike, config: DecodeConf
 
 
 def _to_mono_float(samples) -> torch.Tensor:
-    x = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
-    if x.dtype.kind in "iu":
-        full_scale = float(2 ** (8 * x.dtype.itemsize - 1))
-        if x.dtype.kind == "u":     # offset binary (8-bit WAV): full_scale is zero, 0 is -1
-            x = (x.astype(np.float64) - full_scale) / full_scale
-        else:
-            x = x.astype(np.float64) / full_scale
-    x = x.astype(np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    elif x.ndim != 1:
-        raise ValueError(f"samples must have shape (N,) or (N, channels), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("samples contain NaN or infinite values")
-    return torch.from_numpy(x)
+    """:func:`speech_common.pcm.to_mono_float` of numpy or torch samples, as a tensor."""
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    return torch.from_numpy(to_mono_float(samples))

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
+from speech_common.chunking import chunk_frames_of
 from speech_common.errors import UserError
 from speech_common.hf import quiet_transformers
 from speech_llm.config import EncoderConfig, ExperimentConfig, LLMConfig
@@ -335,9 +336,7 @@ def chat_prompt(tokenizer, instruction: str, system: str | None = None) -> str:
 
 def chunk_frames(cfg: ExperimentConfig, chunk_ms: int | None = None) -> int:
     """Encoder frames per streaming chunk of ``chunk_ms`` (default ``streaming.chunk_ms``)
-    (:func:`speech_llm.model.speech_model.chunk_frames_of`)."""
-    from speech_llm.model.speech_model import chunk_frames_of
-
+    (:func:`speech_common.chunking.chunk_frames_of`)."""
     chunk_ms = cfg.streaming.chunk_ms if chunk_ms is None else chunk_ms
     try:
         return chunk_frames_of(chunk_ms, FRAME_SHIFT_MS * cfg.encoder.subsampling, cfg.projector.stack)

@@ -19,21 +19,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from speech_common.chunking import chunk_frames_of
 from speech_llm.lm.framing import SpecialTokens, source_group_ends
 from speech_llm.lm.group_lm import GroupStreamingLM
 from speech_llm.lm.masks import lengths_to_valid
 from speech_llm.model.projector import Projector
-
-
-def chunk_frames_of(chunk_ms: float, frame_ms: float, stack: int) -> int:
-    """Encoder frames in a chunk of ``chunk_ms`` with encoder frames of ``frame_ms``: the one home of the
-    ms-to-frames arithmetic. Raises ValueError unless the chunk is a positive whole number of LLM tokens
-    (``stack`` encoder frames each)."""
-    frames = chunk_ms / frame_ms
-    if frames < 1 or abs(frames - round(frames)) > 1e-9 or round(frames) % stack:
-        raise ValueError(f"a chunk of {chunk_ms:g} ms must be a positive multiple of {frame_ms * stack:g} ms "
-                         f"(one LLM input token: {stack} encoder frames of {frame_ms:g} ms)")
-    return int(round(frames))
 
 
 @dataclass

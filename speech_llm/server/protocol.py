@@ -1,5 +1,5 @@
-"""The wire protocol, version 1: message parsing, checks and builders (the protocol itself is described in
-the package docstring, :mod:`speech_llm.server`, and in docs/SERVER_PROTOCOL.md).
+"""The wire protocol, version 1: message parsing, checks and builders (the protocol itself is described once,
+in docs/SERVER_PROTOCOL.md).
 
 Everything here is pure (no I/O, no model): the server and the client both use it, and the tests check
 it message by message.

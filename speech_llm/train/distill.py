@@ -151,7 +151,7 @@ def save_whisper_dir(base: str, encoder_state: dict, out: str | Path) -> Path:
     weights replaced by ``encoder_state`` (a :class:`~encoders.whisper.WhisperStreamingEncoder` state dict)."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from encoders.whisper import quiet_transformers
+    from speech_common.hf import quiet_transformers
 
     renames = {"embed.conv1.": "conv1.", "embed.conv2.": "conv2."}
     mapped = {}
