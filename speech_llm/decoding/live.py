@@ -1,5 +1,5 @@
 """Live transcription: capture from an audio source and display; endpointing and decoding are the
-Recognizer's (:mod:`speech_llm.decoding.recognizer`, :mod:`speech_llm.decoding.endpoint`).
+Recognizer's (:mod:`speech_llm.decoding.recognizer`, :mod:`speech_common.endpoint`).
 
     source = MicrophoneSource(device="USB", max_seconds=None)       # or ArraySource(samples, rate)
     report = run_live(rec, source, LiveDisplay())
