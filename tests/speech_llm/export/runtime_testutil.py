@@ -48,3 +48,18 @@ def same(a_streams, a_results, b_streams, b_results):
         assert list(sa.trace) == list(sb.trace)           # every token, <wait>/eos included, and what it saw
         assert ra.text == rb.text and ra.committed == rb.committed and rb.finished
         assert [(w.word, round(w.audio_s, 6)) for w in ra.words] == [(w.word, round(w.audio_s, 6)) for w in rb.words]
+
+
+def with_pauses(layout=((0.6, 1.9, 0), (1.4, 1.2, 1), (0.9, 2.6, 2), (1.0, 0.0, 0))) -> np.ndarray:
+    """(pause s, speech s, seed) pieces: :func:`audio` after -70 dBFS noise, so that the energy gate opens several
+    segments and the decoder rules and energy mode have pauses to end them at."""
+    g = np.random.default_rng(9)
+    parts = []
+    for pause, speech, seed in layout:
+        parts += [3e-4 * g.standard_normal(round(pause * SAMPLE_RATE)).astype(np.float32), audio(speech, seed)]
+    return np.concatenate(parts)
+
+
+def bounds(result) -> list[tuple[float, float, str, str]]:
+    """The finished segments of a result: (start_s, end_s, reason, text)."""
+    return [(round(g.start_s, 6), round(g.end_s, 6), g.reason, g.text) for g in result.segments]
