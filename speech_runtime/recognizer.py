@@ -25,11 +25,12 @@ earlier segments to the next one's prompt. The segments, text and word times are
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from speech_common.endpoint import DecoderRules, EndpointConfig, SegmentingStream, stream_endpointer
 from speech_common.export_dir import MANIFEST, is_export_dir
+from speech_common.streaming import run_stream
 from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
 from speech_runtime.log_mel import StreamingLogMel
 from speech_runtime.models import LLM, AudioSide, LLMSession
@@ -302,8 +304,19 @@ class Recognizer:
         self.tokenizer = Tokenizer.from_file(str(root / manifest["tokenizer"]))
         self.audio = AudioSide(root, manifest, files, threads)
         self.llm = LLM(root, manifest, files, threads)
-        enc = manifest["encoder"]
-        stack = manifest["projector"]["stack"]
+        self._set_chunk()
+
+    def with_config(self, config: DecodeOptions) -> Recognizer:
+        """A recognizer of the same models (nothing copied) with another decode config (the server's per-session
+        options; the torch ``Recognizer.with_config``)."""
+        rec = copy.copy(self)
+        rec.config = config
+        rec._set_chunk()
+        return rec
+
+    def _set_chunk(self) -> None:
+        enc = self.manifest["encoder"]
+        stack = self.manifest["projector"]["stack"]
         self.token_s = enc["frame_shift_s"] * stack
         self.chunk_frames = enc["chunk_frames"] if self.config.chunk_ms is None else \
             _chunk_frames_of(self.config.chunk_ms, enc["frame_shift_s"] * 1000.0, stack)
@@ -533,8 +546,18 @@ def load_recognizer(export_dir: str | os.PathLike, int8: bool = False,
 
 def stream_file(rec: Recognizer, path: str | os.PathLike, on_decode=None) -> Stream:
     """Stream an audio file through ``rec`` as ``speech-llm transcribe`` does: read block by block
-    (soundfile, blocks of one chunk at the file's rate, any length), a decode after each block and
-    ``on_decode(stream)`` after it; then finish the input and decode the rest. Returns the finished stream.
+    (:func:`file_blocks`, blocks of one chunk), a decode after each block and ``on_decode(stream)`` after it; then
+    finish the input and decode the rest (``speech_common.streaming.run_stream``). Returns the finished stream.
+
+    Raises:
+        FileNotFoundError: no such file. ``soundfile`` errors for a file it cannot decode.
+    """
+    return run_stream(rec, file_blocks(path, rec.chunk_s), on_decode)
+
+
+def file_blocks(path: str | os.PathLike, block_s: float) -> Iterator[tuple[np.ndarray, int]]:
+    """``(samples, rate)`` blocks of about ``block_s`` seconds of an audio file at its own rate (soundfile; float32,
+    ``(n, channels)``: the recognizer averages the channels), whatever its length.
 
     Raises:
         FileNotFoundError: no such file. ``soundfile`` errors for a file it cannot decode.
@@ -543,16 +566,9 @@ def stream_file(rec: Recognizer, path: str | os.PathLike, on_decode=None) -> Str
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
-    stream = rec.create_stream()
     with sf.SoundFile(str(path)) as f:
-        for samples in f.blocks(blocksize=max(1, int(f.samplerate * rec.chunk_s)), dtype="float32"):
-            stream.accept_waveform(f.samplerate, samples)
-            rec.decode(stream)
-            if on_decode is not None:
-                on_decode(stream)
-    stream.input_finished()
-    rec.decode(stream)
-    return stream
+        for samples in f.blocks(blocksize=max(1, int(f.samplerate * block_s)), dtype="float32"):
+            yield samples, f.samplerate
 
 
 def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:

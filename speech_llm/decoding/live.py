@@ -35,14 +35,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from speech_common.errors import UserError
-from speech_llm.decoding.decode import run_stream
+from speech_common.streaming import run_stream
 from speech_llm.decoding.display import TranscriptLine, format_time, segment_line
-from speech_llm.decoding.recognizer import Recognizer, Result, SegmentResult, Stream
+
+if TYPE_CHECKING:      # either recognizer (torch or speech_runtime): live needs no torch of its own
+    from speech_llm.decoding.recognizer import Recognizer, Result, SegmentResult, Stream
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds
 

@@ -352,6 +352,13 @@ class Recognizer:
     def chunk_s(self) -> float:
         return self.tokens_per_chunk * self.token_s
 
+    def with_config(self, config: DecodeConfig) -> Recognizer:
+        """A recognizer of the same model (no weight copied) with another decode config (the server's per-session
+        options)."""
+        rec = Recognizer(self.model, self.tokenizer, config)
+        rec.experiment = self.experiment
+        return rec
+
     def create_stream(self) -> Stream:
         return Stream(self)
 

@@ -63,3 +63,22 @@ def with_pauses(layout=((0.6, 1.9, 0), (1.4, 1.2, 1), (0.9, 2.6, 2), (1.0, 0.0, 
 def bounds(result) -> list[tuple[float, float, str, str]]:
     """The finished segments of a result: (start_s, end_s, reason, text)."""
     return [(round(g.start_s, 6), round(g.end_s, 6), g.reason, g.text) for g in result.segments]
+
+
+SHORT_RULES = {"rule1_silence_s": 0.32, "rule2_silence_s": 0.32, "max_segment_s": 1.6}
+"""Decoder rules short enough that the tiny random model's pauses in writing end segments within seconds."""
+
+
+def endpointed(torch_rec, decode_mode="streaming", context_words=0, **endpoint):
+    """A torch Recognizer over ``torch_rec``'s model with endpointing on (``endpoint``: EndpointConfig fields), and
+    the same settings as runtime overrides of an export of ``torch_rec`` (whose decode config has it off)."""
+    from dataclasses import replace
+
+    from speech_llm.config import EndpointConfig
+    from speech_llm.decoding.recognizer import Recognizer
+
+    config = replace(torch_rec.config, mode=decode_mode, context_words=context_words,
+                     endpoint=EndpointConfig(**endpoint))
+    overrides = {"mode": decode_mode, "context_words": context_words, "endpoint.enabled": True}
+    return Recognizer(torch_rec.model, torch_rec.tokenizer, config), \
+        overrides | {f"endpoint.{k}": v for k, v in endpoint.items()}

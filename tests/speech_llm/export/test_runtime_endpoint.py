@@ -4,31 +4,19 @@ random block sizes and batched streams. The rules themselves are tested in tests
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
-from runtime_testutil import audio, bounds, feed, same, with_pauses
+from runtime_testutil import SHORT_RULES, audio, bounds, endpointed, feed, same, with_pauses
 
 import speech_runtime
-from speech_llm.config import EndpointConfig
-from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
 
-# short rules, so that the tiny random model's pauses in writing end segments within seconds of audio
-DECODER = {"rule1_silence_s": 0.32, "rule2_silence_s": 0.32, "max_segment_s": 1.6}
 ENERGY = {"mode": "energy", "silence_s": 0.4, "max_segment_s": 1.5}
 
 
-def pair(torch_rec, export_dir, decode_mode="streaming", context_words=0, **endpoint):
-    """A torch Recognizer over ``torch_rec``'s model and a runtime one over its export, both with these settings
-    (the runtime's given as overrides of the export's decode config, which has endpointing off)."""
-    ep = EndpointConfig(**endpoint)
-    ref = Recognizer(torch_rec.model, torch_rec.tokenizer, replace(torch_rec.config, mode=decode_mode, endpoint=ep,
-                                                                   context_words=context_words))
-    over = {"mode": decode_mode, "context_words": context_words, "endpoint.enabled": True}
-    rt = speech_runtime.load_recognizer(export_dir, overrides=over | {f"endpoint.{k}": v for k, v in endpoint.items()},
-                                        threads=1)
-    return ref, rt
+def pair(torch_rec, export_dir, **settings):
+    """The torch recognizer and the runtime one over its export, with these settings (:func:`endpointed`)."""
+    ref, overrides = endpointed(torch_rec, **settings)
+    return ref, speech_runtime.load_recognizer(export_dir, overrides=overrides, threads=1)
 
 
 def check(ref, rt, xs, seeds=(1, 2)):
@@ -41,21 +29,21 @@ def check(ref, rt, xs, seeds=(1, 2)):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_decoder_rules_one_stream_random_blocks(torch_rec, export_dir, seed):
-    ref, rt = pair(torch_rec, export_dir, **DECODER)
+    ref, rt = pair(torch_rec, export_dir, **SHORT_RULES)
     results = check(ref, rt, [with_pauses()], seeds=(seed, seed + 50))
     reasons = {g.reason for g in results[0].segments}
     assert len(results[0].segments) >= 3 and reasons - {"end"}, bounds(results[0])   # the rules did end some
 
 
 def test_decoder_rules_batched_streams(torch_rec, export_dir):
-    ref, rt = pair(torch_rec, export_dir, **DECODER)
+    ref, rt = pair(torch_rec, export_dir, **SHORT_RULES)
     xs = [with_pauses(), audio(2.3, 0), with_pauses(((0.3, 3.1, 3), (0.5, 0.6, 1)))]
     results = check(ref, rt, xs, seeds=(5, 6))
     assert sum(len(r.segments) for r in results) >= 6
 
 
 def test_context_words_carry_over(torch_rec, export_dir):
-    ref, rt = pair(torch_rec, export_dir, context_words=3, **DECODER)
+    ref, rt = pair(torch_rec, export_dir, context_words=3, **SHORT_RULES)
     check(ref, rt, [with_pauses()], seeds=(3, 4))
 
 
@@ -68,10 +56,9 @@ def test_energy_mode_and_batch_decoding(torch_rec, export_dir, mode):
 
 def test_the_exported_endpoint_settings_are_the_default(torch_rec, tmp_path):
     """An export of a recognizer with endpointing on decodes with those settings, overrides not needed."""
-    ep = EndpointConfig(**DECODER)
-    ref = Recognizer(torch_rec.model, torch_rec.tokenizer, replace(torch_rec.config, endpoint=ep))
+    ref, _ = endpointed(torch_rec, **SHORT_RULES)
     rt = speech_runtime.load_recognizer(export_recognizer(ref, tmp_path / "export"), threads=1)
-    assert rt.config.endpoint == ep
+    assert rt.config.endpoint == ref.config.endpoint
     check(ref, rt, [with_pauses()])
 
 
