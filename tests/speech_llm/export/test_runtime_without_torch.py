@@ -100,8 +100,8 @@ finally:
 
 
 def test_transcribe_command_on_an_export_dir_without_torch(torch_rec, export_dir, tmp_path):
-    """`speech-llm transcribe --exp-dir EXPORT a.wav` with the training stack missing: the same text as the
-    torch recognizer; a command that needs torch is listed and fails with a clear message."""
+    """`speech-llm transcribe --exp-dir EXPORT a.wav` (and with ``--realtime``) with the training stack missing: the
+    same text as the torch recognizer; a command that needs torch is listed and fails with a clear message."""
     import soundfile as sf
 
     x = audio(2.3, 0)
@@ -118,6 +118,9 @@ def test_transcribe_command_on_an_export_dir_without_torch(torch_rec, export_dir
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LOADED []" in proc.stderr
     _, results = feed(torch_rec, [x], fixed=1234)
+    assert proc.stdout.strip().splitlines()[-1].strip() == results[0].text
+    proc = cli("transcribe", "--exp-dir", str(export_dir), "--realtime", str(tmp_path / "a.wav"))   # paced
+    assert proc.returncode == 0 and "LOADED []" in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1].strip() == results[0].text
     proc = cli("build-llm", "--text", "t.txt", "--out", str(tmp_path / "llm"))
     assert proc.returncode == 2 and "needs the 'torch' package" in proc.stderr
