@@ -277,6 +277,19 @@ class DecoderRules:
         return self._tail[0]
 
 
+def after_chunk_step(seg, whole_chunk: bool, wrote: bool, could_write: bool) -> bool:
+    """After a step of segment ``seg`` (a recognizer's segment: ``rules`` (:class:`DecoderRules` or None),
+    ``input_done``, ``end_sample``, ``end_by_rule(end_sample, reason)``) that read a ``whole_chunk`` of audio and
+    wrote on it (not the final write): True when the decoder rules end the segment at that chunk's end (then
+    ``seg.end_by_rule`` has marked it). ``wrote``/``could_write``: as :meth:`DecoderRules.after_chunk`."""
+    if seg.rules is None or not whole_chunk:
+        return False
+    ended = seg.rules.after_chunk(wrote, could_write, seg.end_sample if seg.input_done else None)
+    if ended is not None:
+        seg.end_by_rule(*ended)
+    return ended is not None
+
+
 class SegmentingStream:
     """The stream side of endpointing, shared by both recognizers' streams: the samples go through the
     energy gate (:attr:`endpointer`, from :func:`stream_endpointer`) into the open segments; a segment the

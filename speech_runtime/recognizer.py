@@ -36,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from speech_common.endpoint import DecoderRules, EndpointConfig, SegmentingStream, stream_endpointer
+from speech_common.endpoint import (
+    DecoderRules,
+    EndpointConfig,
+    SegmentingStream,
+    after_chunk_step,
+    stream_endpointer,
+)
 from speech_common.export_dir import MANIFEST, is_export_dir
 from speech_common.streaming import run_stream
 from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
@@ -425,15 +431,9 @@ class Recognizer:
         return _Step(self.llm.embed(self.tokens["end_ids"]), 0, "final")
 
     def _endpoint(self, seg: _Segment, step: _Step, wrote: bool) -> bool:
-        """The torch ``Recognizer._endpoint``: after a whole chunk under the decoder rules, True when they end the
-        segment at its end."""
-        if seg.rules is None or step.write == "final" or step.n_audio != self.tokens_per_chunk:
-            return False
-        ended = seg.rules.after_chunk(wrote, step.write is not None and not seg.truncated,
-                                      seg.end_sample if seg.input_done else None)
-        if ended is not None:
-            seg.end_by_rule(*ended)
-        return ended is not None
+        """The torch ``Recognizer._endpoint``: after a step, True when the decoder rules end the segment there."""
+        return after_chunk_step(seg, step.write != "final" and step.n_audio == self.tokens_per_chunk, wrote,
+                                step.write is not None and not seg.truncated)
 
     def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
         group = [g for g in segs if plans[id(g)]]

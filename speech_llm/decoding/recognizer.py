@@ -83,7 +83,7 @@ import numpy as np
 import torch
 
 from encoders.constants import SAMPLE_RATE
-from speech_common.endpoint import DecoderRules, SegmentingStream, stream_endpointer
+from speech_common.endpoint import DecoderRules, SegmentingStream, after_chunk_step, stream_endpointer
 from speech_common.export_dir import is_export_dir
 from speech_llm.config import DecodeConfig
 from speech_llm.decoding.resample import StreamingResampler
@@ -475,13 +475,8 @@ class Recognizer:
         True when the rules end the segment at this chunk's end (then marked with :meth:`_Segment.end_by_rule`).
         ``wrote``: the model wrote a word for this chunk. Chunks where the model could not write (read-ahead
         before the first write, or the segment's token cap used up: ``truncated``) count for the length only."""
-        if seg.rules is None or step.write == "final" or step.n_audio != self.tokens_per_chunk:
-            return False
-        ended = seg.rules.after_chunk(wrote, step.write is not None and not seg.truncated,
-                                      seg.end_sample if seg.input_done else None)
-        if ended is not None:
-            seg.end_by_rule(*ended)
-        return ended is not None
+        return after_chunk_step(seg, step.write != "final" and step.n_audio == self.tokens_per_chunk, wrote,
+                                step.write is not None and not seg.truncated)
 
     def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
         """Run step i of every segment together: one forward reads and feeds the pending tokens, then
