@@ -27,10 +27,11 @@ from typing import Any, ClassVar, Literal, Optional
 import yaml
 
 from encoders.constants import FRAME_SHIFT_MS, NUM_MEL_BINS
+from speech_common.endpoint import EndpointConfig
 from speech_llm.typed_config import ConfigError, _describe, apply_overrides, dump_yaml, from_dict, to_dict
 
-__all__ = ["ConfigError", "ExperimentConfig", "config_from_dict", "config_from_saved", "config_to_dict", "dump_yaml",
-           "load_config", "save_config"]
+__all__ = ["ConfigError", "EndpointConfig", "ExperimentConfig", "config_from_dict", "config_from_saved",
+           "config_to_dict", "dump_yaml", "load_config", "save_config"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -409,64 +410,6 @@ class DataConfig:
     cache_dir: Optional[str] = None
     """Where the outputs of frozen modules are cached per utterance (:mod:`encoders.feature_cache`, keyed
     by weights, settings and audio); None = ``<exp>/cache``."""
-
-
-@dataclass
-class EndpointConfig:
-    """When the recognizer ends a segment and starts a fresh LLM context and fresh encoder caches.
-
-    Two ways to end a segment (``mode``), with the same energy gate in front:
-
-    - **Energy gate** (always): the 16 kHz signal is split into frames of ``frame_ms`` on a grid from the
-      start of the stream (or from the end of the last segment); a frame is *loud* when its RMS level is at
-      least ``threshold_db`` dBFS (full scale 1.0). Between segments only ``preroll_s`` of audio is kept; the
-      first loud frame opens a segment that starts with that pre-roll. Digital silence and quiet audio
-      therefore open no segment and cost no decoding.
-    - ``mode = "decoder"`` (the default; streaming decoding): the segment is ended by what the decoder
-      writes (sherpa-onnx's three rules), decided after each chunk of audio, at chunk ends counted from the
-      segment start. A chunk is *non-speech* when the model wrote no word for it (only ``<|wait|>``; a chunk
-      where it could not write -- read-ahead, token cap used up -- only counts for the length). Rule 1:
-      ``rule1_silence_s`` of trailing non-speech chunks and nothing written yet in the segment (reason
-      ``no_text``). Rule 2: ``rule2_silence_s`` of trailing
-      non-speech chunks after some text (reason ``silence``). Rule 3: the segment is as long as it can be
-      without passing ``max_segment_s`` (the last chunk end at or before it; reason ``max_length``). The
-      energy gate only opens segments: noise above ``threshold_db`` keeps nothing open once the decoder
-      stops writing.
-    - ``mode = "energy"``, and always in batch decoding (``decode.mode = "batch"``, where there is no
-      incremental decoder output): a segment ends after ``silence_s`` of trailing frames below
-      ``threshold_db`` (reason ``silence``) or at the first frame end where it is ``max_segment_s`` long
-      (reason ``max_length``).
-
-    In both, the end of the input ends the open segment (reason ``end``). Boundaries depend on the samples
-    (and, in decoder mode, on what the model writes for them) only, never on block sizes or decode timing.
-    """
-
-    enabled: bool = True
-    """False: the whole input is one segment (one LLM context, however long)."""
-    mode: Literal["decoder", "energy"] = "decoder"
-    """decoder: rules 1-3 on what the decoder writes (streaming); energy: trailing quiet frames and max length."""
-    rule1_silence_s: float = 2.4
-    """Decoder rule 1: trailing non-speech (chunks where the model wrote no word) that ends a segment in
-    which nothing has been written yet."""
-    rule2_silence_s: float = 1.2
-    """Decoder rule 2: trailing non-speech that ends a segment after some text."""
-    max_segment_s: float = 20.0
-    """Rule 3 (both modes): the longest segment (Whisper-style encoders need at most ~20-30 s)."""
-    silence_s: float = 0.8
-    """Energy mode and batch decoding: trailing frames below ``threshold_db`` that end a segment."""
-    threshold_db: float = -40.0
-    """Energy gate: a frame at or above this RMS level (dBFS) opens a segment; in energy mode it is speech."""
-    frame_ms: float = 25.0
-    preroll_s: float = 0.3
-
-    def validate(self) -> None:
-        for name in ("silence_s", "max_segment_s", "frame_ms", "rule1_silence_s", "rule2_silence_s"):
-            _check(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
-        _check(self.preroll_s >= 0, "preroll_s", f"must be >= 0, got {self.preroll_s}")
-
-    def energy_ends(self, decode_mode: str) -> bool:
-        """Whether the energy rules end segments (energy mode, or batch decoding)."""
-        return self.mode == "energy" or decode_mode == "batch"
 
 
 @dataclass

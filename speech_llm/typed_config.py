@@ -29,40 +29,15 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from speech_common.errors import UserError
+from speech_common.errors import ConfigError
+from speech_common.errors import join_key as _join
 
 T = TypeVar("T")
-
-
-class ConfigError(UserError):
-    """A bad config key or value. ``key`` is the full dotted key; ``source`` the file or override at fault."""
-
-    def __init__(self, key: str | None, problem: str, source: str | None = None):
-        self.key = key
-        self.problem = problem
-        self.source = source
-        where = f"{source}: " if source else ""
-        what = f"config key '{key}': " if key else "config: "
-        super().__init__(f"{where}{what}{problem}")
-
-    def under(self, prefix: str) -> ConfigError:
-        """The same error with ``prefix.`` put in front of its key."""
-        key = _join(prefix, self.key) if self.key else prefix
-        return ConfigError(key, self.problem, self.source)
-
-    def from_source(self, source: str) -> ConfigError:
-        return ConfigError(self.key, self.problem, source)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Generic machinery: any dataclass tree
 # ---------------------------------------------------------------------------------------------------
-
-
-def _join(prefix: str, key: str) -> str:
-    if not prefix:
-        return key
-    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
 
 
 def _hints(cls: type) -> dict[str, Any]:

@@ -11,6 +11,14 @@ onnxruntime, tokenizers, soundfile), see docs/DEPLOYMENT.md. Nothing in this pac
 transformers, ``speech_llm`` or ``encoders``.
 """
 
-from speech_runtime.recognizer import Recognizer, Result, Stream, is_export_dir, load_recognizer, stream_file
+from speech_runtime.recognizer import (
+    Recognizer,
+    Result,
+    Stream,
+    file_blocks,
+    is_export_dir,
+    load_recognizer,
+    stream_file,
+)
 
-__all__ = ["Recognizer", "Result", "Stream", "is_export_dir", "load_recognizer", "stream_file"]
+__all__ = ["Recognizer", "Result", "Stream", "file_blocks", "is_export_dir", "load_recognizer", "stream_file"]

@@ -13,29 +13,40 @@ The policy is that of the torch recognizer (read its module docstring): audio go
 complete chunk of audio tokens is read and the model writes until ``<|wait|>`` (eos suppressed, at most
 ``max_tokens_per_read`` tokens); that ``<|wait|>`` stays pending and is fed in the same forward as the next
 chunk; at the input end the last partial chunk is read and written on, then the end marker, and the model
-writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads everything and writes once.
+writes until eos (``<|wait|>`` suppressed). ``mode = "batch"`` reads each segment whole and writes once.
 :meth:`Recognizer.decode_streams` advances many streams in one batch.
 
-Not yet here: endpointing. The torch recognizer's rules (``speech_llm.decoding.endpoint``) import the torch side of
-the toolkit, so the whole input of a stream is ONE segment (as ``decode.endpoint.enabled=false``); feed
-long recordings in pieces of at most a few minutes.
+Endpointing is the torch recognizer's, from the same code (:mod:`speech_common.endpoint`) and the export's
+``decode.endpoint`` settings: the energy gate opens segments, the decoder rules (or, in energy mode and batch
+decoding, the gate) end them, and each segment is decoded with a fresh LLM context and fresh front-end and
+encoder caches, so a stream of any length keeps bounded state; ``context_words`` gives the last words of the
+earlier segments to the next one's prompt. The segments, text and word times are the torch recognizer's.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from speech_common.chunking import chunk_frames_of
+from speech_common.endpoint import (
+    DecoderRules,
+    EndpointConfig,
+    SegmentingStream,
+    after_chunk_step,
+    stream_endpointer,
+)
 from speech_common.export_dir import MANIFEST, is_export_dir
 from speech_common.pcm import to_mono_float
+from speech_common.streaming import run_stream
 from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
 from speech_runtime.log_mel import StreamingLogMel
 from speech_runtime.models import LLM, AudioSide, LLMSession
@@ -104,6 +115,36 @@ class DecodeOptions:
     read_ahead_chunks: int = 0
     max_tokens_per_read: int = 20
     max_tokens_per_segment: int = 200
+    context_words: int = 0
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+
+
+def decode_options(exported: dict, overrides: dict | None = None) -> DecodeOptions:
+    """The export's decode config (its manifest's ``decode``; fields the runtime does not use are dropped) with
+    ``overrides``: flat keys, ``endpoint.<field>`` for the endpoint section.
+
+    Raises:
+        ValueError: an unknown key. ``speech_common.errors.ConfigError``: a bad endpoint value.
+    """
+    known = {f.name for f in fields(DecodeOptions)} - {"endpoint"}
+    ep_known = {f.name for f in fields(EndpointConfig)}
+    base = {k: v for k, v in exported.items() if k in known}
+    ep = {k: v for k, v in exported.get("endpoint", {}).items() if k in ep_known}
+    unknown = []
+    for key, value in (overrides or {}).items():
+        section, dot, name = key.partition(".")
+        if key in known:
+            base[key] = value
+        elif dot and section == "endpoint" and name in ep_known:
+            ep[name] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"unknown decode options {sorted(unknown)}; known: {sorted(known)} and "
+                         f"endpoint.<{'|'.join(sorted(ep_known))}>")
+    endpoint = EndpointConfig(**ep)
+    endpoint.validate()
+    return DecodeOptions(**base, endpoint=endpoint)
 
 
 @dataclass
@@ -131,6 +172,8 @@ class _Segment:
         self.audio = np.zeros((0, rec.llm.hidden_size), np.float32)
         self.session: LLMSession | None = None
         self.pending = np.array([rec.tokens["bos_id"]], np.int64)
+        self.rules = DecoderRules(rec.config.endpoint, start_sample, rec.chunk_samples, rec.chunk_s) \
+            if stream.decoder_ends else None
         self.written: list[_Written] = []
         self.num_complete = 0
         self.tokens_read = 0
@@ -149,6 +192,13 @@ class _Segment:
         if x.size:
             self.num_samples += x.size
             self.feats.append(self.frontend.accept_waveform(x))
+            if self.rules is not None:
+                self.rules.keep(x)
+
+    def end_by_rule(self, end_sample: int, reason: str) -> None:
+        self.feats, self.audio = [], self.audio[:0]
+        self.num_samples = end_sample - self.start_sample
+        self.end_sample, self.reason, self.input_done = end_sample, reason, True
 
     def close(self, end_sample: int, reason: str) -> None:
         self.feats.append(self.frontend.input_finished())
@@ -167,11 +217,12 @@ class _Segment:
         return self.input_done or any(f.size for f in self.feats)
 
 
-class Stream:
+class Stream(SegmentingStream):
     """One input's decoding state; create with :meth:`Recognizer.create_stream`."""
 
     def __init__(self, rec: Recognizer):
         self.rec = rec
+        self.endpointer, self.decoder_ends = stream_endpointer(rec.config.endpoint, rec.config.mode, SAMPLE_RATE)
         self.resampler: StreamingResampler | None = None
         self.num_samples = 0
         self.input_done = False
@@ -211,9 +262,7 @@ class Stream:
             return
         if self.resampler is not None:
             self._push(self.resampler.flush())
-        if not self.open:
-            self.open.append(_Segment(self.rec, self, 0, 0))
-        self.open[-1].close(self.num_samples, "end")
+        self._close_input()
         self.input_done = True
         self.input_end_wall = self.wall_s()
 
@@ -223,10 +272,11 @@ class Stream:
     def _push(self, x: np.ndarray) -> None:
         if not x.size:
             return
-        if not self.open:
-            self.open.append(_Segment(self.rec, self, 0, 0))
-        self.open[-1].push(x)
+        self._route(x)
         self.num_samples += x.size
+
+    def _new_segment(self, start_sample: int) -> None:
+        self.open.append(_Segment(self.rec, self, len(self.segments) + len(self.open), start_sample))
 
 
 class Recognizer:
@@ -235,8 +285,8 @@ class Recognizer:
     Args:
         export_dir: a dir written by ``speech-llm export``.
         int8: use the dynamically quantized models (the export must have been made with ``--int8``).
-        overrides: decode settings, ``{"chunk_ms": 320, "max_tokens_per_read": 10}`` (fields of
-            :class:`DecodeOptions`), over the export's decode config.
+        overrides: decode settings, ``{"chunk_ms": 320, "endpoint.max_segment_s": 10}`` (fields of
+            :class:`DecodeOptions`, ``endpoint.<field>`` for its endpoint section), over the export's decode config.
         threads: onnxruntime intra-op threads per model (0: onnxruntime's default).
     """
 
@@ -257,24 +307,29 @@ class Recognizer:
                 raise ValueError(f"{root} has no int8 models: export with --int8")
             files = dict(manifest["int8"])
         self.manifest = manifest
-        known = {f.name for f in DecodeOptions.__dataclass_fields__.values()}
-        decode = {k: v for k, v in manifest["decode"].items() if k in known}
-        self.config = DecodeOptions(**decode)
-        if overrides:
-            unknown = set(overrides) - known
-            if unknown:
-                raise ValueError(f"unknown decode options {sorted(unknown)}; known: {sorted(known)}")
-            self.config = replace(self.config, **overrides)
+        self.config = decode_options(manifest["decode"], overrides)
         self.tokens = manifest["tokens"]
         self.tokenizer = Tokenizer.from_file(str(root / manifest["tokenizer"]))
         self.audio = AudioSide(root, manifest, files, threads)
         self.llm = LLM(root, manifest, files, threads)
-        enc = manifest["encoder"]
-        stack = manifest["projector"]["stack"]
+        self._set_chunk()
+
+    def with_config(self, config: DecodeOptions) -> Recognizer:
+        """A recognizer of the same models (nothing copied) with another decode config (the server's per-session
+        options; the torch ``Recognizer.with_config``)."""
+        rec = copy.copy(self)
+        rec.config = config
+        rec._set_chunk()
+        return rec
+
+    def _set_chunk(self) -> None:
+        enc = self.manifest["encoder"]
+        stack = self.manifest["projector"]["stack"]
         self.token_s = enc["frame_shift_s"] * stack
         self.chunk_frames = enc["chunk_frames"] if self.config.chunk_ms is None else \
             chunk_frames_of(self.config.chunk_ms, enc["frame_shift_s"] * 1000.0, stack)
         self.tokens_per_chunk = self.chunk_frames // stack
+        self.chunk_samples = round(self.chunk_s * SAMPLE_RATE)
 
     @property
     def chunk_s(self) -> float:
@@ -325,6 +380,9 @@ class Recognizer:
             g.audio = np.concatenate([g.audio, a])
         plans = {id(g): self._plan(g, batch_mode) for g in segs}
         self._run_steps(plans, segs)
+        for g in segs:
+            if g.rules is not None:
+                g.rules.drop_decided()
 
     def _collect(self, stream: Stream) -> None:
         while stream.open and stream.open[0].finished:
@@ -333,6 +391,14 @@ class Recognizer:
             stream.segments.append(SegmentResult(
                 index=seg.index, start_s=seg.start_s, end_s=seg.end_sample / SAMPLE_RATE,
                 text=" ".join(w.word for w in words), words=words, reason=seg.reason, truncated=seg.truncated))
+            if seg.rules is not None and seg.rules.ended:
+                stream._restart(seg.end_sample, seg.rules.rest())
+
+    def _context(self, seg: _Segment) -> list[int]:
+        """Prompt context of a segment: the last ``context_words`` words of the stream's finished segments."""
+        n = self.config.context_words
+        words = [w.word for s in seg.stream.segments for w in s.words][-n:] if n else []
+        return self.tokenizer.encode(" " + " ".join(words), add_special_tokens=False).ids if words else []
 
     def _plan(self, seg: _Segment, batch_mode: bool) -> list[_Step]:
         k = self.tokens_per_chunk
@@ -346,21 +412,30 @@ class Recognizer:
                 steps.append(_Step(audio[:k], k, write))
                 audio = audio[k:]
         if seg.input_done:
-            end = self.llm.embed(self.tokens["end_ids"])
+            end = self._end_step()
             if batch_mode:
-                steps.append(_Step(np.concatenate([audio, end]), audio.shape[0], "final"))
+                steps.append(_Step(np.concatenate([audio, end.source]), audio.shape[0], "final"))
             else:
                 if audio.shape[0]:
                     steps.append(_Step(audio, audio.shape[0], "chunk"))
-                steps.append(_Step(end, 0, "final"))
+                steps.append(end)
             seg.audio = audio[:0]
         else:
             seg.audio = audio
         if steps and seg.session is None:
-            prompt = self.llm.embed(self.tokens["prompt_ids"])
+            prompt = self.llm.embed([*self.tokens["prompt_ids"], *self._context(seg)])
             first = steps[0]
             steps[0] = _Step(np.concatenate([prompt, first.source]), first.n_audio, first.write)
         return steps
+
+    def _end_step(self) -> _Step:
+        """Read the source end marker, then write until eos."""
+        return _Step(self.llm.embed(self.tokens["end_ids"]), 0, "final")
+
+    def _endpoint(self, seg: _Segment, step: _Step, wrote: bool) -> bool:
+        """The torch ``Recognizer._endpoint``: after a step, True when the decoder rules end the segment there."""
+        return after_chunk_step(seg, step.write != "final" and step.n_audio == self.tokens_per_chunk, wrote,
+                                step.write is not None and not seg.truncated)
 
     def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
         group = [g for g in segs if plans[id(g)]]
@@ -378,7 +453,11 @@ class Recognizer:
             for g, st in zip(group, steps):
                 g.tokens_read += st.n_audio
                 g.stream.tokens_read += st.n_audio
+            before = [len(g.written) for g in group]
             self._read_and_write(sess, group, steps, embeds, lens)
+            for g, st, n in zip(group, steps, before):
+                if self._endpoint(g, st, len(g.written) > n):
+                    plans[id(g)][i + 1:] = [self._end_step()]
             i += 1
             done = [b for b, g in enumerate(group) if len(plans[id(g)]) == i]
             if done:
@@ -458,10 +537,9 @@ def load_recognizer(export_dir: str | os.PathLike, int8: bool = False,
                     overrides: dict | Sequence[str] | None = None, threads: int = 0) -> Recognizer:
     """A :class:`Recognizer` on an export dir (``speech-llm export``).
 
-    ``overrides``: a dict of :class:`DecodeOptions` fields, or the ``key=value`` strings of the torch
-    recognizer (``["chunk_ms=320", "max_tokens_per_read=10"]``): ``quantize=int8`` picks the int8 models,
-    ``dtype`` is ignored, and ``endpoint.*`` / ``context_words`` are ignored too (no endpointing here yet:
-    one segment per stream).
+    ``overrides``: a dict of :class:`DecodeOptions` fields (:func:`decode_options`), or the ``key=value`` strings
+    of the torch recognizer (``["chunk_ms=320", "endpoint.rule2_silence_s=0.8"]``): ``quantize=int8`` picks the
+    int8 models, ``dtype`` is ignored.
     """
     if overrides is not None and not isinstance(overrides, dict):
         overrides, int8 = _parse_overrides(overrides, int8)
@@ -470,8 +548,18 @@ def load_recognizer(export_dir: str | os.PathLike, int8: bool = False,
 
 def stream_file(rec: Recognizer, path: str | os.PathLike, on_decode=None) -> Stream:
     """Stream an audio file through ``rec`` as ``speech-llm transcribe`` does: read block by block
-    (soundfile, blocks of one chunk at the file's rate, any length), a decode after each block and
-    ``on_decode(stream)`` after it; then finish the input and decode the rest. Returns the finished stream.
+    (:func:`file_blocks`, blocks of one chunk), a decode after each block and ``on_decode(stream)`` after it; then
+    finish the input and decode the rest (``speech_common.streaming.run_stream``). Returns the finished stream.
+
+    Raises:
+        FileNotFoundError: no such file. ``soundfile`` errors for a file it cannot decode.
+    """
+    return run_stream(rec, file_blocks(path, rec.chunk_s), on_decode)
+
+
+def file_blocks(path: str | os.PathLike, block_s: float) -> Iterator[tuple[np.ndarray, int]]:
+    """``(samples, rate)`` blocks of about ``block_s`` seconds of an audio file at its own rate (soundfile; float32,
+    ``(n, channels)``: the recognizer averages the channels), whatever its length.
 
     Raises:
         FileNotFoundError: no such file. ``soundfile`` errors for a file it cannot decode.
@@ -480,16 +568,9 @@ def stream_file(rec: Recognizer, path: str | os.PathLike, on_decode=None) -> Str
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
-    stream = rec.create_stream()
     with sf.SoundFile(str(path)) as f:
-        for samples in f.blocks(blocksize=max(1, int(f.samplerate * rec.chunk_s)), dtype="float32"):
-            stream.accept_waveform(f.samplerate, samples)
-            rec.decode(stream)
-            if on_decode is not None:
-                on_decode(stream)
-    stream.input_finished()
-    rec.decode(stream)
-    return stream
+        for samples in f.blocks(blocksize=max(1, int(f.samplerate * block_s)), dtype="float32"):
+            yield samples, f.samplerate
 
 
 def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:
@@ -501,7 +582,7 @@ def _parse_overrides(items: Sequence[str], int8: bool) -> tuple[dict, bool]:
         key = key.strip()
         if key == "quantize":
             int8 = int8 or value.strip() == "int8"
-        elif key == "dtype" or key == "context_words" or key.startswith("endpoint."):
+        elif key == "dtype":
             continue
         else:
             try:

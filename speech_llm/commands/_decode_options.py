@@ -66,13 +66,22 @@ def check_decode_options(args: argparse.Namespace) -> None:
     apply_overrides(DecodeConfig(), decode_overrides(args), source="the decoding options")
 
 
-def load_recognizer_from_args(args: argparse.Namespace, device: str):
-    """The recognizer of ``args.exp_dir`` with the decoding options of ``args`` (errors as UserError)."""
+def load_recognizer_from_args(args: argparse.Namespace, device: str | None = None, threads: int | None = None):
+    """The recognizer of ``args.exp_dir`` with the decoding options of ``args`` (errors as UserError): an export dir
+    (``speech-llm export``) gives speech_runtime's, on onnxruntime with ``threads`` intra-op threads (None:
+    onnxruntime's default) and no torch imported; an exp dir or checkpoint the torch one on ``device`` (None:
+    :func:`default_device`)."""
     from speech_common.errors import UserError
-    from speech_llm.decoding.recognizer import load_recognizer
+    from speech_common.export_dir import is_export_dir
 
     try:
-        return load_recognizer(args.exp_dir, device=device, overrides=decode_overrides(args))
+        if is_export_dir(args.exp_dir):
+            import speech_runtime
+
+            return speech_runtime.load_recognizer(args.exp_dir, overrides=decode_overrides(args), threads=threads or 0)
+        from speech_llm.decoding.recognizer import load_recognizer
+
+        return load_recognizer(args.exp_dir, device=default_device(device), overrides=decode_overrides(args))
     except ValueError as e:
         raise UserError(str(e)) from e
 

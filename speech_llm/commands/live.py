@@ -6,6 +6,7 @@ Usage:
     speech-llm live --exp-dir exp/mini
     speech-llm live --exp-dir exp/mini --device "USB" --save-audio talk.wav --save-transcript talk.tsv
     speech-llm live --exp-dir exp/mini --device 3 --endpoint-rule2-silence 1.0 --duration 60
+    speech-llm live --exp-dir exp/mini/onnx          # an export dir (speech-llm export): onnxruntime, no torch
 
 Ctrl-C stops: the current segment is finalised and printed. Audio is captured at the device's default
 rate (``--samplerate`` to change it) and resampled by the recognizer. The recognizer's endpointing (the
@@ -35,7 +36,8 @@ ORDER = 46
 def add_arguments(p) -> None:
     from speech_llm.commands._decode_options import add_decode_arguments
 
-    p.add_argument("--exp-dir", help="experiment dir or checkpoint file (required unless --list-devices)")
+    p.add_argument("--exp-dir", help="experiment dir, checkpoint file or export dir (speech-llm export) "
+                                     "(required unless --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--device", default=None, help="input device: index, name or unique part of a name "
                                                   "(default: the default input device)")
@@ -65,9 +67,11 @@ def run(args) -> int:
         raise UserError(f"--duration must be > 0 seconds, got {args.duration:g}")
     if args.block_ms <= 0:
         raise UserError(f"--block-ms must be > 0, got {args.block_ms:g}")
+    from speech_common.export_dir import is_export_dir
     from speech_llm.commands._decode_options import check_decode_options
 
-    check_decode_options(args)
+    if not is_export_dir(args.exp_dir):   # the checks read the torch side's schema; the runtime checks its own
+        check_decode_options(args)
     # Device and output files first: a wrong name or path fails before the model is loaded.
     source = live.MicrophoneSource(args.device, args.samplerate, args.block_ms, max_seconds=args.duration)
     with contextlib.ExitStack() as files:
@@ -92,9 +96,9 @@ def run(args) -> int:
 
 
 def _load(args):
-    from speech_llm.commands._decode_options import default_device, load_recognizer_from_args
+    from speech_llm.commands._decode_options import load_recognizer_from_args
 
-    return load_recognizer_from_args(args, default_device(args.compute_device))
+    return load_recognizer_from_args(args, args.compute_device)
 
 
 def _open_output(option: str, path: str, opener):

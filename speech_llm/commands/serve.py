@@ -4,6 +4,7 @@ Usage:
     speech-llm serve --exp-dir exp/mini                          # http://127.0.0.1:8000/ and ws://127.0.0.1:8000/ws
     speech-llm serve --exp-dir exp/mini --host 0.0.0.0 --port 9000 --max-batch-size 32 --max-wait-ms 20
     SPEECH_LLM_SERVER_TOKEN=secret speech-llm serve --exp-dir exp/mini --max-active 64 --idle-timeout 60
+    speech-llm serve --exp-dir exp/mini/onnx --threads 2          # an export dir (speech-llm export): onnxruntime
 
 One decode thread advances every active session together (continuous batching: ``--max-batch-size``
 streams per step, waiting up to ``--max-wait-ms`` for more streams with new audio). Decoding options are the
@@ -27,11 +28,13 @@ TOKEN_ENV = "SPEECH_LLM_SERVER_TOKEN"
 def add_arguments(p) -> None:
     from speech_llm.commands._decode_options import add_decode_arguments
 
-    p.add_argument("--exp-dir", required=True, help="experiment dir or checkpoint file")
+    p.add_argument("--exp-dir", required=True, help="experiment dir, checkpoint file or export dir (speech-llm export: "
+                   "onnxruntime)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads: torch's, or onnxruntime's per model for an export dir (default: theirs)")
     p.add_argument("--max-batch-size", type=int, default=16, help="streams per decode step (default: 16)")
     p.add_argument("--max-wait-ms", type=float, default=10.0,
                    help="wait this long for more streams with new audio before a step (default: 10)")
@@ -47,6 +50,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from speech_common.errors import UserError
+    from speech_common.export_dir import is_export_dir
 
     for name in ("max_batch_size", "max_active", "max_message_bytes"):
         if getattr(args, name) < 1:
@@ -73,12 +77,16 @@ def run(args) -> int:
                           max_wait_ms=args.max_wait_ms, max_active=args.max_active,
                           max_message_bytes=args.max_message_bytes, idle_timeout_s=args.idle_timeout,
                           token=args.token or os.environ.get(TOKEN_ENV) or None)
-    if args.threads is not None:
-        import torch
+    if is_export_dir(args.exp_dir):
+        device = "onnxruntime (cpu)"
+        rec = load_recognizer_from_args(args, threads=args.threads)
+    else:
+        if args.threads is not None:
+            import torch
 
-        torch.set_num_threads(max(1, args.threads))
-    device = default_device(args.device)
-    rec = load_recognizer_from_args(args, device)
+            torch.set_num_threads(max(1, args.threads))
+        device = default_device(args.device)
+        rec = load_recognizer_from_args(args, device)
     _log_to_stderr()
     if not rec.config.endpoint.enabled:
         print("warning: the checkpoint's decode section disables endpointing: each session is one segment whose "

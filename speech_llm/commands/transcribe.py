@@ -4,6 +4,7 @@ Usage:
     speech-llm transcribe --exp-dir exp/mini a.flac b.wav
     speech-llm transcribe --exp-dir exp/mini --chunk-ms 320 --realtime a.flac
     speech-llm transcribe --exp-dir exp/mini --segments lecture.flac
+    speech-llm transcribe --exp-dir exp/mini/onnx --realtime a.flac       # an export dir: onnxruntime, no torch
 
 Each file is fed chunk by chunk (``--realtime`` paces it at playback speed); the committed text and the
 current partial word (in brackets) are shown as they change, then the final text. Input of any length: the
@@ -28,7 +29,7 @@ def add_arguments(p) -> None:
     from speech_llm.commands._decode_options import add_decode_arguments
 
     p.add_argument("files", nargs="+", help="audio files (any format libsndfile reads, any sample rate)")
-    p.add_argument("--exp-dir", required=True, help="experiment dir or checkpoint file")
+    p.add_argument("--exp-dir", required=True, help="experiment dir, checkpoint file or export dir (speech-llm export)")
     p.add_argument("--realtime", action="store_true", help="feed audio at playback speed")
     p.add_argument("--segments", action="store_true",
                    help="print each finished segment on its own line with its start and end time")
@@ -37,9 +38,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from speech_common.streaming import run_stream
+    from speech_llm.commands._decode_options import check_decode_options, load_recognizer_from_args
     from speech_llm.decoding.display import TranscriptLine
 
-    rec, stream_file = _runtime(args) if is_export_dir(args.exp_dir) else _torch(args)
+    export = is_export_dir(args.exp_dir)
+    if not export:      # the checks read the torch side's config schema; the runtime checks its own options
+        check_decode_options(args)
+    rec = load_recognizer_from_args(args, args.device)
+    file_blocks = _runtime_blocks if export else _torch_blocks
     for path in args.files:
         line = TranscriptLine(prefix=f"{path}: " if len(args.files) > 1 else "")
         shown = 0
@@ -48,7 +55,8 @@ def run(args) -> int:
             nonlocal shown
             shown = _show(line, rec.get_result(stream), shown, args.segments)
 
-        stream = stream_file(rec, path, show)
+        blocks = file_blocks(path, rec.chunk_s)                     # block by block: any length
+        stream = run_stream(rec, _paced(blocks) if args.realtime else blocks, show)
         r = rec.get_result(stream)
         if args.segments:
             _show(line, r, shown, True)
@@ -61,46 +69,21 @@ def run(args) -> int:
     return 0
 
 
-def _torch(args):
-    """The torch recognizer of a checkpoint, and how it streams a file (``--realtime`` paced)."""
+def _torch_blocks(path, block_s: float):
     from data_prep.audio import audio_blocks
-    from speech_llm.commands._decode_options import (
-        check_decode_options,
-        default_device,
-        load_recognizer_from_args,
-    )
-    from speech_llm.decoding.decode import run_stream
 
-    check_decode_options(args)
-    rec = load_recognizer_from_args(args, default_device(args.device))
-
-    def stream_file(rec, path, show):
-        blocks = audio_blocks(path, rec.chunk_s)     # block by block: any length
-        return run_stream(rec, _paced(blocks) if args.realtime else blocks, show)
-
-    return rec, stream_file
+    return audio_blocks(path, block_s)
 
 
-def _runtime(args):
-    """The onnxruntime recognizer of an export dir, without torch (the runtime extra alone suffices)."""
+def _runtime_blocks(path, block_s: float):
+    """speech_runtime's file reader (no soxr, no torch: the runtime extra alone suffices), errors as UserError."""
     import speech_runtime
     from speech_common.errors import UserError
-    from speech_llm.commands._decode_options import decode_overrides
 
-    if args.realtime:
-        raise UserError("--realtime is not supported with an export dir yet")
     try:
-        rec = speech_runtime.load_recognizer(args.exp_dir, overrides=decode_overrides(args))
-    except ValueError as e:
+        yield from speech_runtime.file_blocks(path, block_s)
+    except (FileNotFoundError, RuntimeError) as e:      # soundfile's errors are RuntimeErrors
         raise UserError(str(e)) from e
-
-    def stream_file(rec, path, show):
-        try:
-            return speech_runtime.stream_file(rec, path, show)
-        except (FileNotFoundError, RuntimeError) as e:      # soundfile's errors are RuntimeErrors
-            raise UserError(str(e)) from e
-
-    return rec, stream_file
 
 
 def _paced(blocks):

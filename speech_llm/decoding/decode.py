@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from data_prep.audio import audio_blocks
 from data_prep.fileutil import atomic_write_text
 from data_prep.kaldi_dir import read_data_dir
 from encoders.constants import SAMPLE_RATE
+from speech_common.streaming import run_stream
 from speech_llm.decoding.recognizer import Recognizer, Result, Stream
 from speech_llm.metrics.decode_dir import DecodeSummary, write_decode_dir
 from speech_llm.metrics.emissions import UttEmissions, WordEmission, parse_record
@@ -54,23 +54,6 @@ def decode_file(rec: Recognizer, path: str | os.PathLike, block_s: float | None 
 def decode_blocks(rec: Recognizer, blocks, key: str = "") -> tuple[Result, UttEmissions]:
     """Decode ``(samples, rate)`` blocks as one stream (:func:`run_stream`)."""
     return _result(rec, run_stream(rec, blocks), key)
-
-
-def run_stream(rec: Recognizer, blocks: Iterable[tuple[object, int]],
-               on_decode: Callable[[Stream], None] | None = None) -> Stream:
-    """The one feed-decode-finish loop: feed ``(samples, rate)`` blocks to a new stream with a decode after
-    each (in batch mode the recognizer decodes each segment once it is complete) and ``on_decode(stream)``
-    after that decode; when ``blocks`` ends, finish the input and decode the rest. Returns the finished
-    stream (its text: ``rec.get_result(stream)``)."""
-    s = rec.create_stream()
-    for samples, rate in blocks:
-        s.accept_waveform(rate, samples)
-        rec.decode(s)
-        if on_decode is not None:
-            on_decode(s)
-    s.input_finished()
-    rec.decode(s)
-    return s
 
 
 def _blocks(samples, rate: int, block_s: float):

@@ -1,5 +1,5 @@
 """Live transcription: capture from an audio source and display; endpointing and decoding are the
-Recognizer's (:mod:`speech_llm.decoding.recognizer`, :mod:`speech_llm.decoding.endpoint`).
+Recognizer's (:mod:`speech_llm.decoding.recognizer`, :mod:`speech_common.endpoint`).
 
     source = MicrophoneSource(device="USB", max_seconds=None)       # or ArraySource(samples, rate)
     report = run_live(rec, source, LiveDisplay())
@@ -35,14 +35,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from speech_common.errors import UserError
-from speech_llm.decoding.decode import run_stream
+from speech_common.streaming import run_stream
 from speech_llm.decoding.display import TranscriptLine, format_time, segment_line
-from speech_llm.decoding.recognizer import Recognizer, Result, SegmentResult, Stream
+
+if TYPE_CHECKING:      # either recognizer (torch or speech_runtime): live needs no torch of its own
+    from speech_llm.decoding.recognizer import Recognizer, Result, SegmentResult, Stream
 
 NOTICE_INTERVAL_S = 5.0   # at most one "audio lost" warning per this many seconds
 

@@ -11,7 +11,7 @@ The :class:`Recognizer` holds the model and one :class:`~speech_llm.config.Decod
 holds one input's state: the resampler, the endpointer, and the open segment(s).
 
 Input of any length: endpointing is part of decoding (as in sherpa-onnx's recognizer). An energy gate on the
-stream's 16 kHz samples opens segments (:mod:`speech_llm.decoding.endpoint`: long quiet input opens none and costs no
+stream's 16 kHz samples opens segments (:mod:`speech_common.endpoint`: long quiet input opens none and costs no
 decoding). In streaming decoding a segment is ended by what the decoder writes (``decode.endpoint.mode =
 "decoder"``, sherpa-onnx's three rules, checked after each chunk: rule 1, ``rule1_silence_s`` of chunks with
 no word and nothing written yet; rule 2, ``rule2_silence_s`` of chunks with no word after some text; rule 3,
@@ -83,10 +83,10 @@ import numpy as np
 import torch
 
 from encoders.constants import SAMPLE_RATE
+from speech_common.endpoint import DecoderRules, SegmentingStream, after_chunk_step, stream_endpointer
 from speech_common.export_dir import is_export_dir
 from speech_common.pcm import to_mono_float
 from speech_llm.config import DecodeConfig
-from speech_llm.decoding.endpoint import Endpointer, decoder_end
 from speech_llm.decoding.resample import StreamingResampler
 from speech_llm.lm.framing import word_start_table
 from speech_llm.lm.group_lm import GroupStreamingSession, WriteResult
@@ -181,15 +181,9 @@ class _Segment:
         self.tokens_read = 0
         self.num_samples = 0
         self.input_done = self.finished = self.truncated = False
-        # decoder endpointing (streaming, endpoint.mode = "decoder"): the chunks decided so far, the trailing
-        # ones with no word written, whether a word was written; the samples after the last decided chunk
-        # end (``tail``, from segment sample ``tail_start``), which start the next segment if the rules end
-        # this one there
-        self.decoder_rules = stream.decoder_ends
-        self.chunks = self.quiet_chunks = 0
-        self.wrote_text = self.decoder_ended = False
-        self.tail: list[torch.Tensor] = []
-        self.tail_start = 0
+        self.rules = DecoderRules(rec.config.endpoint, start_sample, rec.chunk_samples, rec.chunk_s) \
+            if stream.decoder_ends else None
+        """Decoder endpointing (streaming, ``endpoint.mode = "decoder"``), None otherwise."""
 
     @property
     def start_s(self) -> float:
@@ -199,26 +193,20 @@ class _Segment:
     def duration_s(self) -> float:
         return self.num_samples / SAMPLE_RATE
 
-    def push(self, x: torch.Tensor) -> None:
-        if x.numel():
-            self.num_samples += x.numel()
-            self.feats.append(self.frontend.accept_waveform(x))
-            if self.decoder_rules:
-                self.tail.append(x)
-
-    def samples_from(self, index: int) -> torch.Tensor:
-        """The kept samples from segment sample ``index`` on (at or after ``tail_start``)."""
-        x = torch.cat(self.tail) if self.tail else torch.zeros(0)
-        self.tail, self.tail_start = [x[index - self.tail_start:]], index
-        return self.tail[0]
+    def push(self, x: np.ndarray) -> None:
+        """16 kHz float32 samples (numpy, from the stream's energy gate)."""
+        if x.size:
+            self.num_samples += x.size
+            self.feats.append(self.frontend.accept_waveform(torch.from_numpy(np.ascontiguousarray(x))))
+            if self.rules is not None:
+                self.rules.keep(x)
 
     def end_by_rule(self, end_sample: int, reason: str) -> None:
         """The decoder rules end the segment at ``end_sample`` (a chunk end): what was not read is dropped;
-        the samples after it stay in ``tail`` for the next segment."""
-        self.samples_from(end_sample - self.start_sample)
+        the samples after it stay with :attr:`rules` for the next segment."""
         self.feats, self.audio = [], self.audio[:0]
         self.num_samples = end_sample - self.start_sample
-        self.end_sample, self.reason, self.input_done, self.decoder_ended = end_sample, reason, True, True
+        self.end_sample, self.reason, self.input_done = end_sample, reason, True
 
     def close(self, end_sample: int, reason: str) -> None:
         self.feats.append(self.frontend.input_finished())
@@ -237,7 +225,7 @@ class _Segment:
         return self.input_done or any(f.numel() for f in self.feats)
 
 
-class Stream:
+class Stream(SegmentingStream):
     """One input's decoding state (a file, a microphone, a client connection). Create with
     :meth:`Recognizer.create_stream`."""
 
@@ -246,10 +234,9 @@ class Stream:
 
     def __init__(self, rec: Recognizer):
         self.rec = rec
-        ep = rec.config.endpoint
-        self.decoder_ends = ep.enabled and not ep.energy_ends(rec.config.mode)
-        """The decoder rules end segments (streaming, ``endpoint.mode = "decoder"``); the energy gate opens them."""
-        self.endpointer = Endpointer(ep, ends=not self.decoder_ends) if ep.enabled else None
+        self.endpointer, self.decoder_ends = stream_endpointer(rec.config.endpoint, rec.config.mode, SAMPLE_RATE)
+        """The energy gate (None: endpointing off); whether the decoder rules end segments (streaming,
+        ``endpoint.mode = "decoder"``; the gate only opens them)."""
         self.resampler: StreamingResampler | None = None
         self.num_samples = 0
         self.input_done = False
@@ -301,12 +288,7 @@ class Stream:
             return
         if self.resampler is not None:
             self._push(self.resampler.flush())
-        if self.endpointer is not None:
-            self._events(self.endpointer.flush())
-        else:
-            if not self.open:       # no audio at all: still one (empty) segment, decoded like any other
-                self._new_segment(0)
-            self.open[-1].close(self.num_samples, "end")
+        self._close_input()
         self.input_done = True
         self.input_end_wall = self.wall_s()
 
@@ -317,34 +299,11 @@ class Stream:
     def _push(self, x: torch.Tensor) -> None:
         if not x.numel():
             return
-        if self.endpointer is not None:
-            self._events(self.endpointer.process(x.numpy()))
-        else:
-            if not self.open:
-                self._new_segment(0)
-            self.open[-1].push(x)
+        self._route(x.numpy())
         self.num_samples += x.numel()
-
-    def _events(self, events: list[tuple]) -> None:
-        for ev in events:
-            if ev[0] == "start":
-                self._new_segment(ev[1])
-            elif ev[0] == "audio":
-                self.open[-1].push(torch.from_numpy(np.ascontiguousarray(ev[1])))
-            else:
-                self.open[-1].close(ev[1], ev[2])
 
     def _new_segment(self, start_sample: int) -> None:
         self.open.append(_Segment(self.rec, self, len(self.segments) + len(self.open), start_sample))
-
-    def _restart(self, index: int, samples: torch.Tensor) -> None:
-        """The decoder rules ended a segment at stream sample ``index``: the energy gate starts afresh there
-        and examines the samples already accepted after it (they may open the next segment)."""
-        self.endpointer.restart(index)
-        events = self.endpointer.process(samples.numpy())
-        if self.input_done:
-            events += self.endpointer.flush()
-        self._events(events)
 
 
 class Recognizer:
@@ -393,6 +352,13 @@ class Recognizer:
     @property
     def chunk_s(self) -> float:
         return self.tokens_per_chunk * self.token_s
+
+    def with_config(self, config: DecodeConfig) -> Recognizer:
+        """A recognizer of the same model (no weight copied) with another decode config (the server's per-session
+        options)."""
+        rec = Recognizer(self.model, self.tokenizer, config)
+        rec.experiment = self.experiment
+        return rec
 
     def create_stream(self) -> Stream:
         return Stream(self)
@@ -448,8 +414,8 @@ class Recognizer:
             g.audio = torch.cat([g.audio, a.to(g.audio.dtype)])
         self._run_steps({id(g): self._plan(g, batch_mode) for g in segs}, segs)
         for g in segs:
-            if g.decoder_rules and not g.decoder_ended:      # keep only the samples after the last chunk end
-                g.samples_from(max(g.tail_start, g.chunks * self.chunk_samples))
+            if g.rules is not None:                          # keep only the samples after the last chunk end
+                g.rules.drop_decided()
 
     def _collect(self, stream: Stream) -> None:
         """Finished segments leave their text and words; their state is dropped (bounded memory)."""
@@ -459,8 +425,8 @@ class Recognizer:
             stream.segments.append(SegmentResult(
                 index=seg.index, start_s=seg.start_s, end_s=seg.end_sample / SAMPLE_RATE,
                 text=" ".join(w.word for w in words), words=words, reason=seg.reason, truncated=seg.truncated))
-            if seg.decoder_ended:
-                stream._restart(seg.end_sample, seg.samples_from(seg.end_sample - seg.start_sample))
+            if seg.rules is not None and seg.rules.ended:
+                stream._restart(seg.end_sample, seg.rules.rest())
 
     def _context(self, seg: _Segment) -> list[int]:
         """Prompt context of a segment: the last ``context_words`` words of the stream's finished segments."""
@@ -506,25 +472,12 @@ class Recognizer:
         return _Step(m.token_embeds(m.tokens.end_ids)[0].to(dtype), 0, "final")
 
     def _endpoint(self, seg: _Segment, step: _Step, wrote: bool) -> bool:
-        """After a whole chunk of a segment under the decoder rules (:func:`speech_llm.decoding.endpoint.decoder_end`):
+        """After a whole chunk of a segment under the decoder rules (:class:`speech_common.endpoint.DecoderRules`):
         True when the rules end the segment at this chunk's end (then marked with :meth:`_Segment.end_by_rule`).
         ``wrote``: the model wrote a word for this chunk. Chunks where the model could not write (read-ahead
         before the first write, or the segment's token cap used up: ``truncated``) count for the length only."""
-        if not seg.decoder_rules or step.write == "final" or step.n_audio != self.tokens_per_chunk:
-            return False
-        seg.chunks += 1
-        if wrote:
-            seg.quiet_chunks, seg.wrote_text = 0, True
-        elif step.write is not None and not seg.truncated:
-            seg.quiet_chunks += 1
-        end = seg.start_sample + seg.chunks * self.chunk_samples
-        if seg.input_done and end >= seg.end_sample:
-            return False                     # the input ends here anyway
-        reason = decoder_end(self.config.endpoint, seg.chunks, seg.quiet_chunks, seg.wrote_text, self.chunk_s)
-        if reason is None:
-            return False
-        seg.end_by_rule(end, reason)
-        return True
+        return after_chunk_step(seg, step.write != "final" and step.n_audio == self.tokens_per_chunk, wrote,
+                                step.write is not None and not seg.truncated)
 
     def _run_steps(self, plans: dict[int, list[_Step]], segs: list[_Segment]) -> None:
         """Run step i of every segment together: one forward reads and feeds the pending tokens, then

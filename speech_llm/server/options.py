@@ -74,8 +74,7 @@ class RecognizerPool:
                 config = apply_overrides(self.base.config, key, source="the start message's options")
             except (UserError, ValueError) as e:
                 raise ProtocolError("bad_option", str(e)) from None
-            rec = Recognizer(self.base.model, self.base.tokenizer, config)
-            rec.experiment = self.base.experiment
+            rec = self.base.with_config(config)
             entry = self._recs[key] = [rec, 0]
         entry[1] += 1
         return entry[0]

@@ -44,7 +44,7 @@ def feed(rec, x: np.ndarray, sizes=(1600,), decode_every: int = 1, tails: list |
         if i % decode_every == 0:
             rec.decode(s)
             if tails is not None:
-                tails.append(sum(len(t) for g in s.open for t in g.tail))
+                tails.append(sum(g.rules.held for g in s.open if g.rules is not None))
     s.input_finished()
     rec.decode(s)
     assert s.finished and not s.open

@@ -1,10 +1,10 @@
-"""Endpointing (speech_llm.decoding.endpoint): segments from the samples alone, whatever the block sizes."""
+"""Endpointing (speech_common.endpoint): segments from the samples alone, whatever the block sizes."""
 
 import numpy as np
 from endpoint_testutil import EP, FRAME, bursts, expected_samples
 
 from encoders.constants import SAMPLE_RATE
-from speech_llm.decoding.endpoint import Endpointer, frame_levels_db
+from speech_common.endpoint import Endpointer, frame_levels_db
 
 
 def segments_of(ep: Endpointer, x: np.ndarray, sizes) -> list[tuple[int, int, str, np.ndarray]]:
@@ -28,7 +28,7 @@ def segments_of(ep: Endpointer, x: np.ndarray, sizes) -> list[tuple[int, int, st
 
 def test_endpointer_cuts_after_silence_and_at_max_length():
     x = bursts()
-    segs = segments_of(Endpointer(EP), x, [len(x)])
+    segs = segments_of(Endpointer(EP, SAMPLE_RATE), x, [len(x)])
     assert [s[:3] for s in segs] == expected_samples()
     for start, end, _, audio in segs:
         np.testing.assert_array_equal(audio, x[start:end])  # exactly the session samples, nothing lost
@@ -36,10 +36,10 @@ def test_endpointer_cuts_after_silence_and_at_max_length():
 
 def test_endpointer_does_not_depend_on_block_sizes():
     x = bursts()
-    whole = segments_of(Endpointer(EP), x, [len(x)])
+    whole = segments_of(Endpointer(EP, SAMPLE_RATE), x, [len(x)])
     sizes = np.random.default_rng(1).integers(1, 3000, size=len(x) // 1000).tolist()
     assert sum(sizes) >= len(x)
-    blocks = segments_of(Endpointer(EP), x, sizes)
+    blocks = segments_of(Endpointer(EP, SAMPLE_RATE), x, sizes)
     assert [s[:3] for s in blocks] == [s[:3] for s in whole]
     for a, b in zip(blocks, whole):
         np.testing.assert_array_equal(a[3], b[3])
@@ -47,9 +47,9 @@ def test_endpointer_does_not_depend_on_block_sizes():
 
 def test_endpointer_input_end_closes_the_open_segment():
     x = bursts([(0.5, 1.0)])[:-7]  # speech to the very end, which is not on the frame grid
-    segs = segments_of(Endpointer(EP), x, [len(x)])  # the last partial frame waits for flush
+    segs = segments_of(Endpointer(EP, SAMPLE_RATE), x, [len(x)])  # the last partial frame waits for flush
     assert [s[:3] for s in segs] == [(round(0.2 * SAMPLE_RATE), len(x), "end")]
-    silent = segments_of(Endpointer(EP), np.zeros(SAMPLE_RATE, np.float32), [SAMPLE_RATE])
+    silent = segments_of(Endpointer(EP, SAMPLE_RATE), np.zeros(SAMPLE_RATE, np.float32), [SAMPLE_RATE])
     assert silent == []  # no speech, no segment (digital silence is -inf dBFS)
 
 
@@ -66,10 +66,10 @@ def test_gate_without_ends_only_opens_segments_and_restarts_on_a_fresh_grid():
     first = round(1.0 * SAMPLE_RATE)                   # LAYOUT: the first burst starts at 1.0 s
     pre = round(EP.preroll_s * SAMPLE_RATE)
     for sizes in ([len(x)], np.random.default_rng(2).integers(1, 5000, len(x) // 500).tolist()):
-        segs = segments_of(Endpointer(EP, ends=False), x, sizes)
+        segs = segments_of(Endpointer(EP, SAMPLE_RATE, ends=False), x, sizes)
         assert [s[:3] for s in segs] == [(first - pre, len(x), "end")]
         np.testing.assert_array_equal(segs[0][3], x[first - pre:])
-    ep = Endpointer(EP, ends=False)
+    ep = Endpointer(EP, SAMPLE_RATE, ends=False)
     assert ep.process(x[:round(2.0 * SAMPLE_RATE)])[0] == ("start", first - pre)
     restart = round(2.7 * SAMPLE_RATE) + 7             # inside the silence after the first burst, off the grid
     ep.restart(restart)

@@ -13,9 +13,9 @@ from scripted_writer import ScriptedRecognizer
 from tiny_speech_llm import make_speech_llm
 
 from encoders.constants import SAMPLE_RATE
+from speech_common.endpoint import decoder_end
 from speech_llm.commands._decode_options import add_decode_arguments, decode_overrides
 from speech_llm.config import DecodeConfig, EndpointConfig
-from speech_llm.decoding.endpoint import decoder_end
 from speech_llm.decoding.recognizer import Recognizer
 
 CHUNK = 0.64     # the tiny model's chunk (16 encoder frames x 40 ms)

@@ -183,9 +183,7 @@ def test_cli_live_from_alsa_file_device(rec, tmp_path, monkeypatch, capsys):
     """`speech-llm live` on the real PortAudio path gives the segments `transcribe` gives the same audio,
     with the checkpoint's endpointing options (energy rules here, 0.8 s of quiet ends a segment: the random-weight
     model's writes would not end one by the decoder rules)."""
-    a, rate = espeak("the quick brown fox jumps over the lazy dog", tmp_path / "a.wav")
-    b, _ = espeak("turn on the light in the kitchen please", tmp_path / "b.wav")
-    pcm = np.concatenate([a, np.zeros(int(1.5 * rate), np.int16), b])
+    a, pcm, rate = two_sentences(tmp_path)
     default = Recognizer(rec.model, rec.tokenizer, DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60,
                                                                 endpoint=EndpointConfig(mode="energy")))
     monkeypatch.setattr("speech_llm.decoding.recognizer.load_recognizer", lambda *args, **kw: default)
@@ -206,6 +204,30 @@ def test_cli_live_from_alsa_file_device(rec, tmp_path, monkeypatch, capsys):
     for _, _, text in rows:
         assert text and f"] {text}" in out
     assert "done: " in err and f"{name!r} at {rate} Hz" in err
+
+
+def test_cli_live_on_an_export_dir(rec, tmp_path):
+    """`speech-llm live --exp-dir EXPORT` (speech_runtime on onnxruntime, nothing replaced) on the real PortAudio
+    path: the segments and text that the torch recognizer of the exported model gives the same audio."""
+    from speech_llm.export import export_recognizer
+
+    _, pcm, rate = two_sentences(tmp_path)
+    export = export_recognizer(rec, tmp_path / "export")          # its decode config (EP) goes with it
+    tsv = tmp_path / "session.tsv"
+    with file_capture_device(tmp_path / "alsa", pcm) as name:
+        rc = main(["live", "--exp-dir", str(export), "--device", name, "--samplerate", str(rate),
+                   "--duration", str(len(pcm) / rate), "--save-transcript", str(tsv)])
+    assert rc == 0
+    rows = [tuple(line.split("\t")) for line in tsv.read_text().splitlines()]
+    expected = transcribe_segments(rec, pcm, rate)
+    assert len(rows) >= 2 and rows == [(f"{s:.3f}", f"{e:.3f}", t) for s, e, t in expected]
+
+
+def two_sentences(tmp_path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Two espeak-ng sentences with 1.5 s of silence between: the first one's samples, all samples, the rate."""
+    a, rate = espeak("the quick brown fox jumps over the lazy dog", tmp_path / "a.wav")
+    b, _ = espeak("turn on the light in the kitchen please", tmp_path / "b.wav")
+    return a, np.concatenate([a, np.zeros(int(1.5 * rate), np.int16), b]), rate
 
 
 def test_decoder_falling_behind_drops_are_counted_and_reported(rec, tmp_path):

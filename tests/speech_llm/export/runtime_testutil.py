@@ -48,3 +48,37 @@ def same(a_streams, a_results, b_streams, b_results):
         assert list(sa.trace) == list(sb.trace)           # every token, <wait>/eos included, and what it saw
         assert ra.text == rb.text and ra.committed == rb.committed and rb.finished
         assert [(w.word, round(w.audio_s, 6)) for w in ra.words] == [(w.word, round(w.audio_s, 6)) for w in rb.words]
+
+
+def with_pauses(layout=((0.6, 1.9, 0), (1.4, 1.2, 1), (0.9, 2.6, 2), (1.0, 0.0, 0))) -> np.ndarray:
+    """(pause s, speech s, seed) pieces: :func:`audio` after -70 dBFS noise, so that the energy gate opens several
+    segments and the decoder rules and energy mode have pauses to end them at."""
+    g = np.random.default_rng(9)
+    parts = []
+    for pause, speech, seed in layout:
+        parts += [3e-4 * g.standard_normal(round(pause * SAMPLE_RATE)).astype(np.float32), audio(speech, seed)]
+    return np.concatenate(parts)
+
+
+def bounds(result) -> list[tuple[float, float, str, str]]:
+    """The finished segments of a result: (start_s, end_s, reason, text)."""
+    return [(round(g.start_s, 6), round(g.end_s, 6), g.reason, g.text) for g in result.segments]
+
+
+SHORT_RULES = {"rule1_silence_s": 0.32, "rule2_silence_s": 0.32, "max_segment_s": 1.6}
+"""Decoder rules short enough that the tiny random model's pauses in writing end segments within seconds."""
+
+
+def endpointed(torch_rec, decode_mode="streaming", context_words=0, **endpoint):
+    """A torch Recognizer over ``torch_rec``'s model with endpointing on (``endpoint``: EndpointConfig fields), and
+    the same settings as runtime overrides of an export of ``torch_rec`` (whose decode config has it off)."""
+    from dataclasses import replace
+
+    from speech_llm.config import EndpointConfig
+    from speech_llm.decoding.recognizer import Recognizer
+
+    config = replace(torch_rec.config, mode=decode_mode, context_words=context_words,
+                     endpoint=EndpointConfig(**endpoint))
+    overrides = {"mode": decode_mode, "context_words": context_words, "endpoint.enabled": True}
+    return Recognizer(torch_rec.model, torch_rec.tokenizer, config), \
+        overrides | {f"endpoint.{k}": v for k, v in endpoint.items()}

@@ -1,5 +1,5 @@
 """`speech-llm export` on an llm checkpoint with a LoRA adapter: the export (adapter merged) decodes as
-the checkpoint does, through speech_llm.load_recognizer and through `python -m speech_runtime`."""
+the checkpoint does, through speech_llm.load_recognizer, `python -m speech_runtime` and `speech-llm transcribe`."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ def test_export_command_round_trip(tiny_llm_dir, one_thread, tmp_path, capsys):
 
     assert runtime_main([str(out), str(tmp_path / "a.wav"), "--threads", "1"]) == 0
     assert capsys.readouterr().out.strip() == f"{tmp_path / 'a.wav'}\t{a[1][0].text}".strip()
+
+    # `transcribe --realtime` with the exp dir's checkpoint and with the export: the same text, each with its own
+    # decode config (endpointing on: the checkpoint's default decoder rules, exported with it)
+    texts = []
+    for exp in (ckpt, out):
+        assert main(["transcribe", "--exp-dir", str(exp), "--realtime", "--max-tokens-per-read", "4",
+                     str(tmp_path / "a.wav")]) == 0
+        texts.append(capsys.readouterr().out.strip().splitlines()[-1])
+    assert texts[0] == texts[1] == feed(Recognizer.from_checkpoint(ckpt, overrides=["max_tokens_per_read=4"]),
+                                        [x], fixed=1600)[1][0].text
