@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an llm checkpoint, or an experiment dir (its llm/best, else llm/last)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the export dir")
     parser.add_argument("--int8", action="store_true",
-                        help="also write dynamically quantized int8 copies (onnxruntime quantize_dynamic, "
-                             "per-channel int8 weights)")
+                        help="also write int8 copies (8-bit block-wise weights, onnxruntime MatMulNBits with "
+                             "int8 compute)")
     parser.add_argument("--int8-scope", choices=INT8_SCOPES, default=INT8_SCOPES[0],
                         help="with --int8: body keeps the vocabulary-wide products (the LM head, the vocabulary "
                              "projector's class table) in float32; all quantizes them too (smaller, less exact) "

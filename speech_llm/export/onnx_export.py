@@ -13,9 +13,9 @@ An export dir holds everything :mod:`speech_runtime` needs to recognise speech w
     embeddings.npy         (V, D) float32 token embedding table of the LLM (LoRA merged)
     tokenizer.json         the LLM tokenizer (``tokenizers`` format), ``<|wait|>`` included
     cmvn.json              global CMVN ``{"mean": [...], "std": [...]}`` (only when the model has one)
-    *.int8.onnx            with ``int8``: dynamically quantized copies (onnxruntime ``quantize_dynamic``, per-channel
-                           int8 weights; the LM head and the projector's class table in float32 unless
-                           ``int8_scope="all"``: :mod:`speech_llm.export.quantize`)
+    *.int8.onnx            with ``int8``: int8 copies (8-bit block-wise weights, ``MatMulNBits`` with int8 compute;
+                           the LM head and the projector's class table in float32 unless ``int8_scope="all"``:
+                           :mod:`speech_llm.export.quantize`)
 
 The steps (tensor names as in the ONNX graphs; ``B`` streams, ``N`` encoder layers, ``H`` heads, ``C`` cached
 encoder frames, ``Nl`` LLM layers, ``Hkv`` key/value heads, ``L`` cached LLM slots, ``n`` new slots):
@@ -60,7 +60,7 @@ from torch import nn
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
 from speech_common.errors import UserError
 from speech_common.export_dir import MANIFEST
-from speech_llm.export.quantize import DEFAULT_SCOPE, SCOPES, quantize_int8
+from speech_llm.export.quantize import ACCURACY_LEVEL, BLOCK, DEFAULT_SCOPE, SCOPES, quantize_int8
 
 FORMAT = "speech-llm-onnx"
 VERSION = 1
@@ -290,7 +290,8 @@ def float_tables(model) -> dict[str, list[np.ndarray]]:
 def _export_int8(model, manifest: dict, out: Path, scope: str) -> dict:
     """The int8 copies of the three models and their manifest entry (the files, the scope, the float nodes)."""
     tables = float_tables(model)
-    entry: dict = {"scope": scope, "per_channel": True, "weight_type": "int8", "float_nodes": {}}
+    entry: dict = {"scope": scope, "op": "MatMulNBits", "bits": 8, "block_size": BLOCK,
+                   "accuracy_level": ACCURACY_LEVEL, "float_nodes": {}}
     for part in ("encoder", "projector", "llm"):
         name = manifest[part]["file"].replace(".onnx", ".int8.onnx")
         entry["float_nodes"][part] = quantize_int8(out / manifest[part]["file"], out / name, tables[part], scope)
@@ -303,7 +304,7 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_
     docstring).
 
     The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
-    dynamically quantized copies of the three models (the runtime picks them with ``int8=True``), with the
+    int8 copies of the three models (the runtime picks them with ``int8=True``), with the
     vocabulary-wide products in float32 unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`).
     """
     if rec.config.quantize != "none" or rec.config.dtype != "float32":

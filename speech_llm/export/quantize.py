@@ -1,23 +1,20 @@
-"""int8 copies of the exported models: onnxruntime's dynamic quantization, with the vocabulary-wide products kept in
-float32 (``speech-llm export --int8 [--int8-scope body|all]``).
+"""int8 copies of the exported models (``speech-llm export --int8 [--int8-scope body|all]``): 8-bit weights in blocks,
+activations quantized per block at run time, the vocabulary-wide products kept in float32 by default.
 
-Dynamic quantization stores the weights of MatMul nodes in int8 and quantizes their activations on the fly, per
-call, to uint8 with one scale per tensor. Two choices decide how far the int8 model drifts from the float one:
+Every MatMul with a constant weight ``W`` (K, N) becomes onnxruntime's ``com.microsoft.MatMulNBits`` with 8 bits:
+one scale per block of :data:`BLOCK` weights along K in each output column, and ``accuracy_level``
+:data:`ACCURACY_LEVEL`: the activations are quantized to int8 per block of K at run time and the products are int8
+dot products. Measured on SmolLM2-135M's LLM step (bench/RESULTS.md, "int8 quality"), onnxruntime's
+``quantize_dynamic`` (uint8 activations with **one scale per tensor**) kept the float model's top token on only
+47 % of rows, per-channel weights 46 %, and keeping the LM head in float32 49 %: its MLP down-projections read
+activations up to 3,300 in a few channels, so one per-tensor scale rounds every other channel to a handful of
+levels. Weights alone in int8 keep 97 %; this scheme keeps 96 % (top-5: 100 %), with int8 compute.
 
-- **per-channel weights** (``per_channel=True``): one scale per output column of each weight, instead of one per
-  matrix, so a column of small weights is not rounded away next to a column of large ones. Always on here.
-- **scope**: which MatMuls are quantized at all.
-
-  ``body`` (the default) keeps in float32 every MatMul or Gemm that reads a vocabulary-wide table: the LLM's
-  output head (the tied embedding matrix in SmolLM2, one (D, V) product per written token, whose argmax *is* the
-  text) and, for ``projector.kind: vocab``, the class table of the projector (its logits and the posterior mix
-  of the LLM's token embeddings). One uint8 scale over a whole (B, D) hidden state then rounds the logits of
-  49,152 tokens at once: two close candidates swap and the text changes. The body (attention projections,
-  feed-forwards, the encoder, the projector's MLP) is where the work is and is quantized.
-  ``all`` quantizes every MatMul with a constant weight (onnxruntime's default: smaller and faster, lower
-  fidelity).
-
-  The LLM's input embeddings are never in a graph: the runtime looks them up in ``embeddings.npy`` (float32).
+``scope``: ``body`` (the default) keeps in float32 every MatMul or Gemm that reads a vocabulary-wide table: the
+LLM's output head (the tied embedding matrix in SmolLM2, whose argmax *is* the text) and, for ``projector.kind:
+vocab``, the projector's class table (its CTC logits and the posterior mix of the LLM's token embeddings); ``all``
+quantizes those too (smaller; further from float32). The LLM's input embeddings are never in a graph: the runtime
+looks them up in ``embeddings.npy`` (float32).
 
 The tables are found by what the nodes read, not by node names: a MatMul/Gemm whose constant input (an
 initializer, possibly behind Transpose/Identity nodes) equals one of the given float arrays or its transpose.
@@ -27,7 +24,6 @@ kept in float are recorded in the manifest (``int8.float_nodes``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +34,11 @@ from speech_common.export_dir import INT8_SCOPES
 SCOPES = INT8_SCOPES
 DEFAULT_SCOPE = INT8_SCOPES[0]
 OP_TYPES = ("MatMul", "Gemm")
+BLOCK = 32
+"""Weights per scale, along the reduction axis K."""
+ACCURACY_LEVEL = 4
+"""MatMulNBits' compute type: 4 quantizes the activations to int8 per block of K at run time (int8 dot products),
+so one large activation only coarsens its own block, not the whole tensor."""
 _PASS_THROUGH = ("Transpose", "Identity")
 
 
@@ -70,26 +71,68 @@ def nodes_reading(model, tables: Sequence[np.ndarray], op_types: Sequence[str] =
 
 def quantize_int8(src: Path, dst: Path, float_tables: Sequence[np.ndarray] = (), scope: str = DEFAULT_SCOPE
                   ) -> list[str]:
-    """Write a dynamically quantized copy of the ONNX model ``src`` to ``dst`` (int8 per-channel weights of
-    MatMul/Gemm, activations quantized at run time); with ``scope="body"`` the nodes reading one of
-    ``float_tables`` stay float32. Returns the names of the nodes kept in float."""
+    """Write an int8 copy of the ONNX model ``src`` to ``dst`` (module docstring): every MatMul with a constant
+    2-D weight becomes a ``MatMulNBits`` (8 bits, blocks of :data:`BLOCK` along K, ``accuracy_level``
+    :data:`ACCURACY_LEVEL`); with ``scope="body"`` the nodes reading one of ``float_tables`` stay float32.
+    Returns the names of the nodes kept in float."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if scope not in SCOPES:
         raise ValueError(f"int8 scope must be one of {SCOPES}, got {scope!r}")
+    model = onnx.load(str(src))
     keep: list[str] = []
     if scope == "body" and len(float_tables):
-        model = onnx.load(str(src))
         keep = nodes_reading(model, float_tables)
-        if not keep or not all(keep):   # nodes_to_exclude works by name (the torch exporter names every node)
-            raise RuntimeError(f"{src}: found no named MatMul/Gemm reading the tables to keep in float32")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)    # its advice to run shape pre-processing first, on every call
-    try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(OP_TYPES), nodes_to_exclude=keep)
-    finally:
-        root.setLevel(level)
+        if not keep:
+            raise RuntimeError(f"{src}: found no MatMul/Gemm reading the tables to keep in float32")
+    _to_matmul_nbits(model, set(keep))
+    onnx.save(model, str(dst))
     return keep
+
+
+def _to_matmul_nbits(model, keep: set[str]) -> None:
+    """Replace, in place, each MatMul ``A @ W`` of ``model`` with a constant (K, N) ``W`` (and not in ``keep``) by
+    ``com.microsoft.MatMulNBits``: W^T in blocks of :data:`BLOCK` along K (zero-padded), one float scale per
+    block (``max |w| / 127``), stored as ``round(w / scale) + 128`` in uint8 (symmetric: the default zero point)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes, quantized = [], {}
+    for node in model.graph.node:
+        w = inits.get(node.input[1]) if node.op_type == "MatMul" and node.name not in keep else None
+        if w is None or len(w.dims) != 2 or w.data_type != TensorProto.FLOAT:
+            nodes.append(node)
+            continue
+        if w.name not in quantized:
+            quantized[w.name] = _quantize_blocks(numpy_helper.to_array(w), w.name)
+            model.graph.initializer.extend(quantized[w.name])
+        k, n = w.dims
+        q, scales = quantized[w.name]
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], q.name, scales.name], list(node.output),
+                                      f"{node.name}_Q8", domain="com.microsoft", K=k, N=n, bits=8,
+                                      block_size=BLOCK, accuracy_level=ACCURACY_LEVEL))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [t for t in model.graph.initializer if t.name in used or t.name not in quantized]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    if quantized and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def _quantize_blocks(w: np.ndarray, name: str) -> tuple:
+    """(K, N) float32 -> MatMulNBits' ``B`` (N, ceil(K / BLOCK), BLOCK) uint8 and ``scales`` (N * blocks,)."""
+    from onnx import numpy_helper
+
+    k, n = w.shape
+    blocks = -(-k // BLOCK)
+    wt = np.zeros((n, blocks * BLOCK), np.float32)
+    wt[:, :k] = w.T
+    wt = wt.reshape(n, blocks, BLOCK)
+    scale = np.abs(wt).max(axis=-1, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    q = (np.clip(np.round(wt / scale), -127, 127) + 128).astype(np.uint8)
+    return (numpy_helper.from_array(q, f"{name}_q8"),
+            numpy_helper.from_array(scale.reshape(-1).astype(np.float32), f"{name}_scales"))
+

@@ -1,4 +1,4 @@
-"""``--int8`` (speech_llm.export.quantize): per-channel int8 weights for the body, the vocabulary-wide products (the
+"""``--int8`` (speech_llm.export.quantize): 8-bit block-wise weights (MatMulNBits) for the body, the vocabulary-wide products (the
 LLM's output head, the vocabulary projector's class table) left in float32 and recorded in the manifest; the int8
 LLM step's logits stay within a stated tolerance of float32's on the tiny models; ``--int8-scope all`` quantizes
 the head too. And the vocabulary projector stores its class table once."""
@@ -18,9 +18,9 @@ from speech_llm.export.onnx_export import MANIFEST, float_tables
 from speech_llm.export.quantize import nodes_reading
 
 # The int8 LLM step on real token embeddings (8 rows of 12 tokens): max |logit difference| to float32, as a fraction
-# of the float logits' standard deviation. Measured on the tiny Llama: 0.02 with the head in float32 and per-channel
-# weights, 0.07 with onnxruntime's defaults (per-tensor, head quantized).
-LOGIT_TOL = 0.1
+# of the float logits' standard deviation. Measured on the tiny Llama: 0.07 with onnxruntime's quantize_dynamic
+# defaults (per-tensor, head quantized), 0.02 with per-channel weights and the head in float32.
+LOGIT_TOL = 0.05
 
 
 def manifest(d):
@@ -56,12 +56,12 @@ def llm_logits(export_dir, file) -> np.ndarray:
 
 @pytest.mark.parametrize("fixture", ["export_dir", "whisper_export"])
 def test_head_and_class_table_stay_float(request, fixture):
-    """The nodes named in the manifest are still float MatMul/Gemm in the int8 graphs, reading the very tables
-    (found again here by value); every other MatMul with a constant weight became MatMulInteger."""
+    """The nodes named in the manifest are still float MatMuls in the int8 graphs, reading the very tables (found
+    again here by value); every other MatMul with a constant weight became an 8-bit MatMulNBits."""
     d = request.getfixturevalue(fixture)
     rec = request.getfixturevalue({"export_dir": "torch_rec", "whisper_export": "whisper_rec"}[fixture])
     q = manifest(d)["int8"]
-    assert q["scope"] == "body" and q["per_channel"] is True
+    assert q["scope"] == "body" and q["op"] == "MatMulNBits" and q["bits"] == 8
     tables = float_tables(rec.model)
     vocab = fixture == "whisper_export"
     assert len(q["float_nodes"]["llm"]) == 1 and len(q["float_nodes"]["projector"]) == (2 if vocab else 0)
@@ -76,8 +76,8 @@ def test_head_and_class_table_stay_float(request, fixture):
             w = weight_of(model, node)
             assert w is not None and w.dtype == np.float32
             assert any(np.array_equal(w, t) or np.array_equal(w, t.T) for t in tables[part])
-        ops = [n.op_type for n in model.graph.node]
-        assert "MatMulInteger" in ops
+        nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+        assert nbits and all(a.i == 8 for n in nbits for a in n.attribute if a.name == "bits")
         float_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and weight_of(model, n) is not None]
         assert sorted(float_matmuls) == sorted(n.name for n in kept if n.op_type == "MatMul")
 
