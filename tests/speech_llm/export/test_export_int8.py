@@ -1,7 +1,7 @@
-"""``--int8`` (speech_llm.export.quantize): 8-bit block-wise weights (MatMulNBits) for the body, the vocabulary-wide products (the
-LLM's output head, the vocabulary projector's class table) left in float32 and recorded in the manifest; the int8
-LLM step's logits stay within a stated tolerance of float32's on the tiny models; ``--int8-scope all`` quantizes
-the head too. And the vocabulary projector stores its class table once."""
+"""``--int8`` (speech_llm.export.quantize): 8-bit block-wise weights (MatMulNBits) for the body, the
+vocabulary-wide products (the LLM's output head, the vocabulary projector's class table) left in float32 and recorded
+in the manifest; the int8 LLM step's logits stay within a stated tolerance of float32's on the tiny models;
+``--int8-scope all`` quantizes the head too. And the vocabulary projector stores its class table once."""
 
 from __future__ import annotations
 
