@@ -26,8 +26,10 @@ RTF = seconds inside ``decode`` / ``decode_streams`` (wall clock) / seconds of a
 process CPU time over the same calls / audio seconds (with 2 threads it can exceed the wall RTF). Each
 configuration runs ``--rounds`` times, rounds interleaved (all configurations, then all again), and the
 table shows the lowest wall RTF of the rounds (the one least disturbed by other jobs on a shared machine)
-with the ratio to torch at the same threads and streams. "same text" counts the utterances whose text
-equals the torch 1-thread 1-stream text (batching and threads must not change the text).
+with its ratio to torch fp32 at the first ``--threads`` and ``--streams`` (1 thread, 1 stream by default: the
+issue's baseline), next to the CPU RTF and the peak RSS of each engine, all configurations in one table. "same
+text" counts the utterances whose text equals that torch run's text (batching and threads must not change
+the text).
 
 WER: every utterance of ``--data`` (or the first ``--wer-utts``), one stream, ``--wer-threads`` threads (default 1:
 on a busy 2-core machine torch at 2 threads is several times slower, see bench/RESULTS.md);
@@ -163,28 +165,33 @@ def _table(header: list[str], rows: list[list]) -> None:
 
 
 def rtf_table(runs: dict, threads: list[int], streams: list[int], n_utts: int) -> list[dict]:
-    """``runs[(engine, threads, streams)]``: the rounds' worker results. Prints the RTF and memory tables."""
-    ref = runs[("torch", threads[0], streams[0])][0]["texts"]
+    """``runs[(engine, threads, streams)]``: the rounds' worker results. Prints one table of every configuration
+    (RTF with its ratio to torch fp32 at the first threads/streams, CPU RTF, peak RSS, same text), then every
+    round."""
+    base_key = ("torch", threads[0], streams[0])
+    ref = runs[base_key][0]["texts"]
     best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in runs.items()}
+    base_rtf = best[base_key]["wall_s"] / best[base_key]["audio_s"]
     rows, out = [], []
     for th in threads:
         for st in streams:
-            torch_rtf = best[("torch", th, st)]["wall_s"] / best[("torch", th, st)]["audio_s"]
-            row = [th, st]
-            for eng in ENGINES:
-                r = best[(eng, th, st)]
-                rtf = r["wall_s"] / r["audio_s"]
+            res = [best[(eng, th, st)] for eng in ENGINES]
+            rtfs = [r["wall_s"] / r["audio_s"] for r in res]
+            for eng, r, rtf in zip(ENGINES, res, rtfs):
                 rounds = "/".join(f"{x['wall_s'] / x['audio_s']:.4f}" for x in runs[(eng, th, st)])
-                row += [f"{rtf:.4f}" + ("" if eng == "torch" else f" ({rtf / torch_rtf:.2f}x)"),
-                        f"{r['cpu_s'] / r['audio_s']:.4f}"]
                 out.append({"engine": eng, "threads": th, "streams": st, "rtf": rtf, "rounds": rounds,
-                            "cpu_rtf": r["cpu_s"] / r["audio_s"], "maxrss_mb": r["maxrss_mb"],
-                            "load_s": r["load_s"], "same_text": _same(r["texts"], ref), "utts": len(r["texts"])})
-            rows.append(row)
-    print(f"\n### RTF ({n_utts} utterances, {best[('torch', threads[0], streams[0])]['audio_s']:.1f} s of audio; "
-          "lowest wall RTF of the rounds, ratio to torch at the same threads/streams)\n")
-    _table(["threads", "streams", *[f"{e} {c}" for e in ENGINES for c in ("RTF", "CPU RTF")]], rows)
-    print("\n### Every round, peak RSS, load time, same text as torch 1 thread 1 stream\n")
+                            "ratio_to_base": rtf / base_rtf, "cpu_rtf": r["cpu_s"] / r["audio_s"],
+                            "maxrss_mb": r["maxrss_mb"], "load_s": r["load_s"], "same_text": _same(r["texts"], ref),
+                            "utts": len(r["texts"])})
+            rows.append([th, st, *[f"{rtf:.4f} ({rtf / base_rtf:.2f}x)" for rtf in rtfs],
+                         " / ".join(f"{r['cpu_s'] / r['audio_s']:.4f}" for r in res),
+                         " / ".join(f"{r['maxrss_mb']:.0f}" for r in res),
+                         " / ".join(f"{_same(r['texts'], ref)}/{len(r['texts'])}" for r in res[1:])])
+    print(f"\n### RTF ({n_utts} utterances, {best[base_key]['audio_s']:.1f} s of audio; lowest wall RTF of the "
+          f"rounds; (x): ratio to torch fp32 at {threads[0]} thread(s), {streams[0]} stream(s))\n")
+    _table(["threads", "streams", *[f"{e} RTF" for e in ENGINES], "CPU RTF " + " / ".join(ENGINES),
+            "peak RSS MB " + " / ".join(ENGINES), "same text as torch: " + " / ".join(ENGINES[1:])], rows)
+    print(f"\n### Every round, load time, same text as torch {threads[0]} thread(s) {streams[0]} stream(s)\n")
     _table(["engine", "threads", "streams", "wall RTF per round", "peak RSS MB", "load s", "same text"],
            [[o["engine"], o["threads"], o["streams"], o["rounds"], f"{o['maxrss_mb']:.0f}", f"{o['load_s']:.2f}",
              f"{o['same_text']}/{o['utts']}"] for o in out])

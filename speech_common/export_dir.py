@@ -14,3 +14,8 @@ MANIFEST = "speech_llm_onnx.json"
 def is_export_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` is a directory written by ``speech-llm export`` (it holds :data:`MANIFEST`)."""
     return (Path(path) / MANIFEST).is_file()
+
+INT8_SCOPES = ("body", "all")
+"""What ``speech-llm export --int8-scope`` quantizes (recorded as the manifest's ``int8.scope``): ``body`` keeps the
+vocabulary-wide products (LM head, vocabulary projector's class table) in float32, ``all`` quantizes them too
+(:mod:`speech_llm.export.quantize`). The first is the default."""

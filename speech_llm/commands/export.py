@@ -3,6 +3,7 @@
 Usage:
     speech-llm export --exp-dir exp/mini --out exp/mini/onnx
     speech-llm export --exp-dir exp/mini --out exp/mini/onnx --int8 --set chunk_ms=320
+    speech-llm export --exp-dir exp/mini --out exp/mini/onnx --int8 --int8-scope all   # LM head in int8 too
     speech-llm transcribe --exp-dir exp/mini/onnx audio.wav      # the export dir decodes like a checkpoint
     python -m speech_runtime exp/mini/onnx audio.wav             # the same without torch
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speech_common.export_dir import INT8_SCOPES
 from speech_llm.commands._out_dir import refuse_nonempty_out
 
 NAME = "export"
@@ -27,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an llm checkpoint, or an experiment dir (its llm/best, else llm/last)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the export dir")
     parser.add_argument("--int8", action="store_true",
-                        help="also write dynamically quantized int8 copies (onnxruntime quantize_dynamic)")
+                        help="also write int8 copies (8-bit block-wise weights, onnxruntime MatMulNBits with "
+                             "int8 compute)")
+    parser.add_argument("--int8-scope", choices=INT8_SCOPES, default=INT8_SCOPES[0],
+                        help="with --int8: body keeps the vocabulary-wide products (the LM head, the vocabulary "
+                             "projector's class table) in float32; all quantizes them too (smaller, less exact) "
+                             "(default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="decode-config override baked into the export (repeatable), e.g. chunk_ms=320")
     parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty OUT")
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from speech_llm.export import export_checkpoint
 
     refuse_nonempty_out(args.out, args.overwrite)
-    out = export_checkpoint(args.exp_dir, args.out, int8=args.int8, overrides=tuple(args.set))
+    out = export_checkpoint(args.exp_dir, args.out, int8=args.int8, overrides=tuple(args.set),
+                            int8_scope=args.int8_scope)
     print(f"export: wrote {out}")
     return 0

@@ -13,7 +13,9 @@ An export dir holds everything :mod:`speech_runtime` needs to recognise speech w
     embeddings.npy         (V, D) float32 token embedding table of the LLM (LoRA merged)
     tokenizer.json         the LLM tokenizer (``tokenizers`` format), ``<|wait|>`` included
     cmvn.json              global CMVN ``{"mean": [...], "std": [...]}`` (only when the model has one)
-    *.int8.onnx            with ``int8``: dynamically quantized copies (onnxruntime ``quantize_dynamic``)
+    *.int8.onnx            with ``int8``: int8 copies (8-bit block-wise weights, ``MatMulNBits`` with int8 compute;
+                           the LM head and the projector's class table in float32 unless ``int8_scope="all"``:
+                           :mod:`speech_llm.export.quantize`)
 
 The steps (tensor names as in the ONNX graphs; ``B`` streams, ``N`` encoder layers, ``H`` heads, ``C`` cached
 encoder frames, ``Nl`` LLM layers, ``Hkv`` key/value heads, ``L`` cached LLM slots, ``n`` new slots):
@@ -47,7 +49,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -59,6 +60,7 @@ from torch import nn
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
 from speech_common.errors import UserError
 from speech_common.export_dir import MANIFEST
+from speech_llm.export.quantize import ACCURACY_LEVEL, BLOCK, DEFAULT_SCOPE, SCOPES, quantize_int8
 
 FORMAT = "speech-llm-onnx"
 VERSION = 1
@@ -99,15 +101,26 @@ class WhisperChunkStep(nn.Module):
 
 class ProjectorStep(nn.Module):
     """The projector on stacked frames: the MLP, and for a :class:`~speech_llm.model.projector.VocabProjector` its
-    posterior-weighted mix of the LLM's token embeddings (the CTC classes' table becomes a constant)."""
+    posterior-weighted mix of the LLM's token embeddings (:meth:`~speech_llm.model.projector.VocabProjector.mix`).
+
+    The CTC classes' table is one constant ``table_t`` (D, |V| + 1), read by both products: the logits as
+    ``h @ table_t``, the mix as ``(table_t @ p^T)^T``. (Written as ``h @ table.t()`` then ``p @ table``, constant
+    folding stored the table twice, once transposed; a Gemm with ``transB`` is no way out, as onnxruntime's
+    quantizer turns it into a MatMul on a transposed copy.)"""
 
     def __init__(self, projector: nn.Module):
         super().__init__()
         self.projector = projector
+        self.vocab = hasattr(projector, "mix")
+        if self.vocab:
+            self.register_buffer("table_t", projector.classes().detach().t().contiguous())
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         h = self.projector.net(stacked)
-        return self.projector.mix(h) if hasattr(self.projector, "mix") else h
+        if not self.vocab:
+            return h
+        p = torch.softmax(h @ self.table_t / self.projector.temperature, dim=-1)
+        return (self.table_t @ p.transpose(1, 2)).transpose(1, 2)
 
 
 class LMStep(nn.Module):
@@ -264,28 +277,40 @@ def _frontend(encoder) -> dict:
             "frame_shift_ms": FRAME_SHIFT_MS, "dither": 0.0, "snip_edges": False, "cmvn": None}
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamically quantized copy of an ONNX model: int8 weights of MatMul/Gemm, activations at run time."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)    # its advice to run shape pre-processing first, on every call
-    try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    finally:
-        root.setLevel(level)
+def float_tables(model) -> dict[str, list[np.ndarray]]:
+    """Per exported part, the vocabulary-wide weights that ``--int8-scope body`` keeps in float32
+    (:mod:`speech_llm.export.quantize`): the LLM's output head, the vocabulary projector's class table."""
+    head = model.glm.lm.get_output_embeddings().weight.detach().float().cpu().numpy()
+    tables = {"encoder": [], "projector": [], "llm": [head]}
+    if hasattr(model.projector, "mix"):
+        tables["projector"].append(model.projector.classes().detach().float().cpu().numpy())
+    return tables
 
 
-def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Path:
+def _export_int8(model, manifest: dict, out: Path, scope: str) -> dict:
+    """The int8 copies of the three models and their manifest entry (the files, the scope, the float nodes)."""
+    tables = float_tables(model)
+    entry: dict = {"scope": scope, "op": "MatMulNBits", "bits": 8, "block_size": BLOCK,
+                   "accuracy_level": ACCURACY_LEVEL, "float_nodes": {}}
+    for part in ("encoder", "projector", "llm"):
+        name = manifest[part]["file"].replace(".onnx", ".int8.onnx")
+        entry["float_nodes"][part] = quantize_int8(out / manifest[part]["file"], out / name, tables[part], scope)
+        entry[part] = name
+    return entry
+
+
+def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_scope: str = DEFAULT_SCOPE) -> Path:
     """Write ``rec`` (a float32 :class:`~speech_llm.decoding.recognizer.Recognizer`) as an export dir (module
     docstring).
 
     The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
-    dynamically quantized copies of the three models (the runtime picks them with ``int8=True``).
+    int8 copies of the three models (the runtime picks them with ``int8=True``), with the
+    vocabulary-wide products in float32 unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`).
     """
     if rec.config.quantize != "none" or rec.config.dtype != "float32":
         raise UserError("export: build the recognizer with decode.dtype=float32 and decode.quantize=none")
+    if int8_scope not in SCOPES:
+        raise UserError(f"export: --int8-scope must be one of {', '.join(SCOPES)}, not {int8_scope!r}")
     if rec.config.nonblank_cap > 0:
         raise UserError("speech-llm export: speech_runtime has no decode.nonblank_cap yet, so the export would write "
                         f"other text than this recognizer (nonblank_cap={rec.config.nonblank_cap}); export with "
@@ -312,19 +337,13 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False) -> Pa
         decode.pop(key)
     decode["chunk_ms"] = round(rec.chunk_frames * model.encoder.frame_shift_s * 1000.0, 6)
     manifest["decode"] = decode
-    manifest["int8"] = None
-    if int8:
-        manifest["int8"] = {}
-        for part in ("encoder", "projector", "llm"):
-            name = manifest[part]["file"].replace(".onnx", ".int8.onnx")
-            quantize_int8(out / manifest[part]["file"], out / name)
-            manifest["int8"][part] = name
+    manifest["int8"] = _export_int8(model, manifest, out, int8_scope) if int8 else None
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return out
 
 
 def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
-                      overrides: tuple[str, ...] = ()) -> Path:
+                      overrides: tuple[str, ...] = (), int8_scope: str = DEFAULT_SCOPE) -> Path:
     """Rebuild the recognizer of a checkpoint (or exp dir) in float32 and export it (:func:`export_recognizer`).
 
     ``overrides`` are decode-config overrides (``["chunk_ms=320", "max_tokens_per_read=10"]``) baked into
@@ -333,4 +352,4 @@ def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | o
     from speech_llm.decoding.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint(exp_dir_or_checkpoint, overrides=[*overrides, "dtype=float32", "quantize=none"])
-    return export_recognizer(rec, out_dir, int8=int8)
+    return export_recognizer(rec, out_dir, int8=int8, int8_scope=int8_scope)
