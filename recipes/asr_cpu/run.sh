@@ -47,6 +47,7 @@ tag=asr                  # exp/<tag>
 overrides=""             # KEY=VALUE config overrides for every training stage
 chunk_ms=640
 test_utts=0              # decode only the first N utterances of each test set (0 = all; for smoke runs)
+asterisk_utts=-1         # the same for the Asterisk prompts (-1: as --test-utts; 0 = all)
 threads=2                # torch threads per process
 decode_batch=8
 anchor=true              # stage 8
@@ -129,11 +130,13 @@ fi
 
 sets=(test test_heldout asterisk)
 declare -A set_dir
+[ "${asterisk_utts}" -ge 0 ] || asterisk_utts=${test_utts}
 for set in "${sets[@]}"; do
   set_dir[${set}]=data/${set}
-  if [ "${test_utts}" -gt 0 ] && { run_stage 6 || run_stage 8; }; then
-    subset_data "data/${set}_${test_utts}" "data/${set}" "${test_utts}" > /dev/null
-    set_dir[${set}]=data/${set}_${test_utts}
+  n=${test_utts}; [ "${set}" != asterisk ] || n=${asterisk_utts}
+  if [ "${n}" -gt 0 ] && { run_stage 6 || run_stage 8; }; then
+    subset_data "data/${set}_${n}" "data/${set}" "${n}" > /dev/null
+    set_dir[${set}]=data/${set}_${n}
   fi
 done
 

@@ -46,6 +46,12 @@ def test_asr_cpu_recipe_smoke_run_and_rerun(tmp_path):
     assert "projector.vocab_ids" in __import__("torch").load(exp / "llm" / "best" / "model.pt")
     # frozen outputs were cached: teacher frames and the distilled encoder's streamed frames
     assert len([d for d in (work / "exp" / "cache").iterdir() if d.is_dir()]) == 2
+    # the proj and llm stages read the training audio with its augmented copies (2 variants + the originals)
+    train_keys = {line.split(" ", 1)[0] for line in (work / "data" / "train" / "text").read_text().splitlines()}
+    aug = [json.loads(line) for line in (work / "data" / "train_aug" / "manifest.jsonl").read_text().splitlines()]
+    assert len(aug) == 3 * len(train_keys)
+    assert {r["key"] for r in aug} >= train_keys and any(r["key"].endswith("-sp1.1+tel") for r in aug)
+    assert "train_aug/manifest.jsonl" in (exp / "proj" / "config.yaml").read_text()
     # no test sentence is in the vocabulary text
     vocab = set((work / "data" / "vocab_text.txt").read_text().splitlines())
     for s in ("asterisk", "test", "test_heldout"):
