@@ -26,8 +26,7 @@ ORDER = 15
 
 
 def _defaults() -> dict:
-    from speech_llm.model.tiny_llm import build_tiny_llm
-    from speech_llm.train.lm_pretrain import pretrain_lm
+    from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm
 
     params = {**inspect.signature(pretrain_lm).parameters, **inspect.signature(build_tiny_llm).parameters}
     return {name: p.default for name, p in params.items()}
@@ -76,8 +75,7 @@ def read_lines(paths: list[Path], kaldi: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speech_llm.model.tiny_llm import build_tiny_llm, train_tokenizer
-    from speech_llm.train.lm_pretrain import evaluate_lm, pretrain_lm
+    from speech_llm.model.tiny_llm import build_tiny_llm, evaluate_lm, pretrain_lm, train_tokenizer
 
     refuse_nonempty_out(args.out, args.overwrite, "write into it")
     if args.pretrain_steps < 0:

@@ -8,12 +8,10 @@ exercised. This module makes a small stand-in for Qwen2.5 or Llama:
    chat template, saved with ``save_pretrained``.
 2. :func:`build_tiny_llm`: a randomly initialised ``Qwen2ForCausalLM`` / ``LlamaForCausalLM`` built from
    a config sized to that tokenizer, saved together with the tokenizer.
-3. :func:`speech_llm.train.lm_pretrain.pretrain_lm` (training lives in ``train/``): optional causal-LM
-   training on given text so the model knows the language.
+3. :func:`pretrain_lm`: optional causal-LM training on given text so the model knows the language.
 
 Usage:
-    from speech_llm.model.tiny_llm import train_tokenizer, build_tiny_llm
-    from speech_llm.train.lm_pretrain import pretrain_lm
+    from speech_llm.model.tiny_llm import train_tokenizer, build_tiny_llm, pretrain_lm
     train_tokenizer(lines, vocab_size=1000, out_dir="exp/tiny_llm")
     build_tiny_llm("exp/tiny_llm", "exp/tiny_llm", arch="qwen2", hidden_size=64, num_layers=2)
     pretrain_lm("exp/tiny_llm", lines, steps=200)
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
+from tqdm import tqdm
 
 from speech_common.errors import UserError
 
@@ -152,7 +151,7 @@ def build_tiny_llm(
     if arch not in classes:
         raise UserError(f"unknown arch {arch!r}: choose one of {', '.join(classes)}")
     _check_sizes(hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size, max_position_embeddings)
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = _load_tokenizer(tokenizer_dir)
     if tokenizer.eos_token_id is None:
         raise UserError(f"{tokenizer_dir}: the tokenizer has no eos token")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -200,8 +199,7 @@ def _check_sizes(hidden: int, layers: int, heads: int, kv_heads: int, inter: int
         raise UserError(f"num_heads {heads} is not divisible by num_kv_heads {kv_heads}")
 
 
-def load_tokenizer(path: str | Path):
-    """The tokenizer saved in ``path`` (a clear error when there is none)."""
+def _load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
     if not (Path(path) / "tokenizer.json").is_file():
@@ -209,10 +207,110 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_lm(path: str | Path, device: str | torch.device = "cpu"):
-    """The causal LM saved in ``path``, in float32 on ``device`` (a clear error when there is none)."""
+def _load_model(path: str | Path, device: str | torch.device = "cpu"):
     from transformers import AutoModelForCausalLM
 
     if not (Path(path) / "config.json").is_file():
         raise UserError(f"{path}: no model here (expected config.json; see build_tiny_llm)")
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Language-model pre-training
+# ---------------------------------------------------------------------------------------------------
+
+
+def token_stream(tokenizer, texts: Iterable[str]) -> torch.Tensor:
+    """All texts tokenized and joined, each followed by eos: a 1-D LongTensor ``(N,)``."""
+    ids: list[int] = []
+    for text in texts:
+        if text:
+            ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+            ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise UserError("no text to train or evaluate the language model on")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _repeat_to(stream: torch.Tensor, length: int) -> torch.Tensor:
+    """``stream`` repeated until it holds at least ``length`` tokens (a short text still fills a window)."""
+    while stream.numel() < length:
+        stream = torch.cat([stream, stream])
+    return stream
+
+
+def pretrain_lm(
+    model_dir: str | Path,
+    texts: Iterable[str],
+    steps: int,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    seq_len: int = 64,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    warmup_steps: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[float]:
+    """Train the model in ``model_dir`` as a causal LM on ``texts``; save it to ``out_dir`` (default: in place).
+
+    Each step takes ``batch_size`` random windows ``(B, seq_len)`` of the token stream (texts joined by
+    eos), AdamW at ``lr`` with linear warm-up (default 10% of the steps) and cosine decay to 10%.
+    The tokenizer is saved next to the model when ``out_dir`` differs. Returns the loss of every step.
+    """
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("seq_len", seq_len)):
+        if value <= 0:
+            raise UserError(f"pretrain_lm: {name} must be positive, got {value}")
+    tokenizer = _load_tokenizer(model_dir)
+    model = _load_model(model_dir, device)
+    if seq_len > model.config.max_position_embeddings:
+        raise UserError(f"pretrain_lm: seq_len {seq_len} exceeds the model's max_position_embeddings "
+                        f"{model.config.max_position_embeddings}")
+    stream = _repeat_to(token_stream(tokenizer, texts), seq_len)
+    gen = torch.Generator().manual_seed(seed)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+    warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(optimizer, warmup, steps, min_lr_rate=0.1)
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc="pretrain LM", unit="step", disable=not progress)
+    for _ in bar:
+        starts = torch.randint(0, stream.numel() - seq_len + 1, (batch_size,), generator=gen)
+        batch = torch.stack([stream[s:s + seq_len] for s in starts.tolist()]).to(device)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+
+    out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    if out_dir.resolve() != Path(model_dir).resolve():
+        tokenizer.save_pretrained(out_dir)
+    return losses
+
+
+@torch.no_grad()
+def evaluate_lm(model_dir: str | Path, texts: Iterable[str], seq_len: int = 64,
+                device: str | torch.device = "cpu") -> float:
+    """Mean causal-LM loss (nats per token) of the model in ``model_dir`` over consecutive windows of texts."""
+    tokenizer = _load_tokenizer(model_dir)
+    model = _load_model(model_dir, device).eval()
+    stream = _repeat_to(token_stream(tokenizer, texts), seq_len)
+    n = stream.numel() // seq_len
+    blocks = stream[: n * seq_len].view(n, seq_len).to(device)
+    total, count = 0.0, 0
+    for block in blocks.split(16):
+        loss = model(input_ids=block, labels=block).loss
+        tokens = block.numel() - block.shape[0]  # each row predicts seq_len - 1 tokens
+        total += loss.item() * tokens
+        count += tokens
+    return total / count

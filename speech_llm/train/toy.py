@@ -57,8 +57,7 @@ def make_toy_llm(out_dir: str | Path, texts: Iterable[str], arch: str = "qwen2",
     ``pretrain_steps`` > 0 then trains it as a causal LM on ``texts`` (batches of 8 x 32 tokens), so it
     knows the toy language(s) the way a real base LLM does.
     """
-    from speech_llm.model.tiny_llm import build_tiny_llm, train_tokenizer
-    from speech_llm.train.lm_pretrain import pretrain_lm
+    from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
 
     out_dir = Path(out_dir)
     texts = list(texts)

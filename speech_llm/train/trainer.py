@@ -171,39 +171,6 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The project's LR schedule (:class:`WarmupCosine`) on ``optimizer``: step it once per optimizer step."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total))
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, what: str = "the model",
-                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of ``model``: ``weight_decay`` on matrices, none on biases, norms
-    and trained token rows (peft's ``trainable_tokens``). ``what`` names the model in the error when nothing
-    is trainable."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise UserError(f"{what}: the model has no trainable parameters")
-    decay = [p for n, p in params if p.dim() >= 2 and "trainable_tokens" not in n]
-    no_decay = [p for n, p in params if not (p.dim() >= 2 and "trainable_tokens" not in n)]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, scheduler, model: nn.Module, grad_clip: float,
-                   clip: Callable = torch.nn.utils.clip_grad_norm_) -> float | None:
-    """One update: clip the gradients of ``model``'s trainable parameters at ``grad_clip`` (0 = no clipping;
-    ``clip``: e.g. accelerate's ``clip_grad_norm_``), step the optimizer and the schedule, clear the
-    gradients. Returns the gradient norm before clipping (None without clipping)."""
-    grad_norm = None
-    if grad_clip > 0:
-        grad_norm = float(clip([q for q in model.parameters() if q.requires_grad], grad_clip))
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return grad_norm
-
-
 # ---------------------------------------------------------------------------------------------------
 # RNG and config helpers
 # ---------------------------------------------------------------------------------------------------
@@ -339,9 +306,15 @@ class Trainer:
             self.valid_loader = self._loader(stage.valid_set, valid_sampler)
         self.progress = Progress()
 
-        optimizer = make_optimizer(stage.model, self.tc.lr, self.tc.weight_decay, f"stage {stage.name}")
-        self.scheduler = warmup_cosine(optimizer, self.tc.warmup_steps, self.total_steps)
-        self.schedule = self.scheduler.lr_lambdas[0]
+        params = [(n, p) for n, p in stage.model.named_parameters() if p.requires_grad]
+        if not params:
+            raise UserError(f"stage {stage.name}: the model has no trainable parameters")
+        decay = [p for n, p in params if p.dim() >= 2 and "trainable_tokens" not in n]
+        no_decay = [p for n, p in params if not (p.dim() >= 2 and "trainable_tokens" not in n)]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.tc.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.tc.lr)
+        self.schedule = WarmupCosine(self.tc.warmup_steps, self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         self.model, self.optimizer = self.acc.prepare(stage.model, optimizer)
 
     # ------------------------------------------------------------------ setup
@@ -465,8 +438,13 @@ class Trainer:
 
     def _update(self) -> float | None:
         """Clip, step the optimizer and the schedule, clear the gradients; returns the gradient norm."""
-        grad_norm = optimizer_step(self.optimizer, self.scheduler, self.model, self.tc.grad_clip,
-                                   self.acc.clip_grad_norm_)
+        grad_norm = None
+        if self.tc.grad_clip > 0:
+            params = [q for q in self.model.parameters() if q.requires_grad]
+            grad_norm = float(self.acc.clip_grad_norm_(params, self.tc.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
         return grad_norm
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from tiny_speech_llm import WAIT
 
-from speech_llm.model.tiny_llm import build_tiny_llm, train_tokenizer
-from speech_llm.train.lm_pretrain import pretrain_lm
+from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
 from speech_llm.train.toy import make_toy_experiment
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "one two three four five six seven eight nine ten",

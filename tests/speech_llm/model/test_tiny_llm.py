@@ -15,9 +15,10 @@ from speech_llm.model.tiny_llm import (
     CHAT_TOKENS,
     EOS_TOKEN,
     build_tiny_llm,
+    evaluate_lm,
+    pretrain_lm,
     train_tokenizer,
 )
-from speech_llm.train.lm_pretrain import evaluate_lm, pretrain_lm
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog",
