@@ -366,8 +366,15 @@ class Trainer:
         load_trained_state(self.acc.unwrap_model(self.model), ckpt.state(), path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        # the schedule of *this* config (epochs may have grown), for every param group
+        # The schedule of *this* config (max_steps or epochs may have grown), for every param group.
+        # LambdaLR's state holds its lambdas' attributes, so loading it wrote the old run's total into
+        # self.schedule: build it again, and give the next step its learning rate under it.
+        self.schedule = WarmupCosine(self.tc.warmup_steps, self.total_steps)
         self.scheduler.lr_lambdas = [self.schedule] * len(self.scheduler.lr_lambdas)
+        factor = self.schedule(self.scheduler.last_epoch)
+        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base_lr * factor
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
         self._truncate_log(self.progress.step)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from speech_llm.model.build import chunk_frames
 from speech_llm.model.checkpoint import load_ctc_model, read_checkpoint
 from speech_llm.train.ctc import CTCStage, run_ctc_stage
 from speech_llm.train.toy import make_toy_experiment
+from speech_llm.train.trainer import WarmupCosine
 
 
 def _mean(xs):
@@ -95,3 +97,22 @@ def test_ctc_kill_and_resume_matches_an_uninterrupted_run(toy_root, tmp_path):
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst <= 1e-6, worst
+
+
+def test_resume_with_more_steps_follows_the_longer_schedule(toy_root, tmp_path):
+    """A finished run resumed with a larger max_steps decays over the new total (not stuck at the old tail)."""
+    def config(steps):
+        return make_toy_experiment(toy_root, overrides=[f"train.ctc.max_steps={steps}", "train.ctc.save_every=2",
+                                                        "train.ctc.log_every=1", "train.ctc.warmup_steps=1",
+                                                        f"data.units_path={tmp_path / 'units.txt'}"])
+
+    run_ctc_stage(config(4), tmp_path, resume=False, cpu=True, progress_bar=False)
+    longer = config(10)
+    run_ctc_stage(longer, tmp_path, resume=True, cpu=True, progress_bar=False)
+    log = [json.loads(ln) for ln in (tmp_path / "ctc" / "train_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in log if "lr" in r}
+    base, short, long = longer.train.ctc.lr, WarmupCosine(1, 4), WarmupCosine(1, 10)
+    assert lrs[4] == pytest.approx(base * short(4))  # the first run ended at its floor
+    for step in range(5, 11):
+        assert lrs[step] == pytest.approx(base * long(step)), step
+    assert lrs[5] > 2 * lrs[4]
