@@ -9,8 +9,9 @@ Usage:
 
 Engines: ``torch`` (``speech_llm.load_recognizer(exp_dir)``, fp32), ``ort-fp32`` and ``ort-int8``
 (``speech_runtime.load_recognizer(export, int8=...)``). The torch recognizer gets the export's decode settings
-(both come from the checkpoint's ``decode`` section) with ``endpoint.enabled=false``: the runtime has no
-endpointing yet and decodes each stream as one segment, so that is the like-for-like comparison. A fourth
+(both come from the checkpoint's ``decode`` section) with ``endpoint.enabled=false`` for both, so each stream is
+one segment and the comparison is of the models alone (the runtime's endpointing is the torch one's, tested in
+``tests/speech_llm/export/test_runtime_endpoint.py``). A fourth
 WER row, ``torch (endpointing)``, is the checkpoint's own decode config, as ``speech-llm decode`` runs it.
 
 Method. Every measurement runs in its own subprocess (this script with ``--worker``), so its peak RSS
@@ -67,7 +68,8 @@ def _load(job: dict):
         return speech_llm.load_recognizer(job["exp_dir"], overrides=overrides)
     import speech_runtime
 
-    return speech_runtime.load_recognizer(job["export"], int8=job["engine"] == "ort-int8", threads=job["threads"])
+    return speech_runtime.load_recognizer(job["export"], int8=job["engine"] == "ort-int8", threads=job["threads"],
+                                          overrides={"endpoint.enabled": False})
 
 
 def _decode_group(rec, audios: list) -> tuple[list[str], float, float]:

@@ -14,7 +14,7 @@ Everything here is numpy; the rules are those of the torch modules the steps wer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,11 @@ class AudioState:
     att_k: np.ndarray       # (N, 1, H, C, Dh)
     att_v: np.ndarray
     caches: dict[str, np.ndarray]
-    proj: np.ndarray        # (k, D_enc)
+    proj: np.ndarray        # (k, D_enc): frames waiting for a whole stack (with context layers: a whole chunk)
+    proj_caches: dict[str, np.ndarray] = field(default_factory=dict)
+    """With context layers: their ``offset`` (1,) and keys/values ``att_k`` / ``att_v`` (Nc, 1, Hc, C, Dc)."""
+    nonblank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """(N,) the vocabulary projector's non-blank CTC mass of each audio token so far (``decode.nonblank_cap``)."""
 
 
 def _encoder_caches(enc: dict) -> dict[str, dict]:
@@ -88,6 +92,8 @@ class AudioSide:
         self.whisper = enc.get("type", "conformer") == "whisper"
         self.cache_specs = _encoder_caches(enc)
         self.llm_dim = proj["output_dim"]
+        self.proj_context = proj.get("context")     # None: the projector has no context layers
+        self.has_nonblank = bool(proj.get("nonblank"))
         self.encoder = make_session(root / files["encoder"], threads)
         self.projector = make_session(root / files["projector"], threads)
         cmvn = manifest["frontend"].get("cmvn")
@@ -112,8 +118,14 @@ class AudioSide:
         cached = e["left_chunks"] * chunk_frames if e["left_chunks"] >= 0 else 0
         att = np.zeros((e["num_layers"], 1, e["num_heads"], cached, e["head_dim"]), np.float32)
         caches = {name: np.zeros(spec["shape"], np.float32) for name, spec in self.cache_specs.items()}
+        proj_caches = {}
+        if self.proj_context:   # the torch Projector.init_state: a window of left_chunks chunks, or a growing cache
+            c = self.proj_context
+            window = c["left_chunks"] * (chunk_frames // self.stack) if c["left_chunks"] >= 0 else 0
+            kv = np.zeros((c["layers"], 1, c["heads"], window, c["head_dim"]), np.float32)
+            proj_caches = {"offset": np.zeros(1, np.int64), "att_k": kv, "att_v": kv.copy()}
         return AudioState(feats=np.zeros((0, e["input_dim"]), np.float32), offset=0, att_k=att, att_v=att.copy(),
-                          caches=caches, proj=np.zeros((0, e["output_dim"]), np.float32))
+                          caches=caches, proj=np.zeros((0, e["output_dim"]), np.float32), proj_caches=proj_caches)
 
     def stream_audio(self, states: Sequence[AudioState], feats: Sequence[np.ndarray], final: Sequence[bool],
                      chunk_frames: int) -> list[np.ndarray]:
@@ -133,7 +145,7 @@ class AudioSide:
                 break
             frames = self._encode([states[b] for b in idx], needed, e["stride"] * chunk_frames, chunk_frames)
             for b, fr in zip(idx, frames):
-                out[b].append(self._project(states[b], fr, final=False))
+                out[b].append(self._project(states[b], fr, False, chunk_frames))
         for b, (st, fin) in enumerate(zip(states, final)):
             if not fin:
                 continue
@@ -144,7 +156,7 @@ class AudioSide:
                     st.feats = np.concatenate([st.feats, np.zeros((1, st.feats.shape[1]), np.float32)])
                 frames = self._encode([st], st.feats.shape[0], st.feats.shape[0], chunk_frames)[0]
             st.feats = st.feats[:0]
-            out[b].append(self._project(st, frames, final=True))
+            out[b].append(self._project(st, frames, True, chunk_frames))
         return [np.concatenate(o) if o else np.zeros((0, self.llm_dim), np.float32) for o in out]
 
     def _encode(self, group: list[AudioState], n: int, consume: int, chunk_frames: int) -> list[np.ndarray]:
@@ -174,19 +186,41 @@ class AudioSide:
             st.feats = st.feats[consume:]
         return [frames[b] for b in range(len(group))]
 
-    def _project(self, st: AudioState, frames: np.ndarray, final: bool) -> np.ndarray:
-        """``Projector.streaming_forward``: stack ``stack`` frames (zero-padding the last when final) -> MLP."""
+    def _project(self, st: AudioState, frames: np.ndarray, final: bool, chunk_frames: int) -> np.ndarray:
+        """``Projector.streaming_forward``: stack ``stack`` frames (zero-padding the last when final) -> MLP; with
+        context layers whole chunks of ``chunk_frames`` frames at a time (the rest waits, or is flushed when
+        final)."""
         x = np.concatenate([st.proj, frames])
         k = self.stack
-        n = x.shape[0] if final else (x.shape[0] // k) * k
+        step = (chunk_frames // k) * k if self.proj_context else k
+        n = x.shape[0] if final else (x.shape[0] // step) * step
         ready, st.proj = x[:n], x[n:]
-        if n == 0:
-            return np.zeros((0, self.llm_dim), np.float32)
+        outs = [self._project_block(st, ready[i:i + step]) for i in range(0, n, step)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.llm_dim), np.float32)
+
+    def _project_block(self, st: AudioState, frames: np.ndarray) -> np.ndarray:
+        """One projector run over ``frames`` (a whole chunk with context layers, else whole stacks; zero-padded to a
+        whole stack): its tokens (n, D_llm); the non-blank mass and the context caches go to ``st``."""
+        k, n = self.stack, frames.shape[0]
         pad = (-n) % k
         if pad:
-            ready = np.concatenate([ready, np.zeros((pad, ready.shape[1]), np.float32)])
-        stacked = ready.reshape(1, (n + pad) // k, ready.shape[1] * k)
-        return self.projector.run(None, {"stacked": stacked})[0][0]
+            frames = np.concatenate([frames, np.zeros((pad, frames.shape[1]), np.float32)])
+        feed = {"stacked": frames.reshape(1, (n + pad) // k, frames.shape[1] * k)}
+        names = ["tokens", *(["nonblank"] if self.has_nonblank else [])]
+        if self.proj_context:
+            feed.update(st.proj_caches)
+            names += ["att_k_out", "att_v_out"]
+        out = dict(zip(names, self.projector.run(names, feed)))
+        if self.has_nonblank:
+            st.nonblank = np.concatenate([st.nonblank, out["nonblank"][0]])
+        if self.proj_context:
+            caches, keep = st.proj_caches, st.proj_caches["att_k"].shape[3]
+            if self.proj_context["left_chunks"] < 0:    # unlimited left context: the cache grows
+                keep = out["att_k_out"].shape[3]
+            caches["offset"] = caches["offset"] + out["tokens"].shape[1]
+            caches["att_k"] = out["att_k_out"][:, :, :, out["att_k_out"].shape[3] - keep:]
+            caches["att_v"] = out["att_v_out"][:, :, :, out["att_v_out"].shape[3] - keep:]
+        return out["tokens"][0]
 
 
 # ---------------------------------------------------------------------------------------------- LLM

@@ -46,7 +46,9 @@ from speech_common.endpoint import (
 )
 from speech_common.export_dir import MANIFEST, is_export_dir
 from speech_common.pcm import to_mono_float
+from speech_common.results import Result, SegmentResult, Word, stream_result
 from speech_common.streaming import run_stream
+from speech_common.write_caps import nonblank_allowance
 from speech_runtime.frontend import NUM_MEL_BINS, SAMPLE_RATE, StreamingFbank, StreamingFrames, StreamingResampler
 from speech_runtime.log_mel import StreamingLogMel
 from speech_runtime.models import LLM, AudioSide, LLMSession
@@ -70,43 +72,6 @@ def make_frontend(config: dict) -> StreamingFrames:
 
 
 @dataclass
-class Word:
-    word: str
-    audio_s: float
-    wall_s: float
-
-
-@dataclass
-class SegmentResult:
-    index: int
-    start_s: float
-    end_s: float
-    text: str
-    words: list[Word]
-    reason: str
-    truncated: bool = False
-
-
-@dataclass
-class Result:
-    text: str
-    committed: str
-    partial: str
-    words: list[Word]
-    finished: bool
-    segments: list[SegmentResult] = field(default_factory=list)
-
-    @property
-    def truncated(self) -> bool:
-        return any(s.truncated for s in self.segments)
-
-    @property
-    def open_words(self) -> list[Word]:
-        """The words of the open segment: those after the finished segments' words."""
-        return self.words[sum(len(s.words) for s in self.segments):]
-
-
-@dataclass
 class DecodeOptions:
     """The decode settings the runtime uses (the fields of ``speech_llm.config.DecodeConfig`` it honours)."""
 
@@ -115,6 +80,8 @@ class DecodeOptions:
     read_ahead_chunks: int = 0
     max_tokens_per_read: int = 20
     max_tokens_per_segment: int = 200
+    nonblank_cap: float = 0.0
+    nonblank_slack: int = 2
     context_words: int = 0
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
 
@@ -359,18 +326,7 @@ class Recognizer:
                 s.compute_s += share
 
     def get_result(self, stream: Stream) -> Result:
-        words = [w for seg in stream.segments for w in seg.words]
-        texts = [seg.text for seg in stream.segments if seg.text]
-        partial = ""
-        for seg in stream.open:
-            seg_words, seg_partial = self._segment_words(seg)
-            words += seg_words
-            texts += [" ".join(w.word for w in seg_words)] if seg_words else []
-            partial = seg_partial or partial
-        committed = " ".join(texts)
-        text = (committed + " " + partial).strip()
-        return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished,
-                      segments=list(stream.segments))
+        return stream_result(stream.segments, [self._segment_words(seg) for seg in stream.open], stream.finished)
 
     # ------------------------------------------------------------------ internals
     def _advance(self, segs: list[_Segment], batch_mode: bool) -> None:
@@ -479,6 +435,9 @@ class Recognizer:
             final = st.write == "final"
             if st.write is not None and left <= 0:
                 g.truncated = True
+            heard = self._nonblank_allowance(g)
+            if heard is not None:
+                left = min(left, heard - len(g.written))
             active.append(st.write is not None and left > 0)
             caps.append(max(1, left if final else min(left, cfg.max_tokens_per_read)))
             stops.append([tk["eos_id"]] if final else [tk["wait_id"]])
@@ -493,6 +452,14 @@ class Recognizer:
             if active[b]:
                 self._record(g, res.tokens[b], res.pending[b:b + 1], bool(res.stopped[b]), visible[b],
                              final=st.write == "final")
+
+    def _nonblank_allowance(self, seg: _Segment) -> int | None:
+        """``decode.nonblank_cap`` (the torch ``Recognizer._nonblank_allowance``): the tokens the segment may have
+        written after the audio it has read, or None (off, or a projector without CTC classes)."""
+        if not self.audio.has_nonblank:
+            return None
+        heard = float(seg.audio_state.nonblank[:seg.tokens_read].sum())
+        return nonblank_allowance(self.config.nonblank_cap, self.config.nonblank_slack, heard)
 
     def _record(self, seg: _Segment, tokens: list[int], pending: np.ndarray, stopped: bool, visible: int,
                 final: bool) -> None:

@@ -92,11 +92,13 @@ fi
 train_manifest=data/train/manifest.jsonl
 if [ "${augment}" != none ]; then
   train_manifest=data/train_aug/manifest.jsonl
-  if stage_todo 1 data augment; then
+  aug_marker="augment.${augment//,/_}.seed${seed}"   # other variants or seed: a new marker, so the copies are redone
+  if stage_todo 1 data "${aug_marker}"; then
     log "Stage 1: augmented copies of data/train (${augment}) with the originals -> data/train_aug"
     speech-llm prepare augment --manifest data/train/manifest.jsonl --out data/train_aug --variants "${augment}" \
       --seed "${seed}" --with-originals ${no_progress}
-    mark_done data augment
+    rm -f data/.done.augment*
+    mark_done data "${aug_marker}"
   fi
 fi
 

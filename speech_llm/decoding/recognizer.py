@@ -72,12 +72,11 @@ Input conversions (documented): integer PCM is scaled to [-1, 1] (int16 by 1/327
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -86,62 +85,14 @@ from encoders.constants import SAMPLE_RATE
 from speech_common.endpoint import DecoderRules, SegmentingStream, after_chunk_step, stream_endpointer
 from speech_common.export_dir import is_export_dir
 from speech_common.pcm import to_mono_float
+from speech_common.results import Result, SegmentResult, Word, stream_result
+from speech_common.write_caps import nonblank_allowance
 from speech_llm.config import DecodeConfig
 from speech_llm.decoding.resample import StreamingResampler
 from speech_llm.lm.framing import word_start_table
 from speech_llm.lm.group_lm import GroupStreamingSession, WriteResult
 from speech_llm.model.projector import VocabProjector
 from speech_llm.model.speech_model import SpeechLLM
-
-
-@dataclass
-class Word:
-    """A written word and when: ``audio_s`` = seconds of stream audio read when its last token was written,
-    ``wall_s`` = wall-clock seconds since the stream's first audio arrived."""
-
-    word: str
-    audio_s: float
-    wall_s: float
-
-
-@dataclass
-class SegmentResult:
-    """A finished segment: ``[start_s, end_s)`` of stream audio, its text and words (stream times).
-
-    reason: why it ended: ``silence`` (trailing non-speech after text: decoder rule 2, or quiet audio in
-        energy mode), ``no_text`` (decoder rule 1: non-speech and nothing written), ``max_length`` (rule 3)
-        or ``end`` (of the input).
-    truncated: the per-segment token cap was hit before the model finished writing.
-    """
-
-    index: int
-    start_s: float
-    end_s: float
-    text: str
-    words: list[Word]
-    reason: str
-    truncated: bool = False
-
-
-@dataclass
-class Result:
-    text: str
-    committed: str
-    partial: str
-    words: list[Word]
-    finished: bool
-    segments: list[SegmentResult] = field(default_factory=list)
-    """The finished segments, in order (the open one is in ``committed`` / ``partial``)."""
-
-    @property
-    def truncated(self) -> bool:
-        """Some segment hit the token cap: text may be missing there (never silently)."""
-        return any(s.truncated for s in self.segments)
-
-    @property
-    def open_words(self) -> list[Word]:
-        """The words of the open segment: those after the finished segments' words."""
-        return self.words[sum(len(s.words) for s in self.segments):]
 
 
 @dataclass
@@ -392,18 +343,7 @@ class Recognizer:
 
     def get_result(self, stream: Stream) -> Result:
         """Text so far: committed words never change; ``partial`` is a word still being written."""
-        words = [w for seg in stream.segments for w in seg.words]
-        texts = [seg.text for seg in stream.segments if seg.text]
-        partial = ""
-        for seg in stream.open:
-            seg_words, seg_partial = self._segment_words(seg)
-            words += seg_words
-            texts += [" ".join(w.word for w in seg_words)] if seg_words else []
-            partial = seg_partial or partial
-        committed = " ".join(texts)
-        text = (committed + " " + partial).strip()
-        return Result(text=text, committed=committed, partial=partial, words=words, finished=stream.finished,
-                      segments=list(stream.segments))
+        return stream_result(stream.segments, [self._segment_words(seg) for seg in stream.open], stream.finished)
 
     # ------------------------------------------------------------------ internals
     def _advance(self, segs: list[_Segment], batch_mode: bool) -> None:
@@ -545,10 +485,9 @@ class Recognizer:
         """``decode.nonblank_cap``: the tokens the segment may have written after the audio it has read, or None
         (off, or a projector without CTC classes)."""
         cfg, mass = self.config, seg.audio_state.nonblank
-        if cfg.nonblank_cap <= 0 or not isinstance(self.model.projector, VocabProjector):
+        if not isinstance(self.model.projector, VocabProjector):
             return None
-        heard = float(mass[:seg.tokens_read].sum())
-        return math.ceil(cfg.nonblank_cap * heard - 1e-6) + cfg.nonblank_slack
+        return nonblank_allowance(cfg.nonblank_cap, cfg.nonblank_slack, float(mass[:seg.tokens_read].sum()))
 
     def write_step(self, sess: GroupStreamingSession, segments: Sequence[_Segment], pending: torch.Tensor,
                    stops: list[list[int]], caps: list[int], active: torch.Tensor, suppress: list[list[int]],

@@ -6,8 +6,10 @@ An export dir holds everything :mod:`speech_runtime` needs to recognise speech w
     speech_llm_onnx.json   the manifest (marker file): format version, shapes, special tokens, decode config
     encoder.onnx           one streaming encoder chunk (Conformer or Whisper) with its caches as explicit
                            inputs/outputs
-    projector.onnx         the projector on stacked frames (the stacking is done by the runtime): the MLP, and
-                           for ``projector.kind: vocab`` the posterior-weighted mix of the LLM's token embeddings
+    projector.onnx         the projector on stacked frames (the stacking is done by the runtime): the MLP, its
+                           context layers over one chunk with their caches (``projector.context_layers > 0``),
+                           and for ``projector.kind: vocab`` the posterior-weighted mix of the LLM's token
+                           embeddings and each token's non-blank CTC mass (``decode.nonblank_cap`` reads it)
     llm.onnx               one LLM step: embeddings, group positions, additive mask, past keys/values in;
                            last-row logits and the keys/values of all slots (past + new) out
     embeddings.npy         (V, D) float32 token embedding table of the LLM (LoRA merged)
@@ -28,7 +30,8 @@ encoder            feats (B, T, F) (CMVN applied), offset (B,) int64, frames (B,
 encoder            feats (B, m + 1, F): m features + their right      frames (B, ceil(m/2), D), att_k_out,
 (Whisper)          context (zeros at the end), offset, att_k, att_v,  att_v_out, mel_out (B, 1, F),
                    mel (B, 1, F), conv (B, D, 1)                      conv_out (B, D, 1)
-projector          stacked (B, n, D_enc * stack)                      tokens (B, n, D_llm)
+projector          stacked (B, n, D_enc * stack); with context        tokens (B, n, D_llm); vocab: nonblank (B, n);
+                   layers: offset, att_k/att_v (Nc, B, Hc, C, Dc)     context: att_k_out/att_v_out (.., C + n, ..)
 llm                inputs_embeds (B, n, D), position_ids (B, n) int64, logits (B, V) of the last row,
                    attention_mask (B, 1, n, L + n) additive float,    present_key_i/present_value_i
                    past_key_i/past_value_i (B, Hkv, L, Dh) per layer  (B, Hkv, L + n, Dh)
@@ -100,8 +103,11 @@ class WhisperChunkStep(nn.Module):
 
 
 class ProjectorStep(nn.Module):
-    """The projector on stacked frames: the MLP, and for a :class:`~speech_llm.model.projector.VocabProjector` its
-    posterior-weighted mix of the LLM's token embeddings (:meth:`~speech_llm.model.projector.VocabProjector.mix`).
+    """The projector on stacked frames: the MLP; with context layers, those layers over one chunk of tokens against
+    their caches (:meth:`~speech_llm.model.projector.Projector._context_chunk`, every slot returned: the runtime
+    keeps its window); and for a :class:`~speech_llm.model.projector.VocabProjector` the posterior-weighted mix of
+    the LLM's token embeddings (:meth:`~speech_llm.model.projector.VocabProjector.mix`) and each token's non-blank
+    CTC mass (:meth:`~speech_llm.model.projector.VocabProjector.nonblank`, for ``decode.nonblank_cap``).
 
     The CTC classes' table is one constant ``table_t`` (D, |V| + 1), read by both products: the logits as
     ``h @ table_t``, the mix as ``(table_t @ p^T)^T``. (Written as ``h @ table.t()`` then ``p @ table``, constant
@@ -112,15 +118,23 @@ class ProjectorStep(nn.Module):
         super().__init__()
         self.projector = projector
         self.vocab = hasattr(projector, "mix")
+        self.context = len(getattr(projector, "context", ())) > 0
         if self.vocab:
             self.register_buffer("table_t", projector.classes().detach().t().contiguous())
 
-    def forward(self, stacked: torch.Tensor) -> torch.Tensor:
+    def forward(self, stacked: torch.Tensor, *caches: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h = self.projector.net(stacked)
+        new: tuple[torch.Tensor, ...] = ()
+        if self.context:
+            offset, att_k, att_v = caches
+            h, state = self.projector._context_chunk(h, {"offset": offset, "att_k": att_k, "att_v": att_v},
+                                                     window=False)
+            new = (state["att_k"], state["att_v"])
         if not self.vocab:
-            return h
+            return (h, *new)
         p = torch.softmax(h @ self.table_t / self.projector.temperature, dim=-1)
-        return (self.table_t @ p.transpose(1, 2)).transpose(1, 2)
+        tokens = (self.table_t @ p.transpose(1, 2)).transpose(1, 2)
+        return (tokens, 1.0 - p[..., -1], *new)
 
 
 class LMStep(nn.Module):
@@ -220,17 +234,30 @@ def export_whisper_encoder(enc, chunk_frames: int, path: Path) -> dict:
 
 def _export_projector(model, out: Path) -> dict:
     proj = model.projector
-    if len(getattr(proj, "context", ())):
-        raise UserError("speech-llm export: a projector with context layers (projector.context_layers > 0) has "
-                        "no ONNX export yet (its streaming state carries attention caches); export a model "
-                        "trained with projector.context_layers=0")
+    step = ProjectorStep(proj)
     width = model.encoder.output_dim * proj.stack
     p = next(proj.parameters())
-    _onnx_export(ProjectorStep(proj), (torch.randn(2, 3, width).to(p),), out / "projector.onnx", ["stacked"],
-                 ["tokens"], {"stacked": {0: "B", 1: "n"}, "tokens": {0: "B", 1: "n"}})
-    kind = "vocab" if hasattr(proj, "mix") else "mlp"
-    return {"file": "projector.onnx", "kind": kind, "stack": proj.stack, "input_dim": model.encoder.output_dim,
-            "output_dim": proj.net[-1].out_features}
+    g = torch.Generator().manual_seed(0)
+    args: tuple = (torch.randn(2, 3, width, generator=g).to(p),)
+    inputs, outputs = ["stacked"], ["tokens", *(["nonblank"] if step.vocab else [])]
+    dyn = {"stacked": {0: "B", 1: "n"}, "tokens": {0: "B", 1: "n"}, "nonblank": {0: "B", 1: "n"}}
+    entry = {"file": "projector.onnx", "kind": "vocab" if step.vocab else "mlp", "stack": proj.stack,
+             "input_dim": model.encoder.output_dim, "output_dim": proj.net[-1].out_features,
+             "nonblank": step.vocab, "context": None}
+    if step.context:
+        layers, heads = len(proj.context), proj.num_heads
+        dh = entry["output_dim"] // heads
+        cached = 4
+        args += (torch.tensor([5, 2]), torch.randn(layers, 2, heads, cached, dh, generator=g).to(p),
+                 torch.randn(layers, 2, heads, cached, dh, generator=g).to(p))
+        inputs += ["offset", "att_k", "att_v"]
+        outputs += ["att_k_out", "att_v_out"]
+        dyn.update({"offset": {0: "B"}, "att_k": {1: "B", 3: "C"}, "att_v": {1: "B", 3: "C"},
+                    "att_k_out": {1: "B", 3: "C_out"}, "att_v_out": {1: "B", 3: "C_out"}})
+        entry["context"] = {"layers": layers, "heads": heads, "head_dim": dh, "left_chunks": proj.left_chunks}
+    _onnx_export(step, args, out / "projector.onnx", inputs, outputs, {k: v for k, v in dyn.items()
+                                                                        if k in inputs + outputs})
+    return entry
 
 
 def _export_llm(model, out: Path) -> dict:
@@ -311,10 +338,6 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_
         raise UserError("export: build the recognizer with decode.dtype=float32 and decode.quantize=none")
     if int8_scope not in SCOPES:
         raise UserError(f"export: --int8-scope must be one of {', '.join(SCOPES)}, not {int8_scope!r}")
-    if rec.config.nonblank_cap > 0:
-        raise UserError("speech-llm export: speech_runtime has no decode.nonblank_cap yet, so the export would write "
-                        f"other text than this recognizer (nonblank_cap={rec.config.nonblank_cap}); export with "
-                        "--set nonblank_cap=0 and know that long inputs may then run on")
     model = rec.model
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -160,9 +160,11 @@ class Projector(nn.Module):
             return x.new_zeros(x.size(0), 0, self.net[-1].out_features), state
         return torch.cat(outs, dim=1), state
 
-    def _context_chunk(self, h: torch.Tensor, state: dict[str, torch.Tensor]
+    def _context_chunk(self, h: torch.Tensor, state: dict[str, torch.Tensor], window: bool = True
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The context layers over one chunk of tokens (B, c, D) against the cached keys and values."""
+        """The context layers over one chunk of tokens (B, c, D) against the cached keys and values
+        (``att_k`` / ``att_v`` (layers, B, heads, C, head dim), ``offset`` (B,)). ``window``: keep the last
+        ``left_chunks`` chunks of the new caches (False: return all ``C + c`` slots, as the ONNX step does)."""
         c, offset = h.size(1), state["offset"]
         cached = state["att_k"].size(3)
         cos, sin = self.rotary(offset.unsqueeze(1) + torch.arange(c, device=h.device), h.dtype)
@@ -170,7 +172,7 @@ class Projector(nn.Module):
         ks, vs = [], []
         for i, layer in enumerate(self.context):
             h, k, v = layer(h, cos, sin, mask, state["att_k"][i], state["att_v"][i])
-            if self.left_chunks >= 0:    # a fixed window of the last left_chunks chunks
+            if window and self.left_chunks >= 0:    # a fixed window of the last left_chunks chunks
                 k, v = k[:, :, k.size(2) - cached:], v[:, :, v.size(2) - cached:]
             ks.append(k)
             vs.append(v)

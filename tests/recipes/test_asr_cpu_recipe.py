@@ -70,3 +70,10 @@ def test_asr_cpu_recipe_smoke_run_and_rerun(tmp_path):
     for stage in ("distill", "proj", "llm"):
         assert f"({stage}): done before, skipped" in again.stdout
     assert "Stage 6: decode" not in again.stdout and "whisper-decode:" not in again.stdout
+
+    # other augmentation variants are not taken for done: stage 1 writes the copies again
+    other = _run(work, "--augment", "sp0.9", "--stop-stage", "1")
+    assert other.returncode == 0, other.stderr[-4000:]
+    assert "augmented copies of data/train (sp0.9)" in other.stdout
+    aug = [json.loads(line) for line in (work / "data" / "train_aug" / "manifest.jsonl").read_text().splitlines()]
+    assert len(aug) == 2 * len(train_keys) and not any(r["key"].endswith("-sp1.1+tel") for r in aug)

@@ -73,9 +73,10 @@ def whisper_dir(tmp_path_factory):
     return path
 
 
-def whisper_config(llm_dir, whisper_dir, chunk_frames: int = 8, stack: int = 4):
+def whisper_config(llm_dir, whisper_dir, *extra: str, chunk_frames: int = 8, stack: int = 4):
     """The tiny Whisper encoder (20 ms frames), a VocabProjector over the tiny LLM's vocabulary (a low
-    temperature, so that its mixes are close to single tokens and the text follows the audio)."""
+    temperature, so that its mixes are close to single tokens and the text follows the audio); ``extra``:
+    more config overrides."""
     from speech_llm.config import load_config
 
     return load_config(None, [
@@ -83,7 +84,7 @@ def whisper_config(llm_dir, whisper_dir, chunk_frames: int = 8, stack: int = 4):
         "encoder.dropout=0.0", f"projector.stack={stack}",
         "projector.kind=vocab", "projector.temperature=0.0025", f"streaming.chunk_ms={chunk_frames * 20}",
         f"decode.chunk_ms={chunk_frames * 20}", f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}",
-        "llm.prompt.asr=transcribe:"])
+        "llm.prompt.asr=transcribe:", *extra])
 
 
 @pytest.fixture(scope="session")

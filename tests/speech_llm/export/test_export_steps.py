@@ -144,32 +144,3 @@ def test_int8_models_are_smaller_and_close(export_dir):
     x = np.random.default_rng(0).standard_normal((1, 7, fp.get_inputs()[0].shape[2] or 64)).astype(np.float32)
     a, b = fp.run(None, {"stacked": x})[0], q.run(None, {"stacked": x})[0]
     assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
-
-
-def test_a_projector_with_context_layers_is_refused(tiny_llm_dir, tmp_path):
-    """Its streaming state carries attention caches the runtime does not have: a clear error, no partial dir."""
-    from tiny_speech_llm import make_speech_llm
-
-    from speech_common.errors import UserError
-    from speech_llm.decoding.recognizer import Recognizer
-    from speech_llm.export import export_recognizer
-
-    model, tok = make_speech_llm(tiny_llm_dir, 4, 2, 0, "projector.context_layers=1", "projector.context_heads=2")
-    with pytest.raises(UserError, match="context layers"):
-        export_recognizer(Recognizer(model, tok), tmp_path / "out")
-    assert not (tmp_path / "out" / MANIFEST).exists()
-
-
-def test_a_decode_rule_the_runtime_lacks_is_refused(torch_rec, tmp_path):
-    """decode.nonblank_cap bounds what the torch recognizer writes; the runtime does not have it, so an export with
-    it on would silently decode otherwise: refused, nothing written."""
-    from dataclasses import replace
-
-    from speech_common.errors import UserError
-    from speech_llm.decoding.recognizer import Recognizer
-    from speech_llm.export import export_recognizer
-
-    capped = Recognizer(torch_rec.model, torch_rec.tokenizer, replace(torch_rec.config, nonblank_cap=1.5))
-    with pytest.raises(UserError, match="nonblank_cap"):
-        export_recognizer(capped, tmp_path / "out")
-    assert not (tmp_path / "out" / MANIFEST).exists()
