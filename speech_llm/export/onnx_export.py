@@ -62,7 +62,7 @@ from torch import nn
 
 from encoders.constants import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
 from speech_common.errors import UserError
-from speech_common.export_dir import MANIFEST
+from speech_common.export_dir import INT8_DEFAULT_PARTS, INT8_PARTS, MANIFEST
 from speech_llm.export.quantize import ACCURACY_LEVEL, BLOCK, DEFAULT_SCOPE, SCOPES, quantize_int8
 
 FORMAT = "speech-llm-onnx"
@@ -314,30 +314,39 @@ def float_tables(model) -> dict[str, list[np.ndarray]]:
     return tables
 
 
-def _export_int8(model, manifest: dict, out: Path, scope: str) -> dict:
-    """The int8 copies of the three models and their manifest entry (the files, the scope, the float nodes)."""
+def _export_int8(model, manifest: dict, out: Path, scope: str, parts: tuple[str, ...] = INT8_DEFAULT_PARTS) -> dict:
+    """The int8 copies of the models of ``parts`` and their manifest entry (the files, the scope, the parts, the
+    float nodes); a part left out is named by its float32 file, so the runtime's ``int8=True`` runs it in float."""
     tables = float_tables(model)
     entry: dict = {"scope": scope, "op": "MatMulNBits", "bits": 8, "block_size": BLOCK,
-                   "accuracy_level": ACCURACY_LEVEL, "float_nodes": {}}
-    for part in ("encoder", "projector", "llm"):
+                   "accuracy_level": ACCURACY_LEVEL, "parts": list(parts), "float_nodes": {}}
+    for part in INT8_PARTS:
+        if part not in parts:
+            entry[part] = manifest[part]["file"]
+            continue
         name = manifest[part]["file"].replace(".onnx", ".int8.onnx")
         entry["float_nodes"][part] = quantize_int8(out / manifest[part]["file"], out / name, tables[part], scope)
         entry[part] = name
     return entry
 
 
-def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_scope: str = DEFAULT_SCOPE) -> Path:
+def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_scope: str = DEFAULT_SCOPE,
+                      int8_parts: tuple[str, ...] = INT8_DEFAULT_PARTS) -> Path:
     """Write ``rec`` (a float32 :class:`~speech_llm.decoding.recognizer.Recognizer`) as an export dir (module
     docstring).
 
     The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
     int8 copies of the three models (the runtime picks them with ``int8=True``), with the
-    vocabulary-wide products in float32 unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`).
+    vocabulary-wide products in float32 unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`), and only
+    for the models of ``int8_parts`` (default the LLM step only, :data:`speech_common.export_dir.INT8_DEFAULT_PARTS`;
+    the others run in float32 with ``int8=True`` too).
     """
     if rec.config.quantize != "none" or rec.config.dtype != "float32":
         raise UserError("export: build the recognizer with decode.dtype=float32 and decode.quantize=none")
     if int8_scope not in SCOPES:
         raise UserError(f"export: --int8-scope must be one of {', '.join(SCOPES)}, not {int8_scope!r}")
+    if not int8_parts or set(int8_parts) - set(INT8_PARTS):
+        raise UserError(f"export: --int8-parts must name some of {', '.join(INT8_PARTS)}, not {','.join(int8_parts)!r}")
     model = rec.model
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,13 +369,14 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_
         decode.pop(key)
     decode["chunk_ms"] = round(rec.chunk_frames * model.encoder.frame_shift_s * 1000.0, 6)
     manifest["decode"] = decode
-    manifest["int8"] = _export_int8(model, manifest, out, int8_scope) if int8 else None
+    manifest["int8"] = _export_int8(model, manifest, out, int8_scope, tuple(int8_parts)) if int8 else None
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return out
 
 
 def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
-                      overrides: tuple[str, ...] = (), int8_scope: str = DEFAULT_SCOPE) -> Path:
+                      overrides: tuple[str, ...] = (), int8_scope: str = DEFAULT_SCOPE,
+                      int8_parts: tuple[str, ...] = INT8_DEFAULT_PARTS) -> Path:
     """Rebuild the recognizer of a checkpoint (or exp dir) in float32 and export it (:func:`export_recognizer`).
 
     ``overrides`` are decode-config overrides (``["chunk_ms=320", "max_tokens_per_read=10"]``) baked into
@@ -375,4 +385,4 @@ def export_checkpoint(exp_dir_or_checkpoint: str | os.PathLike, out_dir: str | o
     from speech_llm.decoding.recognizer import Recognizer
 
     rec = Recognizer.from_checkpoint(exp_dir_or_checkpoint, overrides=[*overrides, "dtype=float32", "quantize=none"])
-    return export_recognizer(rec, out_dir, int8=int8, int8_scope=int8_scope)
+    return export_recognizer(rec, out_dir, int8=int8, int8_scope=int8_scope, int8_parts=int8_parts)

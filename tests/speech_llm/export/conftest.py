@@ -7,6 +7,7 @@ import pytest
 from runtime_testutil import WHISPER_POSITIONS
 from tiny_speech_llm import WAIT, make_speech_llm
 
+from speech_common.export_dir import INT8_PARTS
 from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
@@ -32,7 +33,7 @@ def torch_rec(tiny_llm_dir, one_thread):
 
 @pytest.fixture(scope="session")
 def export_dir(torch_rec, tmp_path_factory):
-    return export_recognizer(torch_rec, tmp_path_factory.mktemp("onnx") / "export", int8=True)
+    return export_recognizer(torch_rec, tmp_path_factory.mktemp("onnx") / "export", int8=True, int8_parts=INT8_PARTS)
 
 
 @pytest.fixture(scope="session")
@@ -101,4 +102,4 @@ def whisper_rec(tiny_llm_dir, whisper_dir, one_thread):
 
 @pytest.fixture(scope="session")
 def whisper_export(whisper_rec, tmp_path_factory):
-    return export_recognizer(whisper_rec, tmp_path_factory.mktemp("onnx") / "whisper", int8=True)
+    return export_recognizer(whisper_rec, tmp_path_factory.mktemp("onnx") / "whisper", int8=True, int8_parts=INT8_PARTS)

@@ -17,6 +17,7 @@ from conftest import decode_config, whisper_config
 from runtime_testutil import UTTERANCES, audio, feed, same
 
 import speech_runtime
+from speech_common.export_dir import INT8_PARTS
 from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
 from speech_llm.export.onnx_export import MANIFEST
@@ -36,7 +37,7 @@ def context(request, tiny_llm_dir, whisper_dir, one_thread, tmp_path_factory):
     torch.manual_seed(7)
     model, tok = build_speech_llm(cfg, adapters=False)
     rec = Recognizer(model.eval(), tok, decode_config(**CAP))
-    return rec, export_recognizer(rec, tmp_path_factory.mktemp("onnx") / "context", int8=True)
+    return rec, export_recognizer(rec, tmp_path_factory.mktemp("onnx") / "context", int8=True, int8_parts=INT8_PARTS)
 
 
 def test_projector_chunk_equals_torch(context):

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from speech_common.export_dir import INT8_PARTS
 from speech_llm.export import export_recognizer
 from speech_llm.export.onnx_export import MANIFEST, float_tables
 from speech_llm.export.quantize import nodes_reading
@@ -93,7 +94,7 @@ def test_int8_llm_logits_close(export_dir):
 def test_scope_all_quantizes_the_head(torch_rec, export_dir, tmp_path):
     """``int8_scope="all"``: nothing kept in float, the head's MatMul is gone, the int8 LLM is smaller, and its
     logits are further from float32 than the default's (the reason for the default)."""
-    d = export_recognizer(torch_rec, tmp_path / "all", int8=True, int8_scope="all")
+    d = export_recognizer(torch_rec, tmp_path / "all", int8=True, int8_scope="all", int8_parts=INT8_PARTS)
     q = manifest(d)["int8"]
     assert q["scope"] == "all" and q["float_nodes"] == {"encoder": [], "projector": [], "llm": []}
     model = onnx.load(str(d / q["llm"]))
@@ -121,3 +122,29 @@ def test_class_table_stored_once(whisper_rec, whisper_export):
               if tuple(t.dims) in (table.shape, table.shape[::-1])]
     assert len(copies) == 1
     assert len(nodes_reading(model, [table])) == 2
+
+
+def test_int8_parts_quantize_only_the_named_models(torch_rec, export_dir, tmp_path):
+    """The default ``int8_parts=("llm",)``: only the LLM step gets an int8 file; the manifest's int8 entry names the
+    float files of the encoder and the projector (the runtime's int8 recogniser loads those and decodes), and its
+    int8 LLM's logits equal the all-int8 export's."""
+    from runtime_testutil import audio, feed
+
+    import speech_runtime
+
+    d = export_recognizer(torch_rec, tmp_path / "llm_only", int8=True)   # the default: the LLM step only
+    q = manifest(d)["int8"]
+    assert q["parts"] == ["llm"] and q["encoder"] == "encoder.onnx" and q["projector"] == "projector.onnx"
+    assert q["llm"] == "llm.int8.onnx" and set(q["float_nodes"]) == {"llm"}
+    assert not (d / "encoder.int8.onnx").exists() and not (d / "projector.int8.onnx").exists()
+    assert np.array_equal(llm_logits(d, q["llm"]), llm_logits(export_dir, manifest(export_dir)["int8"]["llm"]))
+    streams, results = feed(speech_runtime.load_recognizer(d, int8=True, threads=1), [audio(1.1, 1)], fixed=1600)
+    assert results[0].finished and streams[0].trace
+
+
+def test_unknown_int8_part_is_refused(torch_rec, tmp_path):
+    from speech_common.errors import UserError
+
+    with pytest.raises(UserError, match="int8-parts"):
+        export_recognizer(torch_rec, tmp_path / "out", int8=True, int8_parts=("decoder",))
+    assert not (tmp_path / "out" / MANIFEST).exists()
