@@ -10,8 +10,8 @@ torch is not decoded again):
 
 Each mixed model is an export dir beside ``--export`` (``<export>_int8_<parts>``: links to its files and a
 manifest whose ``int8`` entry names the int8 file only for the chosen parts), decoded by ``speech_runtime`` as
-``onnx_wer.py`` decodes (one thread, one-chunk blocks, endpointing off). WER with jiwer after lower-casing and
-removing punctuation (equal to the toolkit's scoring on these prompts), and the texts equal to torch's.
+``onnx_wer.py`` decodes (one thread, one-chunk blocks, endpointing off). WER with S/D/I as the toolkit scores it
+(``compute_wer``), and the texts equal to torch's.
 """
 
 from __future__ import annotations
@@ -23,15 +23,6 @@ import re
 from pathlib import Path
 
 PARTS = {"audio side only (encoder + projector)": ("encoder", "projector"), "LLM only": ("llm",)}
-
-
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
-def _read_table(path: Path) -> dict[str, str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return dict(line.split(" ", 1) for line in lines if " " in line)
 
 
 def mixed_export(export: Path, parts: tuple[str, ...]) -> Path:
@@ -50,10 +41,10 @@ def mixed_export(export: Path, parts: tuple[str, ...]) -> Path:
 
 
 def main() -> None:
-    import jiwer
-
     import speech_runtime
+    from data_prep.kaldi_dir import read_data_dir
     from speech_common.streaming import run_stream
+    from speech_llm.metrics.wer import compute_wer
     from speech_runtime.recognizer import file_blocks
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,18 +62,19 @@ def main() -> None:
     keys = list(runs["torch fp32"])
     if not keys:
         raise SystemExit(f"{args.wer_log}: no '# key: torch | fp32 | int8' lines")
-    ref, wav = _read_table(args.data / "text"), _read_table(args.data / "wav.scp")
+    utts = read_data_dir(args.data)
+    refs = {k: utts[k].text for k in keys}
     for name, parts in PARTS.items():
         rec = speech_runtime.load_recognizer(mixed_export(args.export, parts), int8=True, threads=1,
                                              overrides={"endpoint.enabled": False})
-        runs[f"ort int8, {name}"] = {k: rec.get_result(run_stream(rec, file_blocks(wav[k], rec.chunk_s))).text
+        runs[f"ort int8, {name}"] = {k: rec.get_result(run_stream(rec, file_blocks(utts[k].wav, rec.chunk_s))).text
                                      for k in keys}
     print(f"| {args.export}, {len(keys)} utterances of {args.data}, 1 thread | WER % (S/D/I) | same text as torch |")
     print("|---|---:|---:|")
     for name, texts in runs.items():
-        o = jiwer.process_words([_norm(ref[k]) for k in keys], [_norm(texts[k]) for k in keys])
+        w = compute_wer(refs, texts).words
         same = sum(texts[k] == runs["torch fp32"][k] for k in keys)
-        print(f"| {name} | {100 * o.wer:.2f} ({o.substitutions}/{o.deletions}/{o.insertions}) | {same}/{len(keys)} |")
+        print(f"| {name} | {100 * w.rate:.2f} ({w.substitutions}/{w.deletions}/{w.insertions}) | {same}/{len(keys)} |")
 
 
 if __name__ == "__main__":

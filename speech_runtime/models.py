@@ -192,10 +192,11 @@ class AudioSide:
         final)."""
         x = np.concatenate([st.proj, frames])
         k = self.stack
-        step = (chunk_frames // k) * k if self.proj_context else k
-        n = x.shape[0] if final else (x.shape[0] // step) * step
+        unit = (chunk_frames // k) * k if self.proj_context else k    # what may be projected: whole units
+        n = x.shape[0] if final else (x.shape[0] // unit) * unit
         ready, st.proj = x[:n], x[n:]
-        outs = [self._project_block(st, ready[i:i + step]) for i in range(0, n, step)]
+        block = unit if self.proj_context else max(n, 1)    # the MLP alone takes every ready stack in one run
+        outs = [self._project_block(st, ready[i:i + block]) for i in range(0, n, block)]
         return np.concatenate(outs) if outs else np.zeros((0, self.llm_dim), np.float32)
 
     def _project_block(self, st: AudioState, frames: np.ndarray) -> np.ndarray:

@@ -314,7 +314,7 @@ def float_tables(model) -> dict[str, list[np.ndarray]]:
     return tables
 
 
-def _export_int8(model, manifest: dict, out: Path, scope: str, parts: tuple[str, ...] = INT8_DEFAULT_PARTS) -> dict:
+def _export_int8(model, manifest: dict, out: Path, scope: str, parts: tuple[str, ...]) -> dict:
     """The int8 copies of the models of ``parts`` and their manifest entry (the files, the scope, the parts, the
     float nodes); a part left out is named by its float32 file, so the runtime's ``int8=True`` runs it in float."""
     tables = float_tables(model)
@@ -335,11 +335,10 @@ def export_recognizer(rec, out_dir: str | os.PathLike, int8: bool = False, int8_
     """Write ``rec`` (a float32 :class:`~speech_llm.decoding.recognizer.Recognizer`) as an export dir (module
     docstring).
 
-    The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds
-    int8 copies of the three models (the runtime picks them with ``int8=True``), with the
-    vocabulary-wide products in float32 unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`), and only
-    for the models of ``int8_parts`` (default the LLM step only, :data:`speech_common.export_dir.INT8_DEFAULT_PARTS`;
-    the others run in float32 with ``int8=True`` too).
+    The decode config of ``rec`` (its chunk, caps, ...) becomes the runtime's default; ``int8`` adds int8 copies of
+    the models of ``int8_parts`` (default the LLM step only, :data:`speech_common.export_dir.INT8_DEFAULT_PARTS`;
+    the others run in float32 under the runtime's ``int8=True`` too), with the vocabulary-wide products in float32
+    unless ``int8_scope="all"`` (:mod:`speech_llm.export.quantize`).
     """
     if rec.config.quantize != "none" or rec.config.dtype != "float32":
         raise UserError("export: build the recognizer with decode.dtype=float32 and decode.quantize=none")

@@ -374,7 +374,6 @@ class Trainer:
         factor = self.schedule(self.scheduler.last_epoch)
         for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base_lr * factor
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.progress = Progress(**state["progress"])
         set_rng_state(state["rng"])
         self._truncate_log(self.progress.step)
