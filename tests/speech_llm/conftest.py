@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tiny_speech_llm import WAIT
+from tiny_speech_llm import LLM_LR, WAIT
 
 from speech_llm.model.tiny_llm import build_tiny_llm, pretrain_lm, train_tokenizer
 from speech_llm.train.toy import make_toy_experiment
@@ -43,9 +43,6 @@ def fbank_once():
         mp.setattr(FbankDataset, "features", features)
         yield
 
-
-LLM_LR = "train.llm.lr=1e-2"
-"""The tiny random LLM stage learns fast at a higher rate than the toy default."""
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from speech_llm.decoding.decode import decode_samples
 from speech_llm.model.build import build_speech_llm
 
 WAIT = "<|wait|>"
+LLM_LR = "train.llm.lr=1e-2"
+"""The tiny random LLM stage of the toy experiment learns fast at a higher rate than the toy default."""
 
 
 def tiny_config(llm_dir, chunk_frames: int = 4, stack: int = 2, *overrides: str):

@@ -4,18 +4,12 @@ their torch recognizers (endpointing off: the runtime decodes one segment per st
 from __future__ import annotations
 
 import pytest
-from runtime_testutil import WHISPER_POSITIONS
-from tiny_speech_llm import WAIT, make_speech_llm
+from runtime_testutil import WHISPER_POSITIONS, decode_config, whisper_config
+from tiny_speech_llm import make_speech_llm
 
 from speech_common.export_dir import INT8_PARTS
-from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_llm.decoding.recognizer import Recognizer
 from speech_llm.export import export_recognizer
-
-
-def decode_config(**kw) -> DecodeConfig:
-    return DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60, endpoint=EndpointConfig(enabled=False),
-                        **kw)
 
 
 @pytest.fixture(scope="session")
@@ -72,20 +66,6 @@ def whisper_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_whisper")
     model.save_pretrained(path)
     return path
-
-
-def whisper_config(llm_dir, whisper_dir, *extra: str, chunk_frames: int = 8, stack: int = 4):
-    """The tiny Whisper encoder (20 ms frames), a VocabProjector over the tiny LLM's vocabulary (a low
-    temperature, so that its mixes are close to single tokens and the text follows the audio); ``extra``:
-    more config overrides."""
-    from speech_llm.config import load_config
-
-    return load_config(None, [
-        "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
-        "encoder.dropout=0.0", f"projector.stack={stack}",
-        "projector.kind=vocab", "projector.temperature=0.0025", f"streaming.chunk_ms={chunk_frames * 20}",
-        f"decode.chunk_ms={chunk_frames * 20}", f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}",
-        "llm.prompt.asr=transcribe:", *extra])
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tiny_speech_llm import WAIT
 
 import speech_runtime
+from speech_llm.config import DecodeConfig, EndpointConfig
 from speech_runtime.frontend import SAMPLE_RATE
 
 
@@ -82,3 +84,22 @@ def endpointed(torch_rec, decode_mode="streaming", context_words=0, **endpoint):
     overrides = {"mode": decode_mode, "context_words": context_words, "endpoint.enabled": True}
     return Recognizer(torch_rec.model, torch_rec.tokenizer, config), \
         overrides | {f"endpoint.{k}": v for k, v in endpoint.items()}
+
+
+def decode_config(**kw) -> DecodeConfig:
+    return DecodeConfig(max_tokens_per_read=3, max_tokens_per_segment=60, endpoint=EndpointConfig(enabled=False),
+                        **kw)
+
+
+def whisper_config(llm_dir, whisper_dir, *extra: str, chunk_frames: int = 8, stack: int = 4):
+    """The tiny Whisper encoder (20 ms frames), a VocabProjector over the tiny LLM's vocabulary (a low
+    temperature, so that its mixes are close to single tokens and the text follows the audio); ``extra``:
+    more config overrides."""
+    from speech_llm.config import load_config
+
+    return load_config(None, [
+        "encoder.name=whisper", f"encoder.path_or_name={whisper_dir}", "encoder.subsampling=2",
+        "encoder.dropout=0.0", f"projector.stack={stack}",
+        "projector.kind=vocab", "projector.temperature=0.0025", f"streaming.chunk_ms={chunk_frames * 20}",
+        f"decode.chunk_ms={chunk_frames * 20}", f"llm.path_or_name={llm_dir}", f"llm.wait_token={WAIT}",
+        "llm.prompt.asr=transcribe:", *extra])

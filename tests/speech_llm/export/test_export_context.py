@@ -13,8 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import decode_config, whisper_config
-from runtime_testutil import UTTERANCES, audio, feed, same
+from runtime_testutil import UTTERANCES, audio, decode_config, feed, same, whisper_config
 
 import speech_runtime
 from speech_common.export_dir import INT8_PARTS

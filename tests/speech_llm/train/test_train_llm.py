@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import LLM_LR
+from tiny_speech_llm import LLM_LR
 
 from speech_common.errors import UserError
 from speech_llm.config import load_config
